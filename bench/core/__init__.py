@@ -1,0 +1,1 @@
+"""Shared foundation: model and data loading, timing, records, references, tables and plots."""

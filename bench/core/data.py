@@ -1,0 +1,72 @@
+"""Text data: a folder of `.txt` books (PG19 stand-in) or a `datasets` corpus such as PG19.
+
+The project never ships data. `text_dir` reads a folder under the data directory (a setting or
+`BENCH_DATA_DIR`); `hf_dataset` fetches the real set through `datasets` on a machine with network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from bench.core.errors import ConfigError
+from bench.core.paths import data_dir as resolve_data_dir
+
+
+@dataclass
+class Document:
+    name: str
+    text: str
+
+
+def load_documents(cfg: Any, data_dir_setting: str | None, limit: int | None = None) -> list[Document]:
+    """Documents in a fixed order (sorted by file name for `text_dir`, dataset order for `hf_dataset`).
+
+    Args:
+        cfg: the `data` config group: `kind` plus kind-specific keys.
+        data_dir_setting: the `data_dir` setting (falls back to `BENCH_DATA_DIR`).
+        limit: read at most this many documents.
+    """
+    kind = cfg.get("kind")
+    if kind == "text_dir":
+        root = resolve_data_dir(data_dir_setting) / cfg.subdir
+        if not root.is_dir():
+            raise ConfigError("data.subdir", f"text folder {root} does not exist")
+        files = sorted(root.glob("*.txt"))
+        if not files:
+            raise ConfigError("data.subdir", f"text folder {root} has no .txt files")
+        docs = []
+        for f in files[: limit or None]:
+            # Gutenberg files: most start with a UTF-8 BOM, a few use CRLF; normalise both.
+            text = f.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+            if text.strip():
+                docs.append(Document(f.stem, text))
+        if not docs:
+            raise ConfigError("data.subdir", f"every .txt file in {root} is empty")
+        return docs
+    if kind == "hf_dataset":
+        try:
+            import datasets
+
+            ds = datasets.load_dataset(cfg.path, cfg.get("name"), split=cfg.split, streaming=True)
+            docs = []
+            for i, row in enumerate(ds):
+                if limit is not None and i >= limit:
+                    break
+                docs.append(Document(str(row.get(cfg.get("id_field", "short_book_title"), i)), row[cfg.text_field]))
+        except Exception as e:  # network errors come in many types
+            raise ConfigError(
+                "data", f"cannot fetch dataset {cfg.path!r} ({type(e).__name__}: {str(e)[:160]}); on a machine "
+                "without network use data=text_dir with data_dir pointing at a folder of books",
+            ) from e
+        if not docs:
+            raise ConfigError("data", f"dataset {cfg.path!r} split {cfg.split!r} is empty")
+        return docs
+    raise ConfigError("data.kind", f"unknown data kind {kind!r}; expected text_dir or hf_dataset")
+
+
+def iter_token_docs(docs: list[Document], tokenizer) -> Iterator[tuple[str, list[int]]]:
+    """Tokenize each document separately, as the reference protocol does (the tokenizer adds BOS if its
+    default does)."""
+    for d in docs:
+        yield d.name, tokenizer(d.text).input_ids

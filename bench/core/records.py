@@ -1,0 +1,190 @@
+"""Result records: one `record.json` per (paper, experiment, profile) run.
+
+Schema (version 1), documented in README "Result records":
+
+    {
+      "schema_version": 1,
+      "paper": "streaming_llm", "experiment": "ppl_table1", "profile": "cpu",
+      "created": "2026-11-24T23:00:00+00:00", "duration_s": 812.4,
+      "metrics": {"ppl.streaming.4+1020": {"value": 10.3, "unit": "ppl", "direction": "lower",
+                                          "note": "...", "stderr": null}},
+      "config": {... resolved Hydra config ...},
+      "env": {... bench.core.env.capture() ...},
+      "artifacts": {"tables": ["table.md"], "csv": ["per_token.csv"], "figures": ["ppl.png"]}
+    }
+
+`direction` is "lower" or "higher" (which way is better) or "none" (descriptive, e.g. token counts).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+Direction = Literal["lower", "higher", "none"]
+DIRECTIONS = ("lower", "higher", "none")
+
+
+class RecordError(ValueError):
+    """A record file is corrupt, partial or of an unknown schema; the message names the file."""
+
+
+@dataclass
+class Metric:
+    """A measured value with its unit and which direction is better."""
+
+    value: float
+    unit: str
+    direction: Direction
+    note: str = ""
+    stderr: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"value": _finite_or_none(self.value), "unit": self.unit, "direction": self.direction}
+        if self.note:
+            d["note"] = self.note
+        if self.stderr is not None:
+            d["stderr"] = _finite_or_none(self.stderr)
+        return d
+
+
+def _finite_or_none(x: float | None) -> float | None:
+    """JSON has no NaN/inf: store them as null (the note says why) so readers never choke."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class Record:
+    """An experiment's outcome, written as `record.json`."""
+
+    paper: str
+    experiment: str
+    profile: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, list[str]] = field(default_factory=dict)
+    created: str = ""
+    duration_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, name: str, value: float, unit: str, direction: Direction, note: str = "",
+            stderr: float | None = None) -> None:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"metric {name}: direction must be one of {DIRECTIONS}")
+        self.metrics[name] = Metric(float(value), unit, direction, note, stderr)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "paper": self.paper,
+            "experiment": self.experiment,
+            "profile": self.profile,
+            "created": self.created or now_iso(),
+            "duration_s": self.duration_s,
+            "metrics": {k: m.to_dict() for k, m in sorted(self.metrics.items())},
+            "config": self.config,
+            "env": self.env,
+            "artifacts": self.artifacts,
+            "extra": self.extra,
+        }
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def run_dir(results_dir: str | Path, paper: str, experiment: str, profile: str) -> Path:
+    """`results/<paper>/<experiment>/<profile>/`."""
+    return Path(results_dir) / paper / experiment / profile
+
+
+def write_record(directory: Path, record: Record) -> Path:
+    """Write `record.json` atomically; an earlier record is moved to `history/`, never overwritten silently."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "record.json"
+    if path.exists():
+        history = directory / "history"
+        history.mkdir(exist_ok=True)
+        try:
+            old_created = json.loads(path.read_text()).get("created", "")
+        except (OSError, json.JSONDecodeError):
+            old_created = ""
+        stamp = (old_created or now_iso()).replace(":", "").replace("+0000", "Z")
+        target = history / f"record-{stamp}.json"
+        n = 1
+        while target.exists():
+            target = history / f"record-{stamp}-{n}.json"
+            n += 1
+        shutil.move(path, target)
+        print(f"[records] earlier record kept as {target}")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def validate(data: Any, source: str) -> dict[str, Any]:
+    """Check a decoded record against schema version 1.
+
+    Raises:
+        RecordError: naming `source` and the first problem found.
+    """
+    def bad(msg: str) -> RecordError:
+        return RecordError(f"{source}: {msg}")
+
+    if not isinstance(data, dict):
+        raise bad("not a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise bad(f"schema_version {version!r} is not {SCHEMA_VERSION}")
+    for key in ("paper", "experiment", "profile"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise bad(f"missing or empty '{key}'")
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict):
+        raise bad("'metrics' is not an object")
+    for name, m in metrics.items():
+        if not isinstance(m, dict):
+            raise bad(f"metric {name!r} is not an object")
+        if m.get("direction") not in DIRECTIONS:
+            raise bad(f"metric {name!r} has direction {m.get('direction')!r}")
+        v = m.get("value")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise bad(f"metric {name!r} value {v!r} is not a number")
+        if not isinstance(m.get("unit"), str):
+            raise bad(f"metric {name!r} has no unit")
+    for key in ("config", "env"):
+        if not isinstance(data.get(key, {}), dict):
+            raise bad(f"'{key}' is not an object")
+    return data
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Read and validate one record; any problem raises RecordError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read ({e})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); partial or corrupt record") from e
+    return validate(data, str(path))
+
+
+def find_records(results_dir: str | Path) -> list[Path]:
+    """All current `record.json` files below `results_dir` (not the archived history)."""
+    root = Path(results_dir)
+    return sorted(p for p in root.rglob("record.json") if "history" not in p.parts and ".checkpoint" not in p.parts)

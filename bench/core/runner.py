@@ -1,0 +1,152 @@
+"""Run lifecycle shared by every paper: registry, run context, record writing, reference comparison.
+
+An experiment is a function `fn(ctx: RunContext) -> None` registered with `@register(paper, name)`. It
+adds metrics, tables, CSVs and figures through `ctx`; the runner captures the resolved config and the
+environment and writes `results/<paper>/<experiment>/<profile>/record.json`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from bench.core import env as env_mod
+from bench.core.errors import ConfigError
+from bench.core.records import Record, run_dir, write_record
+from bench.core.tables import write_csv, write_markdown
+
+Experiment = Callable[["RunContext"], None]
+_REGISTRY: dict[tuple[str, str], Experiment] = {}
+PAPERS = ("streaming_llm", "fourier_vlm", "adaptive_step")
+
+
+def register(paper: str, name: str) -> Callable[[Experiment], Experiment]:
+    """Decorator: make `fn` the experiment `name` of `paper`."""
+    def deco(fn: Experiment) -> Experiment:
+        _REGISTRY[(paper, name)] = fn
+        return fn
+    return deco
+
+
+def experiments(paper: str) -> list[str]:
+    importlib.import_module(f"bench.{paper}.experiments")
+    return sorted(n for p, n in _REGISTRY if p == paper)
+
+
+def get_experiment(paper: str, name: str) -> Experiment:
+    if paper not in PAPERS:
+        raise ConfigError("paper", f"unknown paper {paper!r}; expected one of {PAPERS}")
+    names = experiments(paper)
+    if name not in names:
+        raise ConfigError("experiment", f"unknown experiment {name!r} for {paper}; available: {', '.join(names)}")
+    return _REGISTRY[(paper, name)]
+
+
+@dataclass
+class RunContext:
+    """What an experiment gets: the config, its output folder, and writers that register artifacts."""
+
+    cfg: Any
+    paper: str
+    experiment: str
+    profile: str
+    out_dir: Path
+    record: Record
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir / ".checkpoint"
+
+    def log(self, msg: str) -> None:
+        line = f"[{self.paper}/{self.experiment}/{self.profile}] {msg}"
+        print(line, flush=True)
+        self.log_lines.append(line)
+
+    def metric(self, name: str, value: float, unit: str, direction: str, note: str = "",
+               stderr: float | None = None) -> None:
+        self.record.add(name, value, unit, direction, note, stderr)  # type: ignore[arg-type]
+
+    def _artifact(self, kind: str, path: Path) -> None:
+        rel = str(path.relative_to(self.out_dir))
+        lst = self.record.artifacts.setdefault(kind, [])
+        if rel not in lst:
+            lst.append(rel)
+
+    def table(self, name: str, title: str, rows: Sequence[dict[str, Any]], notes: Iterable[str] = (),
+              columns: Sequence[str] | None = None, digits: int = 2) -> Path:
+        """Write `<name>.md` (and the same rows as `<name>.csv`)."""
+        p = write_markdown(self.out_dir / f"{name}.md", title, rows, notes, columns, digits)
+        self._artifact("tables", p)
+        self.csv(name, rows, columns)
+        return p
+
+    def csv(self, name: str, rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> Path:
+        p = write_csv(self.out_dir / f"{name}.csv", rows, columns)
+        self._artifact("csv", p)
+        return p
+
+    def figure(self, name: str, fig) -> None:
+        from bench.core.plots import save
+
+        for p in save(fig, self.out_dir / f"{name}.png"):
+            self._artifact("figures", p)
+
+
+def _plain(cfg: Any) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def run(paper: str, cfg: Any) -> Path:
+    """Run the experiment `cfg.experiment.name` of `paper` and write its record. Returns the record path."""
+    import numpy as np
+    import torch
+
+    name = cfg.experiment.name
+    fn = get_experiment(paper, name)
+    profile = cfg.profile.name
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    seed = int(cfg.get("seed", 0))
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    out = run_dir(cfg.results_dir, paper, name, profile)
+    out.mkdir(parents=True, exist_ok=True)
+    record = Record(paper=paper, experiment=name, profile=profile)
+    ctx = RunContext(cfg, paper, name, profile, out, record)
+    ctx.log(f"start -> {out}")
+    # The environment (git sha included) is taken when the run starts: it names the code that ran.
+    record.env = env_mod.capture(str(cfg.get("device", "cpu")))
+    t0 = time.time()
+    fn(ctx)
+    record.duration_s = round(time.time() - t0, 1)
+    record.config = _plain(cfg)
+    path = write_record(out, record)
+    ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
+    try:
+        from bench.core.references import comparison_markdown
+
+        text = comparison_markdown(paper, [record.to_dict()], experiment=name)
+        if text:
+            (out / "comparison.md").write_text(text)
+            print(text)
+    except (FileNotFoundError, ImportError):
+        pass
+    return path
+
+
+def hydra_entry(paper: str, cfg: Any) -> None:
+    """Body of `reproduce.<paper>`: run, turning ConfigError into one clear line and exit code 2."""
+    try:
+        run(paper, cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)

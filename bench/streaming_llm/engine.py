@@ -1,0 +1,221 @@
+"""Exact chunked evaluation of attention-sink / window / dense caches.
+
+Feeding a stream one token at a time through `SinkCache` is the reference (paper Sec. 3.2, reference
+`eval_long_ppl.py`), but costs hours for millions of tokens. Because the token at stream index t attends
+exactly to the sinks 0..S-1 and to the band max(S, t-R)..t, a chunk of C tokens can be evaluated in one
+forward with a sink + band mask, given the pre-RoPE KV of the sinks and of the previous R tokens:
+
+    band key j:  visible iff max(S, t-R) <= j <= t;  RoPE distance t - j (true distance)
+    sink key i:  visible iff i <= t, i < S;           RoPE distance min(t, S+R) - i (fixed cache offset)
+
+Each token's hidden states are then computed with the same attention pattern as in the token-by-token
+run, so every layer's KV, and every next-token NLL, are the same (tests check <= 1e-4 in fp32).
+
+The two RoPE frames are merged into one scaled-dot-product call by concatenating along the head dim:
+q' = [rope(q, band pos) | rope(q, sink pos)], band key' = [rope(k) | 0], sink key' = [0 | rope(k_sink)],
+so q'.k' is the band score for band keys and the sink score for sink keys, under one softmax.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from bench.streaming_llm.adapters import Adapter
+
+
+@dataclass
+class CachePolicy:
+    """S + R cache. `window=None` means unbounded (dense)."""
+
+    n_sink: int
+    window: int | None
+
+    @property
+    def capacity(self) -> int | None:
+        return None if self.window is None else self.n_sink + self.window
+
+    def label(self) -> str:
+        return "dense" if self.window is None else f"{self.n_sink}+{self.window}"
+
+
+@dataclass
+class StreamState:
+    """Pre-RoPE KV carried between chunks, per layer: sinks (first S tokens) and the last R tokens."""
+
+    seen: int = 0
+    sink_k: list[torch.Tensor] = field(default_factory=list)  # per layer (B, Hkv, s, D), s <= S
+    sink_v: list[torch.Tensor] = field(default_factory=list)
+    recent_k: list[torch.Tensor] = field(default_factory=list)  # per layer (B, Hkv, r, D), r <= R
+    recent_v: list[torch.Tensor] = field(default_factory=list)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for ts in (self.sink_k, self.sink_v, self.recent_k, self.recent_v)
+                   for t in ts)
+
+    def to_dict(self) -> dict:
+        return {"seen": self.seen, "sink_k": self.sink_k, "sink_v": self.sink_v,
+                "recent_k": self.recent_k, "recent_v": self.recent_v}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "StreamState":
+        return cls(d["seen"], d["sink_k"], d["sink_v"], d["recent_k"], d["recent_v"])
+
+
+def _flash_cpu(q, k, v, mask_bool, scale):
+    """Band attention with the CPU flash kernel: returns out (B, Hq, C, D) and log-sum-exp (B, Hq, C) fp32.
+
+    GQA without copying K/V: the G query heads of a KV head are stacked along the query axis
+    (B, Hkv, G*C, D), with the (C, K) mask repeated G times.
+    """
+    b, hq, c, d = q.shape
+    hkv = k.shape[1]
+    g = hq // hkv
+    mask = torch.zeros(mask_bool.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask_bool, float("-inf"))
+    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=mask.repeat(g, 1), scale=scale)
+    return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
+
+
+def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale):
+    """softmax over [sink keys | band keys] of one query set that is rotated differently for each block.
+
+    Args:
+        qb: (B, Hq, C, D) queries rotated in the band frame; kb, vb: (B, Hkv, K, D) band keys/values.
+        band_mask: (C, K) bool. qs: queries rotated at the sink frame; ks, vs: (B, Hkv, S, D); sink_mask (C, S).
+            Pass qs=None when there are no sinks.
+
+    Returns:
+        (B, Hq, C, D) attention output in qb's dtype.
+
+    On CPU the band block goes through the flash kernel, which also returns its log-sum-exp; the few sink
+    scores are then merged exactly: out = (e^lse_b * out_b + sum_s e^z_s v_s) / (e^lse_b + sum_s e^z_s).
+    """
+    if qb.device.type != "cpu":  # portable path: one SDPA call over [0|k_sink] and [k_band|0] (2D head dim)
+        if qs is None:
+            return F.scaled_dot_product_attention(qb, kb, vb, attn_mask=band_mask, scale=scale,
+                                                  enable_gqa=qb.shape[1] != kb.shape[1])
+        q_aug = torch.cat([qb, qs], dim=-1)
+        k_aug = torch.cat([torch.cat([torch.zeros_like(ks), ks], -1), torch.cat([kb, torch.zeros_like(kb)], -1)], -2)
+        pad = torch.zeros_like(vb[..., :1]).expand(*vb.shape[:-1], vb.shape[-1])
+        v_aug = torch.cat([torch.cat([vs, torch.zeros_like(vs)], -1), torch.cat([vb, pad], -1)], -2)
+        out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=torch.cat([sink_mask, band_mask], 1),
+                                             scale=scale, enable_gqa=qb.shape[1] != kb.shape[1])
+        return out[..., : vb.shape[-1]]
+    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale)
+    if qs is None or ks.shape[-2] == 0:
+        return out_b
+    b, hq, c, d = qs.shape
+    # Queries that are sinks themselves (t < S) have no band key: their band block must weigh nothing.
+    has_band = band_mask.any(dim=-1)  # (C,)
+    lse_b = lse_b.masked_fill(~has_band, float("-inf"))
+    out_b = out_b.masked_fill(~has_band[:, None], 0.0)
+    hkv = ks.shape[1]
+    g = hq // hkv
+    qs32 = qs.float().reshape(b, hkv, g * c, d)
+    z = (qs32 @ ks.float().transpose(-1, -2)) * scale  # (B, Hkv, G*C, S)
+    z = z.masked_fill(~sink_mask.repeat(g, 1), float("-inf")).reshape(b, hq, c, -1)
+    m = torch.maximum(lse_b, z.amax(dim=-1))  # (B, Hq, C) — shift for stable exponentials
+    w_b = torch.exp(lse_b - m)  # weight of the whole band block
+    w_s = torch.exp(z - m[..., None])  # (B, Hq, C, S)
+    vs_rep = vs.float().repeat_interleave(g, dim=1)  # (B, Hq, S, D), S is tiny
+    num = w_b[..., None] * out_b.float() + w_s @ vs_rep
+    return (num / (w_b + w_s.sum(-1))[..., None]).to(qb.dtype)
+
+
+class ChunkedEvaluator:
+    """Runs a stream through a model with an S+R cache, a chunk at a time, exactly.
+
+    Args:
+        adapter: per-layer access to the model (`adapters.adapter_for(model)`).
+        policy: the cache policy.
+    """
+
+    def __init__(self, adapter: Adapter, policy: CachePolicy):
+        self.a = adapter
+        self.policy = policy
+        self.state = StreamState()
+
+    @torch.no_grad()
+    def forward_chunk(self, ids: torch.Tensor) -> torch.Tensor:
+        """Feed ids (B, C) at the current stream offset; return hidden states (B, C, d) before the LM head."""
+        a, pol, st = self.a, self.policy, self.state
+        S = pol.n_sink
+        R = pol.window
+        n, C = st.seen, ids.shape[1]
+        dev = ids.device
+        t = torch.arange(n, n + C, device=dev)  # stream index of each query
+        n_sink_prev = min(S, n)
+        have_state = len(st.recent_k) == a.n_layers  # False before the first chunk
+        n_recent_prev = st.recent_k[0].shape[-2] if have_state else 0
+        ctx_start = n - n_recent_prev  # stream index of the first band key
+        j = torch.arange(ctx_start, n + C, device=dev)  # stream index of each band key
+        # Band mask (C, Kc): causal, inside the window, and not a sink (sinks live in their own block).
+        band = (j[None, :] <= t[:, None]) & (j[None, :] >= S)
+        if R is not None:
+            band &= j[None, :] >= (t[:, None] - R)
+        band_qpos, band_kpos = t - ctx_start, j - ctx_start  # local frame: true distances
+        use_sinks = S > 0
+        if use_sinks:
+            n_sink_new = max(0, min(S - n, C))
+            sink_idx = torch.arange(0, n_sink_prev + n_sink_new, device=dev)
+            sink_mask = sink_idx[None, :] <= t[:, None]  # (C, Ks)
+            cap = S + (R if R is not None else 10**12)
+            sink_qpos = torch.minimum(t, torch.full_like(t, cap))
+        h = a.embed(ids)
+        rope = a.rope
+        for i in range(a.n_layers):
+            q, k, v = a.qkv(i, h)  # q (B,Hq,C,D); k,v (B,Hkv,C,D), pre-RoPE
+            if have_state:
+                k_ctx = torch.cat([st.recent_k[i], k], dim=-2)
+                v_ctx = torch.cat([st.recent_v[i], v], dim=-2)
+            else:
+                k_ctx, v_ctx = k, v
+            qb = rope.apply(q, band_qpos)
+            kb = rope.apply(k_ctx, band_kpos)
+            if use_sinks:
+                if n_sink_prev:
+                    sk = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
+                    sv = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
+                else:
+                    sk, sv = k[:, :, :n_sink_new], v[:, :, :n_sink_new]
+                qs = rope.apply(q, sink_qpos)
+                ks = rope.apply(sk, sink_idx)
+                out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask, a.scaling)
+            else:
+                out = sink_band_attention(qb, kb, v_ctx, band, None, None, None, None, a.scaling)
+            h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
+            self._update_state(i, k, v, n, C)
+        st.seen = n + C
+        return h
+
+    def _update_state(self, i: int, k: torch.Tensor, v: torch.Tensor, n: int, C: int) -> None:
+        st, S, R = self.state, self.policy.n_sink, self.policy.window
+        n_sink_new = max(0, min(S - n, C))
+        if len(st.sink_k) <= i:
+            st.sink_k.append(k[:, :, :0].clone())
+            st.sink_v.append(v[:, :, :0].clone())
+            st.recent_k.append(k[:, :, :0].clone())
+            st.recent_v.append(v[:, :, :0].clone())
+        if n_sink_new:
+            st.sink_k[i] = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
+            st.sink_v[i] = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
+        rk = torch.cat([st.recent_k[i], k[:, :, n_sink_new:]], dim=-2)
+        rv = torch.cat([st.recent_v[i], v[:, :, n_sink_new:]], dim=-2)
+        if R is not None and rk.shape[-2] > R:
+            rk, rv = rk[:, :, -R:].contiguous(), rv[:, :, -R:].contiguous()
+        st.recent_k[i], st.recent_v[i] = rk, rv
+
+    @torch.no_grad()
+    def nll(self, ids: torch.Tensor, targets: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed a chunk and return the next-token NLL of each position, fp32, shape (C,).
+
+        Args:
+            ids: (C,) input tokens at the current offset.
+            targets: (C,) the token each input predicts.
+        """
+        h = self.forward_chunk(ids[None])
+        logits = self.a.logits(h)[0].float()  # (C, V)
+        return F.cross_entropy(logits, targets.to(logits.device), reduction="none")

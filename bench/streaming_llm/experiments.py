@@ -1,0 +1,317 @@
+"""StreamingLLM experiments: Tables 1, 2, 6 and the 4M-token stream (Fig. 5).
+
+Each experiment reads `ctx.cfg.experiment` (what it runs) and `ctx.cfg.scale` (profile sizes), writes
+metrics named `ppl.<method>.<S>+<R>`, `ppl.recompute.<L>`, `ppl.dense`, tables, CSVs and a plot.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+
+from bench.core.checkpoint import Checkpoint, config_key
+from bench.core.data import iter_token_docs, load_documents
+from bench.core.errors import ConfigError
+from bench.core.models import LoadedModel, load_model
+from bench.core.plots import COLORS, figure
+from bench.core.runner import RunContext, register
+from bench.streaming_llm.adapters import adapter_for
+from bench.streaming_llm.engine import CachePolicy
+from bench.streaming_llm.ppl import Stream, build_stream, evaluate, ppl, ppl_stderr, recompute_nll, rss_mb
+
+PAPER = "streaming_llm"
+
+
+def _load(ctx: RunContext, dtype: str | None = None) -> LoadedModel:
+    cfg = ctx.cfg
+    lm = load_model(cfg.model, dtype=dtype or cfg.dtype, device=cfg.device, data_dir=cfg.data_dir)
+    ctx.log(f"model {lm.name} ({lm.family}, context {lm.context}, {lm.dtype}) on {lm.device}")
+    return lm
+
+
+def _stream(ctx: RunContext, lm: LoadedModel, max_tokens: int | None, n_docs: int | None) -> Stream:
+    docs = load_documents(ctx.cfg.data, ctx.cfg.data_dir, limit=n_docs)
+    token_docs = []
+    total = 0
+    for name, ids in iter_token_docs(docs, lm.tokenizer):  # tokenized lazily: stop once we have enough
+        token_docs.append((name, ids))
+        total += max(0, len(ids) - 1)
+        if max_tokens is not None and total >= max_tokens:
+            break
+    stream = build_stream(token_docs, max_tokens)
+    if max_tokens is not None and stream.inputs.numel() < max_tokens:
+        raise ConfigError("scale", f"the data has only {stream.inputs.numel():,} tokens, fewer than the "
+                          f"{max_tokens:,} asked for; lower the token count or add books to the data folder")
+    ctx.log(f"stream: {stream.inputs.numel():,} tokens from {len(stream.doc_names)} book(s), first {stream.doc_names[0]}")
+    return stream
+
+
+def _check_cache(ctx: RunContext, lm: LoadedModel, n_sink: int, cache: int, setting: str) -> CachePolicy:
+    if n_sink >= cache:
+        raise ConfigError(setting, f"{n_sink} sink tokens leave no room in a cache of {cache}: need n_sink < cache")
+    if n_sink < 0 or cache < 1:
+        raise ConfigError(setting, f"invalid cache {n_sink}+{cache - n_sink}")
+    if lm.context and cache > lm.context:
+        raise ConfigError(setting, f"cache {cache} is larger than the model's trained context {lm.context} "
+                          f"({lm.name}); choose a cache <= {lm.context}")
+    return CachePolicy(n_sink, cache - n_sink)
+
+
+def _run_policy(ctx: RunContext, lm: LoadedModel, policy: CachePolicy, stream: Stream, tag: str,
+                prefix: list[int] | None = None, **kw: Any) -> torch.Tensor:
+    """Evaluate one policy with checkpoint/resume keyed by everything that determines its result."""
+    cfg = ctx.cfg
+    key = config_key({"model": cfg.model, "dtype": str(lm.dtype), "policy": policy.label(), "prefix": prefix,
+                      "n": stream.inputs.numel(), "first": stream.doc_names[0], "chunk": cfg.eval.chunk,
+                      "data": cfg.data})
+    ck = Checkpoint(ctx.checkpoint_dir, tag, key)
+    t0 = time.time()
+    nll = evaluate(adapter_for(lm.model), policy, stream, int(cfg.eval.chunk), prefix=prefix, checkpoint=ck,
+                   checkpoint_every_s=float(cfg.eval.checkpoint_every_s), desc=tag, **kw)
+    dt = time.time() - t0
+    bad = int((~torch.isfinite(nll)).sum())
+    ctx.log(f"{tag}: PPL {ppl(nll):.3f} over {nll.numel():,} tokens in {dt:.0f} s; non-finite NLL: {bad}")
+    return nll
+
+
+def _dense(ctx: RunContext, lm: LoadedModel, stream: Stream, allow_beyond: bool) -> torch.Tensor:
+    n = stream.inputs.numel()
+    if lm.context and n > lm.context and not allow_beyond:
+        raise ConfigError("experiment.allow_beyond_context",
+                          f"dense attention over {n:,} tokens exceeds {lm.name}'s trained context {lm.context}; "
+                          "set experiment.allow_beyond_context=true to measure that failure on purpose")
+    return _run_policy(ctx, lm, CachePolicy(0, None), stream, "dense")
+
+
+def _newline_ids(tokenizer, count: int) -> list[int]:
+    ids = tokenizer("\n", add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise ConfigError("experiment.newline_sinks", f"'\\n' is {len(ids)} tokens for this tokenizer, not one")
+    return ids * count
+
+
+@register(PAPER, "ppl_table1")
+def ppl_table1(ctx: RunContext) -> None:
+    """Table 1: first book; dense, window 0+L, sliding window with recomputation L, streaming 4+(L-4),
+    and 4 newline tokens as sinks + (L-4)."""
+    e = ctx.cfg.experiment
+    lm = _load(ctx)
+    stream = _stream(ctx, lm, e.max_tokens, n_docs=1)
+    L, S = int(e.cache), int(e.n_sink)
+    n = stream.inputs.numel()
+    if n <= L:
+        raise ConfigError("experiment.cache", f"cache {L} is not smaller than the stream ({n} tokens): "
+                          "nothing would be evicted; use a longer book or a smaller cache")
+    rows, curves = [], {}
+    stream_pol = _check_cache(ctx, lm, S, L, "experiment.cache")
+    nll_s = _run_policy(ctx, lm, stream_pol, stream, f"streaming_{S}+{L - S}")
+    nll_w = _run_policy(ctx, lm, _check_cache(ctx, lm, 0, L, "experiment.cache"), stream, f"window_0+{L}")
+    ns = int(e.newline_sinks)
+    nll_nl = _run_policy(ctx, lm, stream_pol, stream, f"newline{ns}_{ns}+{L - ns}",
+                         prefix=_newline_ids(lm.tokenizer, ns))
+    nll_d = _dense(ctx, lm, stream, bool(e.allow_beyond_context))
+    # Recompute: exact but O(L^2) per token, so estimated on a seeded uniform sample of positions where
+    # the window is full; streaming is scored on the same positions for a paired comparison.
+    g = torch.Generator().manual_seed(int(ctx.cfg.seed))
+    k = min(int(e.recompute_samples), n - L + 1)
+    pos = torch.sort(torch.randperm(n - (L - 1), generator=g)[:k] + (L - 1)).values
+    nll_r = recompute_nll(lm.model, stream, L, pos, batch=int(ctx.cfg.eval.recompute_batch))
+    diff = nll_s[pos] - nll_r
+    ratio = math.exp(float(diff.mean()))
+    ratio_se = ratio * float(diff.std()) / math.sqrt(k)
+    full = n == k + L - 1
+    note_r = "all positions" if full else f"estimated on {k} sampled positions of {n - L + 1:,} (seeded)"
+    for name, nll, metric in [
+        (f"dense", nll_d, "ppl.dense"),
+        (f"window 0+{L}", nll_w, f"ppl.window.0+{L}"),
+        (f"recompute {L}", nll_r, f"ppl.recompute.{L}"),
+        (f"streaming {S}+{L - S}", nll_s, f"ppl.streaming.{S}+{L - S}"),
+        (f"{ns} newlines + {L - ns}", nll_nl, f"ppl.newline{ns}.{ns}+{L - ns}"),
+    ]:
+        is_r = metric.startswith("ppl.recompute")
+        se = ppl_stderr(nll) if is_r and not full else None
+        val = ppl(nll)
+        ctx.metric(metric, val, "ppl", "lower", note=note_r if is_r else f"{nll.numel():,} tokens", stderr=se)
+        rows.append({"method": name, "ppl": val, "stderr": se, "tokens": nll.numel() if not is_r else k,
+                     "note": note_r if is_r else "all positions"})
+        curves[name] = nll
+    ctx.metric(f"ppl.streaming_at_recompute_positions.{S}+{L - S}", ppl(nll_s[pos]), "ppl", "lower",
+               note=f"streaming on the {k} positions used for recompute")
+    ctx.metric("ratio.streaming_over_recompute", ratio, "x", "none", stderr=ratio_se,
+               note="paired on the recompute positions; paper 5.40/5.43 = 0.994")
+    ctx.metric("ratio.window_over_streaming", ppl(nll_w) / ppl(nll_s), "x", "none", note="paper 5158/5.40")
+    ctx.table("table1", f"Table 1 — {lm.name}, first book ({stream.doc_names[0]}, {n:,} tokens), cache {L}, "
+              f"{str(lm.dtype).replace('torch.', '')}", rows,
+              notes=[f"recompute: {note_r}; standard error by the delta method",
+                     f"streaming on the same positions: {ppl(nll_s[pos]):.3f}; ratio streaming/recompute "
+                     f"{ratio:.4f} ± {ratio_se:.4f}",
+                     f"model context {lm.context}: dense beyond it is expected to fail (paper: 5641)"])
+    _per_token_csv(ctx, "per_token", {k2: v for k2, v in curves.items() if v.numel() == n}, stream)
+    _plot_running(ctx, "table1_curves", {k2: v for k2, v in curves.items() if v.numel() == n}, L,
+                  f"{lm.name}: first book, cache {L}")
+
+
+def _per_token_csv(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], stream: Stream,
+                   every: int = 64) -> None:
+    """Long-form CSV: NLL averaged over blocks of `every` tokens per method (full per-token is too large)."""
+    rows = []
+    for method, nll in curves.items():
+        blocks = nll[: nll.numel() // every * every].view(-1, every).double().mean(1)
+        for b, v in enumerate(blocks.tolist()):
+            rows.append({"method": method, "token": (b + 1) * every, "mean_nll": v})
+    ctx.csv(name, rows, ["method", "token", "mean_nll"])
+
+
+def _plot_running(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], cache: int, title: str) -> None:
+    """Running log-PPL vs input length, like the paper's Fig. 3 / the attention_sinks curves."""
+    fig, axes = figure(5.5, 3.3)
+    ax = axes[0][0]
+    for method, nll in curves.items():
+        x = torch.arange(1, nll.numel() + 1)
+        run = torch.cumsum(nll.double(), 0) / x
+        step = max(1, nll.numel() // 2000)
+        color = next((c for k, c in COLORS.items() if method.startswith(k)), None)
+        ax.plot(x[::step].numpy(), run[::step].exp().numpy(), label=method, color=color, lw=1.2)
+    ax.axvline(cache, color="k", ls=":", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("input length (tokens)")
+    ax.set_ylabel("running perplexity")
+    ax.set_title(title)
+    ax.legend()
+    ctx.figure(name, fig)
+
+
+def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: str, table: str,
+                  col: str) -> None:
+    e = ctx.cfg.experiment
+    lm = _load(ctx)
+    stream = _stream(ctx, lm, e.max_tokens, n_docs=None)
+    rows, curves = [], {}
+    for label, S, L in policies:
+        pol = _check_cache(ctx, lm, S, L, f"experiment.{col}")
+        if stream.inputs.numel() <= L:
+            raise ConfigError(f"experiment.{col}", f"cache {L} is not smaller than the stream "
+                              f"({stream.inputs.numel()} tokens)")
+        nll = _run_policy(ctx, lm, pol, stream, f"{label}_{S}+{L - S}")
+        method = "window" if S == 0 else "streaming"
+        v = ppl(nll)
+        ctx.metric(f"ppl.{method}.{S}+{L - S}", v, "ppl", "lower", note=f"{nll.numel():,} concatenated tokens")
+        rows.append({"cache": f"{S}+{L - S}", "ppl": v, "tokens": nll.numel(),
+                     "non_finite": int((~torch.isfinite(nll)).sum())})
+        curves[f"{S}+{L - S}"] = nll
+    ctx.table(table, f"{title} — {lm.name}, {stream.inputs.numel():,} tokens of {len(stream.doc_names)} "
+              f"concatenated books, {str(lm.dtype).replace('torch.', '')}", rows)
+    _per_token_csv(ctx, "per_token", curves, stream, every=256)
+    _plot_bars(ctx, table, rows, title)
+
+
+def _plot_bars(ctx: RunContext, name: str, rows: list[dict], title: str) -> None:
+    fig, axes = figure(4.8, 3.0)
+    ax = axes[0][0]
+    ax.bar([r["cache"] for r in rows], [r["ppl"] for r in rows], color=COLORS["streaming"])
+    for i, r in enumerate(rows):
+        ax.text(i, r["ppl"], f"{r['ppl']:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel("perplexity")
+    ax.set_xlabel("cache (sinks + window)")
+    ax.set_title(title)
+    ctx.figure(name, fig)
+
+
+@register(PAPER, "ppl_sinks")
+def ppl_sinks(ctx: RunContext) -> None:
+    """Table 2: 0/1/2/4/8 initial tokens at a fixed total cache."""
+    e = ctx.cfg.experiment
+    L = int(e.cache)
+    _concat_sweep(ctx, [("sinks", int(s), L) for s in e.sink_counts], "Table 2 — number of initial tokens",
+                  "table2", "sink_counts")
+
+
+@register(PAPER, "ppl_cache")
+def ppl_cache(ctx: RunContext) -> None:
+    """Table 6: cache sizes 4+252 ... 4+4092."""
+    e = ctx.cfg.experiment
+    _concat_sweep(ctx, [("cache", int(e.n_sink), int(c)) for c in e.cache_sizes], "Table 6 — cache size",
+                  "table6", "cache_sizes")
+
+
+@register(PAPER, "ppl_4m")
+def ppl_4m(ctx: RunContext) -> None:
+    """Fig. 5: streaming PPL over a very long concatenated stream, per segment, with cache memory."""
+    e, cfg = ctx.cfg.experiment, ctx.cfg
+    lm = _load(ctx)
+    L, S = int(e.cache), int(e.n_sink)
+    pol = _check_cache(ctx, lm, S, L, "experiment.cache")
+    # 1. dtype check: run the first tokens in fp32 and in the run's dtype; use the run's dtype only if close.
+    n_check = int(e.dtype_check_tokens or 0)
+    if n_check and lm.dtype != torch.float32:
+        short = _stream(ctx, lm, n_check, n_docs=None)
+        lm32 = _load(ctx, "float32")
+        p32 = ppl(_run_policy(ctx, lm32, pol, short, f"dtypecheck_fp32_{n_check}"))
+        del lm32
+        plow = ppl(_run_policy(ctx, lm, pol, short, f"dtypecheck_{cfg.dtype}_{n_check}"))
+        rel = abs(plow - p32) / p32
+        ctx.metric("dtype_check.ppl_fp32", p32, "ppl", "lower", note=f"first {n_check:,} tokens")
+        ctx.metric(f"dtype_check.ppl_{cfg.dtype}", plow, "ppl", "lower", note=f"first {n_check:,} tokens")
+        ctx.metric("dtype_check.rel_diff", rel, "fraction", "lower")
+        if rel > float(e.dtype_tolerance):
+            raise ConfigError("dtype", f"{cfg.dtype} PPL {plow:.4f} differs from fp32 {p32:.4f} by {rel:.2%} "
+                              f"> {float(e.dtype_tolerance):.2%}; run with dtype=float32")
+        ctx.log(f"dtype check: fp32 {p32:.4f} vs {cfg.dtype} {plow:.4f} ({rel:.3%})")
+    stream = _stream(ctx, lm, e.max_tokens, n_docs=None)
+    seg = int(e.segment)
+    mem: list[tuple[int, float, float]] = []
+    next_mark = [0]
+
+    def sample_memory(pos: int, ev) -> None:
+        if pos >= next_mark[0]:
+            mem.append((pos, ev.state.nbytes() / 2**20, rss_mb()))
+            next_mark[0] += seg
+
+    t0 = time.time()
+    nll = _run_policy(ctx, lm, pol, stream, f"streaming_{S}+{L - S}", on_chunk=sample_memory)
+    wall = time.time() - t0
+    n = nll.numel()
+    rows = []
+    for k, start in enumerate(range(0, n, seg)):
+        part = nll[start:start + seg]
+        rows.append({"segment": k, "start_token": start, "end_token": start + part.numel(), "ppl": ppl(part),
+                     "non_finite": int((~torch.isfinite(part)).sum())})
+    for r in rows:  # attach the memory sample closest after the segment end
+        after = [m for m in mem if m[0] >= r["end_token"]] or mem[-1:]
+        if after:
+            r["kv_cache_mb"], r["rss_mb"] = round(after[0][1], 3), round(after[0][2], 1)
+    seg_ppl = torch.tensor([r["ppl"] for r in rows])
+    kv = torch.tensor([m[1] for m in mem]) if mem else torch.zeros(1)
+    bad = int((~torch.isfinite(nll)).sum())
+    ctx.metric(f"ppl.streaming.{S}+{L - S}", ppl(nll), "ppl", "lower", note=f"{n:,} concatenated tokens")
+    ctx.metric("tokens", n, "tokens", "none")
+    ctx.metric("non_finite_nll", bad, "tokens", "lower")
+    ctx.metric("segment_ppl.max_over_median", float(seg_ppl.max() / seg_ppl.median()), "x", "lower",
+               note=f"segments of {seg:,} tokens")
+    ctx.metric("kv_cache_mb.max", float(kv.max()), "MiB", "lower")
+    ctx.metric("kv_cache_mb.growth", float(kv.max() - kv[min(1, kv.numel() - 1)]), "MiB", "lower",
+               note="max minus the value after the first segment: 0 means flat")
+    ctx.metric("rss_mb.max", max((m[2] for m in mem), default=float("nan")), "MiB", "lower")
+    ctx.metric("throughput", n / max(wall, 1e-9), "tokens/s", "higher",
+               note=f"{ctx.record.env.get('device', cfg.device)}; wall of this run only (resumed runs: the last leg)")
+    ctx.table("fig5_segments", f"Fig. 5 — {lm.name}, streaming {S}+{L - S}, {n:,} tokens, "
+              f"{str(lm.dtype).replace('torch.', '')}", rows,
+              notes=[f"{len(stream.doc_names)} books concatenated (cache never reset); "
+                     f"non-finite NLL: {bad}; KV cache max {float(kv.max()):.2f} MiB"])
+    fig, axes = figure(6.5, 3.6, nrows=2)
+    ax, ax2 = axes[0][0], axes[1][0]
+    mid = [(r["start_token"] + r["end_token"]) / 2 for r in rows]
+    ax.plot(mid, [r["ppl"] for r in rows], color=COLORS["streaming"], lw=1.0, marker=".", ms=3,
+            label=f"StreamingLLM {S}+{L - S}")
+    ax.set_ylabel(f"PPL per {seg // 1000}K tokens")
+    ax.set_title(f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream")
+    ax.legend()
+    ax2.plot([m[0] for m in mem], [m[1] for m in mem], color="k", lw=1.0, label="KV cache (MiB)")
+    ax2.set_ylabel("KV cache MiB")
+    ax2.set_xlabel("input length (tokens)")
+    ax2.set_ylim(bottom=0)
+    ctx.figure("fig5_long_stream", fig)

@@ -1,0 +1,150 @@
+"""An attention-sink KV cache for transformers 5.x (its own `SinkCache` was removed in v5).
+
+Policy (paper Sec. 3.2, reference `StartRecentKVCache`): after every forward keep the first S tokens
+("attention sinks") and the most recent R tokens of every layer's KV. Positions are assigned *within the
+cache*: the query of a new token sits at position kv_len, a recent key at its true distance from the query,
+and sink i at position i (distance kv_len - i).
+
+Implementation (cheap per step, exact): transformers rotates keys before `Cache.update`, so the cache
+cannot un-rotate them for free. Instead the caller takes positions from `SinkCache.position_ids(n)`:
+recent keys stay rotated at the positions they were given (relative distances are then already true), and
+only the S sink keys are re-rotated each step by `position - kv_len` so that they sit at distance
+kv_len - i. Positions are re-based every `rebase_every` tokens (one rotation of the recent keys) so RoPE
+angles stay small and exact in fp32. For models without RoPE (ALiBi, e.g. MPT) pass `rope=None`: the
+bias is built from cache indices, which already are cache-relative.
+
+Use:
+    cache = SinkCache(n_sink=4, window=1020, rope=rope_of(model))
+    pos = cache.position_ids(ids.shape[1])
+    out = model(ids, past_key_values=cache, position_ids=pos, use_cache=True)
+
+Feeding several tokens in one call is allowed only while no eviction happens inside the call (prefill of
+a prompt that fits); past that, feed one token per call, as the paper does. `bench.streaming_llm.engine`
+gives the same numbers as this cache for long inputs, in parallel.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from bench.streaming_llm.rope import Rope
+
+
+class SinkLayer(CacheLayerMixin):
+    """One layer's sinks + recent window. Keys/values: (B, H_kv, T, D)."""
+
+    is_sliding = False
+
+    def __init__(self, parent: "SinkCache"):
+        super().__init__()
+        self.parent = parent
+        self.sink_k = self.sink_v = self.recent_k = self.recent_v = None
+
+    def lazy_initialization(self, key_states, value_states):
+        empty = key_states[:, :, :0]
+        self.sink_k, self.sink_v = empty.clone(), value_states[:, :, :0].clone()
+        self.recent_k, self.recent_v = empty.clone(), value_states[:, :, :0].clone()
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        p = self.parent
+        seen = p.seen  # tokens before this forward
+        window = p.window
+        # 1. Evict what the previous forward left over: keep the most recent `window` (paper: after forward).
+        if self.recent_k.shape[-2] > window:
+            self.recent_k = self.recent_k[:, :, -window:]
+            self.recent_v = self.recent_v[:, :, -window:]
+        # 2. New tokens: stream indices < S become sinks (rotated at their true positions 0..S-1).
+        n_new_sink = max(0, min(p.n_sink - seen, key_states.shape[-2]))
+        if n_new_sink:
+            self.sink_k = torch.cat([self.sink_k, key_states[:, :, :n_new_sink]], dim=-2)
+            self.sink_v = torch.cat([self.sink_v, value_states[:, :, :n_new_sink]], dim=-2)
+        kv_len = self.sink_k.shape[-2] - n_new_sink + self.recent_k.shape[-2]  # cached before this call
+        self.recent_k = torch.cat([self.recent_k, key_states[:, :, n_new_sink:]], dim=-2)
+        self.recent_v = torch.cat([self.recent_v, value_states[:, :, n_new_sink:]], dim=-2)
+        # 3. Sinks at distance kv_len - i from the query: rotate by (query position - kv_len).
+        delta = p.current_position - kv_len
+        sinks = p.rope.shift(self.sink_k, delta) if (p.rope is not None and delta) else self.sink_k
+        return torch.cat([sinks, self.recent_k], dim=-2), torch.cat([self.sink_v, self.recent_v], dim=-2)
+
+    def cached_length(self) -> int:
+        """Tokens kept after the pending eviction."""
+        if not self.is_initialized:
+            return 0
+        return self.sink_k.shape[-2] + min(self.recent_k.shape[-2], self.parent.window)
+
+    def get_seq_length(self) -> int:
+        return self.cached_length()
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.cached_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return self.parent.capacity + 1
+
+    def reset(self) -> None:
+        self.sink_k = self.sink_v = self.recent_k = self.recent_v = None
+        self.is_initialized = False
+
+    def nbytes(self) -> int:
+        if not self.is_initialized:
+            return 0
+        return sum(t.numel() * t.element_size() for t in (self.sink_k, self.sink_v, self.recent_k, self.recent_v))
+
+
+class SinkCache(Cache):
+    """Attention sinks + rolling window KV cache (S + R); S = 0 gives window attention.
+
+    Args:
+        n_sink: S, initial tokens kept forever.
+        window: R, most recent tokens kept.
+        rope: the model's RoPE (`rope.rope_of(model)`), or None for ALiBi / no-position models.
+        rebase_every: re-base positions once they exceed this value.
+    """
+
+    def __init__(self, n_sink: int, window: int, rope: Rope | None, rebase_every: int = 16384):
+        if n_sink < 0 or window < 1:
+            raise ValueError(f"SinkCache needs n_sink >= 0 and window >= 1 (got {n_sink}+{window})")
+        self.n_sink, self.window, self.capacity = n_sink, window, n_sink + window
+        self.rope = rope
+        self.rebase_every = max(rebase_every, 2 * (n_sink + window))
+        self.seen = 0  # tokens of finished forwards
+        self.base = 0  # stream index that has position 0 in the current frame
+        self._pending = 0
+        super().__init__(layer_class_to_replicate=lambda: SinkLayer(self))
+
+    @property
+    def current_position(self) -> int:
+        """Position of the first token of the current forward."""
+        return self.seen - self.base
+
+    def position_ids(self, n_new: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Positions for the next `n_new` tokens, (1, n_new); must be called before every forward."""
+        self.seen += self._pending
+        if n_new > 1 and self.seen + n_new - 1 > self.capacity:
+            raise ValueError(
+                f"SinkCache: {n_new} tokens at once would evict inside one forward ({self.seen} seen, capacity "
+                f"{self.capacity}); feed them one at a time or use the chunked evaluator"
+            )
+        self._pending = n_new
+        if self.rope is not None and self.current_position > self.rebase_every and self.seen > self.capacity:
+            self._rebase()
+        start = self.current_position
+        return torch.arange(start, start + n_new, device=device)[None]
+
+    def _rebase(self) -> None:
+        # After this step's eviction the oldest recent token is seen - window; put it at position n_sink.
+        new_base = self.seen - self.window - self.n_sink
+        shift = new_base - self.base
+        for layer in self.layers:
+            if layer.is_initialized:
+                layer.recent_k = self.rope.shift(layer.recent_k, -shift)
+        self.base = new_base
+
+    def nbytes(self) -> int:
+        """Bytes held by keys and values of all layers."""
+        return sum(layer.nbytes() for layer in self.layers)

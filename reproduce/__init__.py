@@ -1,0 +1,2 @@
+"""Entry points: `python -m reproduce.<paper> experiment=<name> profile=<smoke|cpu|paper>` and
+`python -m reproduce.report`."""
