@@ -11,7 +11,13 @@ export BENCH_DATA_DIR
 PROFILE ?= cpu
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce reproduce-streaming_llm test test-slow bench figures report clean-cache
+# The `cpu` experiments of each paper, in the order they run (cheap first).
+EXPERIMENTS_streaming_llm := ppl_table1 ppl_sinks ppl_cache ppl_4m
+EXPERIMENTS_fourier_vlm := flops lowpass speed
+EXPERIMENTS_adaptive_step := cost bon tvd
+PAPERS := streaming_llm fourier_vlm adaptive_step
+
+.PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-slow bench bench-compare figures report check
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -26,14 +32,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-reproduce: $(STAMP) reproduce-streaming_llm
+reproduce: $(STAMP) $(addprefix reproduce-,$(PAPERS))
 	$(BIN)/python -m reproduce.report
 
-reproduce-streaming_llm: $(STAMP)
-	$(BIN)/python -m reproduce.streaming_llm experiment=ppl_table1 profile=$(PROFILE)
-	$(BIN)/python -m reproduce.streaming_llm experiment=ppl_sinks profile=$(PROFILE)
-	$(BIN)/python -m reproduce.streaming_llm experiment=ppl_cache profile=$(PROFILE)
-	$(BIN)/python -m reproduce.streaming_llm experiment=ppl_4m profile=$(PROFILE)
+# One paper's experiments: make reproduce-streaming_llm [PROFILE=smoke]
+$(addprefix reproduce-,$(PAPERS)): reproduce-%: $(STAMP)
+	@set -e; for e in $(EXPERIMENTS_$*); do \
+	  echo "== $* $$e ($(PROFILE))"; $(BIN)/python -m reproduce.$* experiment=$$e profile=$(PROFILE); done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -41,9 +46,20 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# Micro-benchmarks; save JSON, and compare with a saved run: make bench-compare BASE=.benchmarks/base.json
 bench: $(STAMP)
-	$(BIN)/python -m pytest -q benchmarks -m benchmark --benchmark-enable \
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest -q benchmarks -m benchmark --benchmark-enable -s \
 	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
+
+BASE ?= .benchmarks/base.json
+FAIL ?= 0.25
+bench-compare: $(STAMP)
+	$(BIN)/python -m reproduce.bench_compare $(BASE) .benchmarks/latest.json --fail $(FAIL)
+
+# Regression check: newest records vs committed baselines (git HEAD), metric by metric.
+check: $(STAMP)
+	$(BIN)/python -m reproduce.check
 
 figures report: $(STAMP)
 	$(BIN)/python -m reproduce.report

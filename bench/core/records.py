@@ -174,9 +174,11 @@ def read_record(path: str | Path) -> dict[str, Any]:
     """Read and validate one record; any problem raises RecordError naming the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise RecordError(f"{path}: cannot read ({e})") from e
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); corrupt record") from e
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:

@@ -119,6 +119,9 @@ def run(paper: str, cfg: Any) -> Path:
     np.random.seed(seed)
     torch.manual_seed(seed)
     out = run_dir(cfg.results_dir, paper, name, profile)
+    tag = run_tag(cfg)
+    if tag:
+        out = out / tag
     out.mkdir(parents=True, exist_ok=True)
     record = Record(paper=paper, experiment=name, profile=profile)
     ctx = RunContext(cfg, paper, name, profile, out, record)
@@ -141,6 +144,33 @@ def run(paper: str, cfg: Any) -> Path:
     except (FileNotFoundError, ImportError):
         pass
     return path
+
+
+def run_tag(cfg: Any) -> str | None:
+    """Sub-folder for one job of a sweep, so jobs never share a record.
+
+    `run_tag=<name>` sets it; under Hydra multirun it defaults to the job's overrides (e.g.
+    `model=pythia_12b,scale.cache=2048`) minus experiment/profile, which already name the folder.
+    """
+    tag = cfg.get("run_tag")
+    if tag:
+        return _safe(str(tag))
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hc = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    parts = [o for o in hc.overrides.task if not o.split("=")[0].lstrip("+~") in
+             ("experiment", "profile", "results_dir", "run_tag", "hydra.launcher.n_jobs")]
+    return _safe(",".join(sorted(parts))) or None
+
+
+def _safe(tag: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.,=+" else "_" for c in tag)[:120]
 
 
 def hydra_entry(paper: str, cfg: Any) -> None:

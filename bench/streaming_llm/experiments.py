@@ -315,3 +315,7 @@ def ppl_4m(ctx: RunContext) -> None:
     ax2.set_xlabel("input length (tokens)")
     ax2.set_ylim(bottom=0)
     ctx.figure("fig5_long_stream", fig)
+
+
+from bench.streaming_llm import speed as _speed  # noqa: E402,F401  (registers experiment `speed`)
+from bench.streaming_llm import attention as _attention  # noqa: E402,F401  (registers `attention`)

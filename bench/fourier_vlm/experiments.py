@@ -1,0 +1,501 @@
+"""Fourier-VLM experiments: FLOPs (Claim 1), generation speed (Claim 2), and a picture of the low-pass.
+
+* `flops`: analytic counts (bench.core.flops) for LLaVA-1.5-7B/13B at 576/256/144/64/36 image tokens under
+  every counting convention, which convention lands on the paper's 83.8%, and a FlopCounterMode cross-check
+  on the same architectures built on the meta device (no weights). Metrics `flops.<tokens>[.<convention>]`
+  (TFLOPs) and `flops_reduction.<tokens>.<convention>` for the 7B.
+* `speed`: prefill latency, time to first token, decode tokens/s and end-to-end time for G new tokens at
+  576 tokens and each budget, interleaved repetitions, medians and IQR; plus the compressor alone (FFT vs
+  dense DCT) over grid sizes. Metrics `prefill_ms.<t>`, `ttft_ms.<t>`, `decode_tok_s.<t>`, `e2e_ms.<t>`,
+  `e2e_speedup.<t>`.
+* `lowpass`: a real photo cut into the 24x24 patch grid, compressed at each k by the DCT low-pass, average
+  pooling and uniform dropping; what each keeps (figure) and how much (energy kept, reconstruction error).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import torch
+
+from bench.core.errors import ConfigError
+from bench.core.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
+                              reduction)
+from bench.core.models import resolve_device, resolve_dtype
+from bench.core.plots import figure
+from bench.core.runner import RunContext, register
+from bench.core.timing import summarize, time_call
+from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
+from bench.fourier_vlm.dct import dctn, idctn
+from bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
+
+PAPER = "fourier_vlm"
+PAPER_FLOPS_REDUCTION_64 = 0.838  # abstract: "up to 83.8% fewer inference FLOPs" (LLaVA-1.5-7B)
+PAPER_SPEEDUP = 0.312  # abstract: "boosts generation speed by 31.2%"
+
+
+def _budgets(ctx: RunContext) -> list[int]:
+    """Kept sides k from `fourier.budgets`, checked against the base grid."""
+    side = int(ctx.cfg.fourier.base_side)
+    ks = [int(k) for k in ctx.cfg.fourier.budgets]
+    for k in ks:
+        if not 1 <= k <= side:
+            raise ConfigError("fourier.budgets", f"k={k} is outside 1..{side} (the {side}x{side} patch grid)")
+    return ks
+
+
+def _tokens_list(ctx: RunContext, values: Any, setting: str) -> list[int]:
+    side = int(ctx.cfg.fourier.base_side)
+    out = [int(t) for t in values]
+    for t in out:
+        if math.isqrt(t) ** 2 != t or math.isqrt(t) > side:
+            raise ConfigError(setting, f"{t} image tokens is not k*k for a k <= {side}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- flops
+def _meta_count(model_cfg: Any, tokens: int, text_tokens: int, side: int) -> float:
+    """FlopCounterMode total for one LLaVA prefill at `tokens` image tokens, on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import LlavaForConditionalGeneration
+
+    with torch.device("meta"):
+        model = LlavaForConditionalGeneration(llava_config(model_cfg.arch))
+    k = math.isqrt(tokens)
+    apply_compressor(model, None if k == side else TokenCompressor("dct", k=k))
+    v = model.config.vision_config
+    pv = torch.empty(1, 3, v.image_size, v.image_size, device="meta")
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        feats = model.model.get_image_features(pixel_values=pv, vision_feature_layer=-2,
+                                               vision_feature_select_strategy="default")
+        f = torch.cat(list(feats.pooler_output), 0)  # (tokens, d)
+        if f.shape[0] != tokens:
+            raise RuntimeError(f"compressor produced {f.shape[0]} tokens, expected {tokens}")
+        emb = torch.empty(1, tokens + text_tokens, model.config.text_config.hidden_size, device="meta")
+        out = model.model.language_model(inputs_embeds=emb)
+        model.lm_head(out.last_hidden_state)  # (1, n, vocab): logits on every prompt position
+    return float(fc.get_total_flops())
+
+
+@register(PAPER, "flops")
+def flops(ctx: RunContext) -> None:
+    """Claim 1: FLOPs of LLaVA-1.5 at each image-token budget, under each counting convention."""
+    e = ctx.cfg.experiment
+    tokens = _tokens_list(ctx, e.tokens, "experiment.tokens")
+    if tokens[0] != int(ctx.cfg.fourier.base_side) ** 2:
+        raise ConfigError("experiment.tokens", "the first entry must be the uncompressed count (the baseline)")
+    G = int(e.decode_tokens)
+    convs = all_conventions(tuple(int(t) for t in e.text_tokens))
+    paper_conv = Convention.parse(str(e.paper_convention))
+    rows, long_rows, match_rows = [], [], []
+    archs = {}
+    for key, mcfg in e.models.items():
+        arch = arch_from_llava_config(llava_config(mcfg.arch), str(mcfg.name))
+        archs[key] = arch
+        for conv in convs:
+            counts = {t: convention_flops(arch, t, conv, G) for t in tokens}
+            base = counts[tokens[0]]["total"]
+            row: dict[str, Any] = {"model": mcfg.name, "convention": conv.name}
+            for t in tokens:
+                red = reduction(base, counts[t]["total"])
+                row[f"TFLOPs@{t}"] = counts[t]["total"] / 1e12
+                if t != tokens[0]:
+                    row[f"red@{t} %"] = 100 * red
+                long_rows.append({"model": mcfg.name, "convention": conv.name, "image_tokens": t,
+                                  "decode_tokens": G if conv.phase == "prefill_decode" else 0,
+                                  **{p: v for p, v in counts[t].items()}, "reduction": red})
+                if key == "llava15_7b":
+                    ctx.metric(f"flops.{t}.{conv.name}", counts[t]["total"] / 1e12, "TFLOPs", "lower",
+                               note="FastV per-layer count, 2 FLOPs per MAC")
+                    if t != tokens[0]:
+                        ctx.metric(f"flops_reduction.{t}.{conv.name}", red, "fraction", "higher",
+                                   note=f"vs {tokens[0]} tokens, LLaVA-1.5-7B")
+                    if conv == paper_conv:
+                        ctx.metric(f"flops.{t}", counts[t]["total"] / 1e12, "TFLOPs", "lower",
+                                   note=f"convention {conv.name}")
+                        if t != tokens[0]:
+                            ctx.metric(f"flops_reduction.{t}", red, "fraction", "higher",
+                                       note=f"convention {conv.name}")
+                if key == "llava15_13b" and conv == paper_conv and t != tokens[0]:
+                    ctx.metric(f"flops_reduction_13b.{t}", red, "fraction", "higher", note=f"convention {conv.name}")
+            rows.append(row)
+            if key == "llava15_7b" and 64 in counts:
+                r64 = reduction(base, counts[64]["total"])
+                match_rows.append({"convention": conv.name, "reduction@64 %": 100 * r64,
+                                   "paper %": 100 * PAPER_FLOPS_REDUCTION_64,
+                                   "delta (points)": 100 * (r64 - PAPER_FLOPS_REDUCTION_64)})
+    match_rows.sort(key=lambda r: abs(r["delta (points)"]))
+    best = match_rows[0]["convention"] if match_rows else "?"
+    ctx.log(f"convention closest to the paper's 83.8% at 64 tokens: {best} "
+            f"({match_rows[0]['reduction@64 %']:.2f}%)" if match_rows else "no 64-token budget in the table")
+    notes = [f"FLOPs = 2 x MACs. FastV per-layer count 4nd^2 + 2n^2d + f*ndm (f = FFN matrices), summed over "
+             f"layers; vision encoder over 577 tokens (CLS included), projector on the kept tokens; no LM head.",
+             f"prefill_decode adds G={G} generated tokens with a KV cache; _txtN adds N text tokens to the prompt.",
+             f"Closest to the paper's 83.8% (LLaVA-1.5-7B, 64 tokens): **{best}**."]
+    ctx.table("flops_conventions", "FLOPs of LLaVA-1.5 by image tokens and counting convention", rows, notes)
+    ctx.table("flops_match", "Which convention gives the paper's 83.8% at 64 tokens (LLaVA-1.5-7B)", match_rows,
+              [f"paper: abstract of arXiv 2508.06038; the only convention within 0.3 points is {best}"
+               if match_rows and abs(match_rows[0]["delta (points)"]) <= 0.3 else "no convention within 0.3 points"])
+    ctx.csv("flops_long", long_rows)
+
+    # Cross-check: every matmul of the transformers model, counted by FlopCounterMode on the meta device.
+    check_rows = []
+    text = int(e.crosscheck_text_tokens)
+    side = int(ctx.cfg.fourier.base_side)
+    worst = 0.0
+    for key, mcfg in e.models.items():
+        for t in _tokens_list(ctx, e.crosscheck_tokens, "experiment.crosscheck_tokens"):
+            measured = _meta_count(mcfg, t, text, side)
+            ex = exact_flops(archs[key], t, text)
+            rel = measured / ex.total - 1
+            worst = max(worst, abs(rel))
+            check_rows.append({"model": mcfg.name, "image_tokens": t, "text_tokens": text,
+                               "analytic TFLOPs": ex.total / 1e12, "FlopCounterMode TFLOPs": measured / 1e12,
+                               "rel. diff %": 100 * rel})
+    # Paper | ours: the paper's headline and its reconstruction; a third-party full-pipeline count.
+    arch7 = archs.get("llava15_7b")
+    if arch7 is not None:
+        base = convention_flops(arch7, tokens[0], paper_conv, G)["total"]
+        pv_rows = []
+        for t in tokens[1:]:
+            ours = reduction(base, convention_flops(arch7, t, paper_conv, G)["total"])
+            pv_rows.append({"image tokens": t, "paper %": 100 * PAPER_FLOPS_REDUCTION_64 if t == 64 else None,
+                            f"ours % ({paper_conv.name})": 100 * ours})
+        ctx.table("flops_paper_vs_ours", "FLOPs reduction vs LLaVA-1.5-7B at 576 tokens: paper | ours", pv_rows,
+                  ["paper: abstract, 'up to 83.8% fewer inference FLOPs' (the budget is not stated; 64 tokens "
+                   "is the budget this convention maps it to)"])
+        tp = {int(k): float(v) for k, v in (e.get("third_party_tflops") or {}).items()}
+        if tp:
+            tp_rows = [{"image tokens": t, "third-party TFLOPs": v,
+                        f"ours exact prefill TFLOPs (+{text} text)": exact_flops(arch7, t, text, lm_head_tokens=1).total / 1e12}
+                       for t, v in sorted(tp.items(), reverse=True)]
+            ctx.table("flops_third_party", "Full-pipeline prefill TFLOPs, LLaVA-1.5-7B: third-party re-run | ours",
+                      tp_rows, ["third party: Braco paper's re-run of Fourier-VLM (its prompt length is unknown); "
+                                "ours: every matmul (ViT, projector, LLM) + LM head on the last position"])
+    ctx.metric("flops_crosscheck.max_rel_err", worst, "fraction", "lower",
+               note="analytic exact count vs torch.utils.flop_counter on the meta-device model")
+    ctx.table("flops_crosscheck", "Analytic count vs FlopCounterMode (meta device, no weights)", check_rows,
+              ["analytic: patch embedding, all vision layers, projector, LLM (real q/kv widths, gated FFN), "
+               "LM head on every prompt position; the DCT itself is not a matmul and is counted by neither"],
+              digits=4)
+
+    fig, ax = figure(9.0, 3.2, ncols=2)
+    for key, arch in archs.items():
+        for conv, ls in ((paper_conv, "-"), (Convention("llm", 2, "prefill"), "--")):
+            ys = [convention_flops(arch, t, conv, G)["total"] / 1e12 for t in tokens]
+            ax[0, 0].plot(tokens, ys, ls, marker="o", label=f"{arch.name} {conv.name}")
+    ax[0, 0].set(xlabel="image tokens", ylabel="TFLOPs", title="FLOPs vs kept tokens")
+    ax[0, 0].legend(fontsize=6)
+    arch7 = archs.get("llava15_7b") or next(iter(archs.values()))
+    for conv in convs:
+        if conv.text_tokens:
+            continue
+        base = convention_flops(arch7, tokens[0], conv, G)["total"]
+        ys = [100 * reduction(base, convention_flops(arch7, t, conv, G)["total"]) for t in tokens[1:]]
+        ax[0, 1].plot(tokens[1:], ys, marker=".", label=conv.name, lw=2.5 if conv == paper_conv else 1)
+    ax[0, 1].axhline(100 * PAPER_FLOPS_REDUCTION_64, color="k", lw=0.8, ls=":", label="paper 83.8%")
+    ax[0, 1].set(xlabel="image tokens", ylabel="FLOPs reduction %", title=f"{arch7.name}: reduction by convention")
+    ax[0, 1].legend(fontsize=5)
+    ctx.figure("flops", fig)
+
+
+# ----------------------------------------------------------------------------------------------------- speed
+class _Clock:
+    """A generate() streamer that timestamps every put: the prompt first, then each new token."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def put(self, value: torch.Tensor) -> None:
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
+    cfg = ctx.cfg
+    dtype, device = resolve_dtype(cfg.dtype), resolve_device(cfg.device)
+    source = cfg.model.get("source")
+    if source == "random_init":
+        model = random_llava(cfg.model.arch, seed=int(cfg.seed), dtype=dtype).to(device)
+    elif source == "hub":
+        from bench.fourier_vlm.llava import load_paper_llava
+
+        model = load_paper_llava(cfg.model, dtype, device)
+    else:
+        raise ConfigError("model.source", f"speed needs a LLaVA model (random_init or hub), not {source!r}")
+    return model, dtype, device
+
+
+@register(PAPER, "speed")
+def speed(ctx: RunContext) -> None:
+    """Claim 2: prefill, TTFT, decode and end-to-end generation time at each budget vs 576 tokens."""
+    e, cfg = ctx.cfg.experiment, ctx.cfg
+    model, dtype, device = _load_speed_model(ctx)
+    G, T, R, B = int(e.new_tokens), int(e.text_tokens), int(e.repeats), int(e.batch)
+    if G < 2:
+        raise ConfigError("experiment.new_tokens", "need at least 2 new tokens to time decoding")
+    side = int(model.config.vision_config.image_size) // int(model.config.vision_config.patch_size)
+    if side != int(cfg.fourier.base_side):
+        raise ConfigError("fourier.base_side", f"the model's patch grid is {side}x{side}, not {cfg.fourier.base_side}")
+    ks = _budgets(ctx)
+    if str(cfg.fourier.method) == "none":
+        raise ConfigError("fourier.method", "speed compares compressed budgets with 576 tokens: choose a compressor")
+    if len(set(ks)) != len(ks) or side in ks:
+        raise ConfigError("fourier.budgets", f"budgets {ks} repeat a value or include the full grid {side}")
+    n_params = sum(p.numel() for p in model.parameters())
+    ctx.log(f"model {cfg.model.name}: {n_params / 1e6:.1f}M params, {dtype}, {device}, grid {side}x{side}, "
+            f"threads {torch.get_num_threads()}")
+    g = torch.Generator().manual_seed(int(cfg.seed))
+    vs = model.config.vision_config.image_size
+    pixels = torch.randn(B, 3, vs, vs, generator=g).to(device, dtype)
+    vocab = int(model.config.text_config.vocab_size)
+    text = torch.randint(3, min(vocab, int(model.config.image_token_id)) - 1, (T,), generator=g)
+    setups = {}
+    for k in [side] + ks:
+        comp = None if k == side else TokenCompressor(str(cfg.fourier.method), k=k, rescale=bool(cfg.fourier.rescale))
+        n_img = image_token_count(model, comp)
+        ids = prompt_ids(model, n_img, text, B).to(device)
+        emb = torch.randn(B, ids.shape[1], model.config.text_config.hidden_size, generator=g).to(device, dtype)
+        setups[n_img] = (comp, ids, emb)
+    lm = model.model.language_model
+
+    def sync() -> None:  # GPU timing: wait for queued kernels before reading the clock
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def run_generate(n_img: int) -> dict[str, float]:
+        comp, ids, _ = setups[n_img]
+        apply_compressor(model, comp)
+        clock = _Clock()
+        with torch.no_grad():
+            sync()
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = model.generate(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=G, min_new_tokens=G, do_sample=False, streamer=clock)
+            sync()
+            c1, t1 = time.process_time(), time.perf_counter()
+        if out.shape[1] - ids.shape[1] != G or len(clock.times) != G + 1:
+            raise RuntimeError(f"expected {G} new tokens, got {out.shape[1] - ids.shape[1]}")
+        return {"ttft_ms": 1e3 * (clock.times[1] - t0), "e2e_ms": 1e3 * (t1 - t0), "e2e_cpu_ms": 1e3 * (c1 - c0),
+                "decode_tok_s": (G - 1) / (clock.times[-1] - clock.times[1])}
+
+    def run_prefill(n_img: int) -> float:
+        emb = setups[n_img][2]
+        with torch.no_grad():
+            sync()
+            t0 = time.perf_counter()
+            h = lm(inputs_embeds=emb, use_cache=False).last_hidden_state
+            model.lm_head(h[:, -1:])
+            sync()
+            return 1e3 * (time.perf_counter() - t0)
+
+    budgets = list(setups)
+    for _ in range(int(e.warmup)):
+        for n in budgets:
+            run_generate(n)
+            run_prefill(n)
+    samples: dict[int, dict[str, list[float]]] = {n: {"ttft_ms": [], "e2e_ms": [], "decode_tok_s": [],
+                                                      "prefill_ms": [], "e2e_cpu_ms": []} for n in budgets}
+    rng = random.Random(int(cfg.seed))
+    t_start = time.time()
+    for rep in range(R):
+        order = budgets[:]
+        rng.shuffle(order)  # interleaved: every repetition visits every budget, in a new order
+        for n in order:
+            s = run_generate(n)
+            for key, v in s.items():
+                samples[n][key].append(v)
+            samples[n]["prefill_ms"].append(run_prefill(n))
+        ctx.log(f"repetition {rep + 1}/{R} done ({time.time() - t_start:.0f} s)")
+    base = budgets[0]
+    med = {n: {key: summarize(v) for key, v in d.items()} for n, d in samples.items()}
+    rows = []
+    for n in budgets:
+        m = med[n]
+        sp = m["e2e_ms"].median_ms
+        row = {"image tokens": n, "prompt tokens": int(setups[n][1].shape[1]),
+               "prefill ms": m["prefill_ms"].median_ms, "prefill IQR": m["prefill_ms"].iqr_ms,
+               "TTFT ms": m["ttft_ms"].median_ms, "TTFT IQR": m["ttft_ms"].iqr_ms,
+               "decode tok/s": m["decode_tok_s"].median_ms, "decode IQR": m["decode_tok_s"].iqr_ms,
+               f"e2e ms (G={G})": sp, "e2e IQR": m["e2e_ms"].iqr_ms,
+               "e2e speedup": med[base]["e2e_ms"].median_ms / sp,
+               "TTFT speedup": med[base]["ttft_ms"].median_ms / m["ttft_ms"].median_ms,
+               "e2e CPU-time speedup": med[base]["e2e_cpu_ms"].median_ms / m["e2e_cpu_ms"].median_ms}
+        rows.append(row)
+        note = f"median of {R} interleaved repetitions, batch {B}, G={G}, {T} text tokens"
+        ctx.metric(f"prefill_ms.{n}", m["prefill_ms"].median_ms, "ms", "lower", note=note + "; LLM only",
+                   stderr=m["prefill_ms"].iqr_ms / 1.349 / math.sqrt(R))
+        ctx.metric(f"ttft_ms.{n}", m["ttft_ms"].median_ms, "ms", "lower", note=note,
+                   stderr=m["ttft_ms"].iqr_ms / 1.349 / math.sqrt(R))
+        ctx.metric(f"decode_tok_s.{n}", m["decode_tok_s"].median_ms, "tok/s", "higher", note=note)
+        ctx.metric(f"e2e_ms.{n}", sp, "ms", "lower", note=note, stderr=m["e2e_ms"].iqr_ms / 1.349 / math.sqrt(R))
+        if n != base:
+            ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher",
+                       note=f"median e2e at {base} / at {n} tokens; paper: 31.2% faster generation (7B, GPU)")
+            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", note=f"vs {base} tokens")
+            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher",
+                       note=f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine")
+    machine = ctx.record.env.get("device_name", device)
+    env = f"{machine}, {torch.get_num_threads()} threads, {str(dtype).replace('torch.', '')}, batch {B}, G={G}"
+    ctx.table("speed", f"Generation speed — {cfg.model.name} ({n_params / 1e6:.1f}M params, random weights "
+              f"if not hub), {env}", rows,
+              [f"paper: 31.2% faster generation than LLaVA-v1.5-7B (GPU, setup not retrievable) = e2e speedup 1.312",
+               f"prefill = LLM forward over the prompt embeddings (no vision); TTFT = pixels to first token "
+               f"(vision, compressor, projector, prefill); decode tok/s over the G-1 later tokens; IQR = spread",
+               "repetitions interleaved in a seeded random order; wall-clock times include time the process waited "
+               "for a core: on a loaded machine the CPU-time speedup (process CPU time, all threads) is the "
+               "steadier ratio"])
+    tag = f"{cfg.model.name}, {machine}, batch {B}, G={G}"
+    ctx.table("speed_paper_vs_ours", "Generation speed-up vs the uncompressed model: paper | ours",
+              [{"image tokens": n, "paper % faster": 100 * PAPER_SPEEDUP if n == 64 else None,
+                "ours % faster (e2e)": 100 * (r["e2e speedup"] - 1), "ours % faster (TTFT)": 100 * (r["TTFT speedup"] - 1),
+                "ours % faster (e2e CPU time)": 100 * (r["e2e CPU-time speedup"] - 1),
+                "setup": tag} for n, r in zip(budgets, rows) if n != base],
+              ["paper: LLaVA-1.5-7B, GPU, G and batch not retrievable; budget not stated (64 assumed)",
+               "% faster = (time at 576 tokens / time at this budget - 1); medians of interleaved repetitions"])
+    ctx.csv("speed_samples", [{"image_tokens": n, "rep": i, **{k: v[i] for k, v in d.items()}}
+                              for n, d in samples.items() for i in range(R)])
+
+    # The compressor alone: FFT path vs dense DCT matrices over grid sizes (C = the vision width).
+    c = int(model.config.vision_config.hidden_size)
+    comp_rows = []
+    for n_side in [int(x) for x in e.dct_grids]:
+        x = torch.randn(1, n_side * n_side, c, generator=g)
+        k = max(1, n_side // 3)
+        row = {"grid": f"{n_side}x{n_side}", "channels": c, "k": k}
+        for method in ("dct", "dct_dense"):
+            tc = TokenCompressor(method, k=k)
+            t = time_call(lambda: tc(x), repeats=max(3, R), warmup=1)
+            row[f"{method} ms"] = t.median_ms
+            ctx.metric(f"compress_ms.{method}.{n_side}", t.median_ms, "ms", "lower", note=f"C={c}, k={k}")
+        row["dense / fft"] = row["dct_dense ms"] / row["dct ms"]
+        comp_rows.append(row)
+    ctx.table("compressor_time", "Compressor alone: FFT (Makhoul) vs dense DCT matrix", comp_rows,
+              ["one image, fp32, median; the dense path builds N x N matrices, the FFT path none"], digits=3)
+
+    fig, ax = figure(13.0, 3.0, ncols=4)
+    xs = budgets
+    for key, label in (("prefill_ms", "LLM prefill"), ("ttft_ms", "TTFT")):
+        ax[0, 0].errorbar(xs, [med[n][key].median_ms for n in xs],
+                          yerr=[[med[n][key].median_ms - med[n][key].p25_ms for n in xs],
+                                [med[n][key].p75_ms - med[n][key].median_ms for n in xs]], marker="o", label=label,
+                          capsize=2)
+    ax[0, 0].set(xlabel="image tokens", ylabel="ms", title="prefill / time to first token")
+    ax[0, 0].legend()
+    key = "decode_tok_s"
+    ax[0, 1].errorbar(xs, [med[n][key].median_ms for n in xs],
+                      yerr=[[med[n][key].median_ms - med[n][key].p25_ms for n in xs],
+                            [med[n][key].p75_ms - med[n][key].median_ms for n in xs]], marker="o", capsize=2)
+    ax[0, 1].set(xlabel="image tokens", ylabel="tokens / s", title="decode throughput")
+    ax[0, 2].plot(xs, [med[base]["e2e_ms"].median_ms / med[n]["e2e_ms"].median_ms for n in xs], marker="o",
+                  label=f"ours e2e (G={G})")
+    ax[0, 2].plot(xs, [med[base]["ttft_ms"].median_ms / med[n]["ttft_ms"].median_ms for n in xs], marker="s",
+                  label="ours TTFT")
+    ax[0, 2].axhline(1 + PAPER_SPEEDUP, color="k", ls=":", lw=0.8, label="paper 1.312x")
+    ax[0, 2].set(xlabel="image tokens", ylabel=f"speedup vs {base}", title="speedup")
+    ax[0, 2].legend()
+    grids = [int(x) for x in e.dct_grids]
+    ax[0, 3].loglog(grids, [r["dct ms"] for r in comp_rows], marker="o", label="FFT (Makhoul)")
+    ax[0, 3].loglog(grids, [r["dct_dense ms"] for r in comp_rows], marker="s", label="dense matrix")
+    ax[0, 3].set(xlabel="grid side N", ylabel="ms", title=f"compressor alone, C={c}")
+    ax[0, 3].legend()
+    ctx.figure("speed", fig)
+
+
+# --------------------------------------------------------------------------------------------------- lowpass
+def _photo_patches(path: Any, side_px: int, patch: int) -> torch.Tensor:
+    """A photo, centre-cropped and resized to side_px, as (1, (side/patch)^2, patch*patch*3) patch vectors."""
+    from PIL import Image
+
+    img = Image.open(path).convert("RGB")
+    s = min(img.size)
+    left, top = (img.width - s) // 2, (img.height - s) // 2
+    img = img.crop((left, top, left + s, top + s)).resize((side_px, side_px), Image.BICUBIC)
+    x = torch.tensor(list(img.getdata()), dtype=torch.float32).view(side_px, side_px, 3) / 255.0  # (H, W, 3)
+    n = side_px // patch
+    p = x.view(n, patch, n, patch, 3).permute(0, 2, 1, 3, 4)  # (n, n, patch, patch, 3)
+    return p.reshape(1, n * n, patch * patch * 3)  # (1, N, C) with C = patch*patch*3
+
+
+def _patches_to_image(tokens: torch.Tensor, k: int, patch: int) -> torch.Tensor:
+    """(1, k*k, patch*patch*3) -> (k*patch, k*patch, 3) image, clipped to [0, 1]."""
+    p = tokens.view(k, k, patch, patch, 3).permute(0, 2, 1, 3, 4)
+    return p.reshape(k * patch, k * patch, 3).clamp(0, 1)
+
+
+@register(PAPER, "lowpass")
+def lowpass(ctx: RunContext) -> None:
+    """What the low-pass keeps: a real photo as 24x24 patch tokens, compressed at each k by each method."""
+    from bench.core.paths import data_dir
+
+    e, cfg = ctx.cfg.experiment, ctx.cfg
+    path = data_dir(cfg.data_dir) / "images" / str(e.image)
+    if not path.exists():
+        raise ConfigError("experiment.image", f"{path} does not exist")
+    side = int(cfg.fourier.base_side)
+    side_px = int(e.image_side)
+    if side_px % side:
+        raise ConfigError("experiment.image_side", f"{side_px} px is not a multiple of the {side}x{side} grid")
+    patch = side_px // side
+    x = _photo_patches(path, side_px, patch)  # (1, 576, 588): each token is one 14x14 RGB patch
+    grid = (side, side)
+    ks = _budgets(ctx)
+    coef = dctn(x.view(1, side, side, -1), dims=(1, 2))  # (1, 24, 24, C)
+    total_energy = float((coef ** 2).sum())
+    methods = {
+        "dct": lambda k: TokenCompressor("dct", k=k, rescale=True)(x, grid),
+        "avgpool": lambda k: avg_pool(x, grid, (k, k)),
+        "drop": lambda k: uniform_drop(x, grid, (k, k)),
+    }
+    rows = []
+    fig, ax = figure(2.0 * (len(ks) + 1), 2.1 * len(methods), ncols=len(ks) + 1, nrows=len(methods))
+    for r, (name, fn) in enumerate(methods.items()):
+        ax[r, 0].imshow(_patches_to_image(x, side, patch).numpy())
+        ax[r, 0].set_title(f"original {side}x{side} patches" if r == 0 else "original", fontsize=7)
+        for cidx, k in enumerate(ks, start=1):
+            y = fn(k)  # (1, k*k, C)
+            if y.shape[1] != k * k:
+                raise RuntimeError(f"{name} returned {y.shape[1]} tokens for k={k}")
+            recon = _upsample(name, y, k, side)  # (1, 576, C) back on the full grid
+            err = float((recon - x).norm() / x.norm())
+            row = {"method": name, "k": k, "tokens": k * k, "rel. L2 error": err}
+            if name == "dct":
+                kept = float((coef[:, :k, :k] ** 2).sum()) / total_energy
+                row["energy kept"] = kept
+                ctx.metric(f"energy_kept.{k * k}", kept, "fraction", "higher", note=f"DCT block {k}x{k} of {side}x{side}")
+            ctx.metric(f"recon_rel_err.{name}.{k * k}", err, "fraction", "lower",
+                       note="rel. L2 error of the kept tokens brought back to the full grid")
+            rows.append(row)
+            ax[r, cidx].imshow(_patches_to_image(y, k, patch).numpy(), interpolation="nearest")
+            ax[r, cidx].set_title(f"{name}: k={k} ({k * k} tokens)", fontsize=7)
+    for a in ax.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+        a.grid(False)
+    ctx.figure("lowpass", fig)
+    ctx.table("lowpass", f"What each compressor keeps of {path.name} ({side}x{side} patches of {patch}x{patch} px)",
+              rows, ["tokens are raw RGB patches (the compressor is linear and acts per channel, as on CLIP "
+                     "features); DCT shown with the k/N rescale; reconstruction: DCT zero-padded inverse, "
+                     "pooling and dropping nearest-neighbour upsampling"], digits=4)
+
+
+def _upsample(method: str, y: torch.Tensor, k: int, side: int) -> torch.Tensor:
+    """Bring k*k tokens back to the side x side grid with each method's natural inverse. (1, k*k, C) -> (1, N, C)."""
+    c = y.shape[-1]
+    g = y.view(1, k, k, c)
+    if method == "dct":  # y was rescaled by k/N: undo, then zero-pad the spectrum and invert (exact low-pass)
+        coef = dctn(g * (side / k), dims=(1, 2))
+        full = torch.zeros(1, side, side, c)
+        full[:, :k, :k] = coef
+        return idctn(full, dims=(1, 2)).view(1, side * side, c)
+    idx = torch.clamp(((torch.arange(side) + 0.5) * k / side).long(), max=k - 1)  # nearest coarse cell
+    if method == "drop":
+        # each dropped token takes the value of the nearest kept one
+        kept = uniform_indices(side, k)
+        idx = torch.tensor([int(torch.argmin((kept - i).abs())) for i in range(side)])
+    return g.index_select(1, idx).index_select(2, idx).view(1, side * side, c)

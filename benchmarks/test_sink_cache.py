@@ -1,0 +1,42 @@
+"""One decoding step through SinkCache vs a plain DynamicCache of the same length (target <= 1.15x)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from bench.core.timing import time_call
+from bench.streaming_llm.rope import rope_of
+from bench.streaming_llm.sink_cache import SinkCache
+
+pytestmark = pytest.mark.benchmark
+CACHE = 1024
+
+
+@torch.no_grad()
+def test_sink_cache_step_overhead(benchmark, smollm2):
+    model = smollm2.model
+    ids = torch.randint(0, 40000, (1, CACHE + 400))
+    sink = SinkCache(4, CACHE - 4, rope_of(model))
+    model(ids[:, :CACHE], past_key_values=sink, position_ids=sink.position_ids(CACHE), use_cache=True)
+    step = iter(range(CACHE, CACHE + 400))
+
+    def sink_step():  # steady state: every step evicts one token and re-rotates the sinks
+        t = next(step)
+        model(ids[:, t:t + 1], past_key_values=sink, position_ids=sink.position_ids(1), use_cache=True)
+
+    dyn = DynamicCache()
+    model(ids[:, :CACHE], past_key_values=dyn, use_cache=True)
+
+    def dyn_step():  # same attended length: crop back to CACHE keys after each step
+        model(ids[:, :1], past_key_values=dyn, use_cache=True)
+        dyn.crop(CACHE)
+
+    t_dyn = time_call(dyn_step, repeats=30, warmup=5)
+    t_sink = time_call(sink_step, repeats=30, warmup=5)
+    ratio = t_sink.median_ms / t_dyn.median_ms
+    benchmark.extra_info.update({"sink_ms": t_sink.median_ms, "dynamic_ms": t_dyn.median_ms, "ratio": ratio})
+    benchmark.pedantic(sink_step, rounds=20, iterations=1)
+    print(f"\nsink {t_sink.median_ms:.2f} ms, dynamic {t_dyn.median_ms:.2f} ms, ratio {ratio:.3f}")
+    assert ratio <= 1.15

@@ -1,0 +1,18 @@
+"""AdaptiveStep harness (issue 5).
+
+    python -m reproduce.adaptive_step experiment=bon profile=cpu
+    python -m reproduce.adaptive_step experiment=cost profile=smoke results_dir=/tmp/res
+"""
+
+import hydra
+
+from bench.core.runner import hydra_entry
+
+
+@hydra.main(config_path="../configs", config_name="adaptive_step", version_base="1.3")
+def main(cfg) -> None:
+    hydra_entry("adaptive_step", cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Fourier-VLM harness.
+
+    python -m reproduce.fourier_vlm experiment=flops profile=cpu
+    python -m reproduce.fourier_vlm experiment=speed profile=smoke results_dir=/tmp/res
+"""
+
+import hydra
+
+from bench.core.runner import hydra_entry
+
+
+@hydra.main(config_path="../configs", config_name="fourier_vlm", version_base="1.3")
+def main(cfg) -> None:
+    hydra_entry("fourier_vlm", cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""End to end: compose the real config (smoke profile, shrunk) and run the `bon`, `cost` and `tvd` experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHRINK = ["model.train.steps=60", "model.train.questions=500", "scale.greedy_eval_questions=8",
+          "scale.prm_questions=6", "scale.prm_samples=4", "scale.test_questions=6", "scale.test_samples=4",
+          "scale.rollouts=2", "scale.max_new=40", "scale.tvd_questions=2", "scale.bon_n=[1,2,4]",
+          "scale.bon_seeds=3", "prm.epochs=1", "pipeline.progress=false"]
+
+
+def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="adaptive_step",
+                       overrides=[f"experiment={exp}", "profile=smoke", f"results_dir={tmp_path}", *SHRINK, *extra])
+
+
+def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
+    from bench.core.runner import run
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    rec = json.loads(run("adaptive_step", _cfg("bon", tmp_path)).read_text())
+    m = rec["metrics"]
+    for arm in ("confidence_prm", "newline_prm", "orm", "majority", "random", "pass_at_n"):
+        for n in (1, 2, 4):
+            assert f"bon_acc.{arm}.{n}" in m
+    # all arms pick the single candidate at N = 1; nothing beats the oracle
+    v1 = {a: m[f"bon_acc.{a}.1"]["value"] for a in ("confidence_prm", "newline_prm", "orm", "random", "pass_at_n")}
+    assert max(v1.values()) - min(v1.values()) < 1e-9
+    for a in ("confidence_prm", "newline_prm", "orm", "majority", "random"):
+        assert m[f"bon_acc.{a}.4"]["value"] <= m["bon_acc.pass_at_n.4"]["value"] + 1e-9
+    out = tmp_path / "adaptive_step" / "bon" / "smoke"
+    assert (out / "bon.md").exists() and (out / "bon_accuracy_vs_n.png").exists()
+    stages = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "adaptive_step").iterdir())
+    assert {"policy", "samples_prm", "samples_test", "division", "labels_confidence", "prm_orm"} <= set(stages)
+
+    # cost reuses the cached policy / samples and adds the random split
+    rec = json.loads(run("adaptive_step", _cfg("cost", tmp_path)).read_text())
+    m = rec["metrics"]
+    for sp in ("confidence", "newline", "random"):
+        # K = 2 rollouts per non-closing marker, 6 questions x 4 samples = 24 solutions
+        want = 2 * (m[f"steps_per_solution.{sp}"]["value"] - 1) * 24
+        assert m[f"rollouts.{sp}"]["value"] == pytest.approx(want)
+        assert m[f"steps_per_solution.{sp}"]["value"] >= 1
+    # random split has as many interior markers as confidence split, hence as many rollouts
+    assert m["rollouts.random"]["value"] <= m["rollouts.confidence"]["value"]
+    assert "ratio.rollouts.confidence_over_newline" in m
+
+    rec = json.loads(run("adaptive_step", _cfg("tvd", tmp_path)).read_text())
+    m = rec["metrics"]
+    assert {"acc.greedy", "acc.tvd", "prm_calls"} <= set(m)
+    assert m["prm_calls"]["value"] % 8 == 0   # top-8 candidates per intervention
+
+
+def test_paper_profile_composes_and_refuses_to_run(tmp_path):
+    from bench.core.errors import ConfigError
+    from bench.core.runner import run
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="adaptive_step", overrides=["experiment=bon", "profile=paper",
+                                                              f"results_dir={tmp_path}"])
+    assert cfg.model.hub_id == "meta-math/MetaMath-Mistral-7B"
+    assert cfg.released.prms.asprm_m == "Lux0926/ASPRM-M"
+    with pytest.raises(ConfigError):
+        run("adaptive_step", cfg)

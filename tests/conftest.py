@@ -1,0 +1,40 @@
+"""Shared fixtures. The data directory comes from BENCH_DATA_DIR (CI: ../shared/data); tests that need it
+skip with a clear reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+
+if not os.environ.get("BENCH_DATA_DIR") and (REPO.parent / "shared" / "data").is_dir():
+    os.environ["BENCH_DATA_DIR"] = str((REPO.parent / "shared" / "data").resolve())
+
+
+@pytest.fixture(autouse=True)
+def _deterministic():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    d = os.environ.get("BENCH_DATA_DIR")
+    if not d or not Path(d).is_dir():
+        pytest.skip("BENCH_DATA_DIR not set: the real-data tests need ../shared/data")
+    return Path(d)
+
+
+def compose(config_name: str, overrides: list[str]):
+    """Compose the real Hydra config (as the entry points do), with overrides."""
+    from hydra import compose as h_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return h_compose(config_name=config_name, overrides=overrides)

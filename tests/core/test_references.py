@@ -1,0 +1,40 @@
+"""Comparison against paper numbers: statuses and the reference files themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.core.references import REFERENCES_DIR, compare, load_references
+
+
+def _rec(profile, **metrics):
+    return {"experiment": "e", "profile": profile, "config": {"model": {"name": "m"}},
+            "metrics": {k: {"value": v, "unit": "x", "direction": "lower"} for k, v in metrics.items()}}
+
+
+REFS = {"claims": [
+    {"id": "a", "claim": "c", "source": "T1", "experiment": "e", "metric": "m", "paper_value": 5.0,
+     "tolerance": {"rel": 0.1}, "comparable_profiles": ["paper"], "shape": {"max": 1.05}},
+    {"id": "b", "claim": "r", "source": "T2", "experiment": "e", "ratio": ["m", "n"], "paper_value": 2.0,
+     "tolerance": {"abs": 0.1}, "comparable_profiles": []},
+    {"id": "c", "claim": "never run", "source": "T3", "experiment": "other", "metric": "m", "paper_value": 1.0},
+]}
+
+
+def test_statuses():
+    rows = {(r["id"], r["model / profile"].split(" / ")[1].split(" ")[0] if r["ours"] is not None else None): r
+            for r in compare(REFS, [_rec("paper", m=5.2, n=2.6), _rec("cpu", m=1.06, n=0.5)])}
+    assert rows[("a", "paper")]["status"] == "reproduced"
+    assert rows[("a", "cpu")]["status"] == "not reproduced"  # shape max 1.05 violated
+    assert rows[("b", "cpu")]["status"] == "not comparable"
+    assert rows[("c", None)]["status"] == "not run on this machine"
+    assert rows[("a", "paper")]["delta"] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("path", sorted(REFERENCES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_reference_files_are_well_formed(path):
+    refs = load_references(path.stem)
+    ids = [c["id"] for c in refs["claims"]]
+    assert len(ids) == len(set(ids))
+    for c in refs["claims"]:
+        assert c.get("tolerance") or c.get("shape"), c["id"]
