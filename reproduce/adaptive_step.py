@@ -6,7 +6,7 @@
 
 import hydra
 
-from bench.core.runner import hydra_entry
+from bench.core.runner import guard_overrides, hydra_entry
 
 
 @hydra.main(config_path="../configs", config_name="adaptive_step", version_base="1.3")
@@ -15,4 +15,5 @@ def main(cfg) -> None:
 
 
 if __name__ == "__main__":
+    guard_overrides("adaptive_step")
     main()

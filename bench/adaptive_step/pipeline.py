@@ -42,15 +42,7 @@ MARKER, GOOD, BAD = "<|step|>", "<|good|>", "<|bad|>"
 Log = Callable[[str], None]
 
 
-def _plain(x: Any) -> Any:
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(x):
-            return OmegaConf.to_container(x, resolve=True)
-    except ImportError:
-        pass
-    return x
+from bench.core.tiny import to_plain as _plain  # noqa: E402
 
 
 class Stage:

@@ -45,6 +45,20 @@ def device_name(device: str) -> str:
     return f"cpu: {cpu_model()} ({os.cpu_count()} cores)"
 
 
+def source_hash() -> str:
+    """sha256 over the suite's code and configs (bench/, reproduce/, configs/): pins the exact code a record
+    ran, even from a working tree with uncommitted changes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for top in ("bench", "reproduce", "configs"):
+        for p in sorted((REPO_ROOT / top).rglob("*")):
+            if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts:
+                h.update(str(p.relative_to(REPO_ROOT)).encode())
+                h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def capture(device: str = "cpu") -> dict[str, Any]:
     """Everything needed to tell whether two records are comparable."""
     import torch
@@ -55,13 +69,15 @@ def capture(device: str = "cpu") -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    # Untracked code counts as dirty too (new modules are untracked until committed); results do not.
+    dirty = _git("status", "--porcelain", "--", "bench", "reproduce", "configs", "pyproject.toml")
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": versions,
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty) if dirty is not None else None,
+        "source_hash": source_hash(),
         "device": device,
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),

@@ -91,6 +91,11 @@ class RunContext:
         self._artifact("csv", p)
         return p
 
+    def figures(self, paths) -> None:
+        """Register figure files drawn elsewhere (e.g. from this run's CSVs)."""
+        for p in paths:
+            self._artifact("figures", Path(p))
+
     def figure(self, name: str, fig) -> None:
         from bench.core.plots import save
 
@@ -171,6 +176,42 @@ def run_tag(cfg: Any) -> str | None:
 
 def _safe(tag: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.,=+" else "_" for c in tag)[:120]
+
+
+GROUPS = {"experiment": "{paper}/experiment", "profile": "{paper}/profile", "model": "model", "data": "data"}
+
+
+def check_group_overrides(paper: str, overrides: Sequence[str]) -> None:
+    """Refuse unknown config-group choices (`model=nope`, `experiment=3`) with the options listed.
+
+    Hydra reports unknown names itself, but crashes with a bare TypeError on numeric values; checking
+    here gives every bad choice the same clear error, before Hydra composes anything.
+    """
+    from bench.core.paths import REPO_ROOT
+
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        key = key.lstrip("+~")
+        sweep = ("," in value and not value.startswith("[")) or value.startswith(("choice(", "range(", "glob("))
+        if not sep or key not in GROUPS:
+            continue  # not a group choice
+        values = [v.strip() for v in value.split(",")] if sweep and "(" not in value else [value]
+        if "(" in value:
+            continue  # a sweep function Hydra expands and checks itself
+        folder = REPO_ROOT / "configs" / GROUPS[key].format(paper=paper)
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        for v in values:
+            if v not in options:
+                raise ConfigError(key, f"unknown {key} {v!r} for {paper}; available: {', '.join(options)}")
+
+
+def guard_overrides(paper: str) -> None:
+    """Called by `python -m reproduce.<paper>` before Hydra: a bad group choice exits 2 with one clear line."""
+    try:
+        check_group_overrides(paper, [a for a in sys.argv[1:] if not a.startswith("-")])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def hydra_entry(paper: str, cfg: Any) -> None:

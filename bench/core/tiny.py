@@ -22,7 +22,8 @@ from bench.core.errors import ConfigError
 from bench.core.paths import cache_dir, data_dir as resolve_data_dir
 
 
-def _to_plain(cfg: Any) -> Any:
+def to_plain(cfg: Any) -> Any:
+    """An OmegaConf node as plain Python containers (anything else unchanged)."""
     try:
         from omegaconf import OmegaConf
 
@@ -129,7 +130,7 @@ def tiny_model_folder(cfg: Any, data_dir_setting: str | None) -> Path:
     """Train (once) and cache the tiny model `cfg` describes; return its folder."""
     from transformers import LlamaForCausalLM
 
-    plain = _to_plain(cfg)
+    plain = to_plain(cfg)
     arch, train = plain["arch"], plain["train"]
     root = resolve_data_dir(data_dir_setting)
     text = read_corpus(root, train["corpus"], int(train.get("max_chars", 2_000_000)))

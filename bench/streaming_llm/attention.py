@@ -103,7 +103,7 @@ def attention(ctx: RunContext) -> None:
                "fraction", "none", note=f"{sents.shape[0]} sentences of {sents.shape[1]} tokens")
     ctx.table("sink_share", f"Attention on token 0 per layer — {lm.name}, query at position {p} of "
               f"{docs[0].name}", rows, digits=3)
-    show = sorted({0, 1, 2, n_layers // 2, n_layers - 1})
+    show = sorted(k for k in {0, 1, 2, n_layers // 2, n_layers - 1} if k < n_layers)
     fig, axes = figure(2.2 * len(show), 2.4, ncols=len(show))
     for ax, k in zip(axes[0], show):
         ax.imshow(maps[k].numpy(), cmap="viridis", vmin=0, vmax=float(maps[k].max()))

@@ -16,8 +16,8 @@ from bench.core.checkpoint import Checkpoint, config_key
 from bench.core.data import iter_token_docs, load_documents
 from bench.core.errors import ConfigError
 from bench.core.models import LoadedModel, load_model
-from bench.core.plots import COLORS, figure
 from bench.core.runner import RunContext, register
+from bench.streaming_llm import figures
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy
 from bench.streaming_llm.ppl import Stream, build_stream, evaluate, ppl, ppl_stderr, recompute_nll, rss_mb
@@ -150,8 +150,8 @@ def ppl_table1(ctx: RunContext) -> None:
                      f"{ratio:.4f} ± {ratio_se:.4f}",
                      f"model context {lm.context}: dense beyond it is expected to fail (paper: 5641)"])
     _per_token_csv(ctx, "per_token", {k2: v for k2, v in curves.items() if v.numel() == n}, stream)
-    _plot_running(ctx, "table1_curves", {k2: v for k2, v in curves.items() if v.numel() == n}, L,
-                  f"{lm.name}: first book, cache {L}")
+    ctx.figures(figures.running_ppl(ctx.out_dir / "per_token.csv", ctx.out_dir / "table1_curves.png",
+                                    f"{lm.name}: first book, cache {L}", L))
 
 
 def _per_token_csv(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], stream: Stream,
@@ -165,33 +165,14 @@ def _per_token_csv(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], 
     ctx.csv(name, rows, ["method", "token", "mean_nll"])
 
 
-def _plot_running(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], cache: int, title: str) -> None:
-    """Running log-PPL vs input length, like the paper's Fig. 3 / the attention_sinks curves."""
-    fig, axes = figure(5.5, 3.3)
-    ax = axes[0][0]
-    for method, nll in curves.items():
-        x = torch.arange(1, nll.numel() + 1)
-        run = torch.cumsum(nll.double(), 0) / x
-        step = max(1, nll.numel() // 2000)
-        color = next((c for k, c in COLORS.items() if method.startswith(k)), None)
-        ax.plot(x[::step].numpy(), run[::step].exp().numpy(), label=method, color=color, lw=1.2)
-    ax.axvline(cache, color="k", ls=":", lw=0.8)
-    ax.set_yscale("log")
-    ax.set_xlabel("input length (tokens)")
-    ax.set_ylabel("running perplexity")
-    ax.set_title(title)
-    ax.legend()
-    ctx.figure(name, fig)
-
-
 def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: str, table: str,
                   col: str) -> None:
     e = ctx.cfg.experiment
     lm = _load(ctx)
+    checked = [(label, S, L, _check_cache(ctx, lm, S, L, f"experiment.{col}")) for label, S, L in policies]
     stream = _stream(ctx, lm, e.max_tokens, n_docs=None)
     rows, curves = [], {}
-    for label, S, L in policies:
-        pol = _check_cache(ctx, lm, S, L, f"experiment.{col}")
+    for label, S, L, pol in checked:
         if stream.inputs.numel() <= L:
             raise ConfigError(f"experiment.{col}", f"cache {L} is not smaller than the stream "
                               f"({stream.inputs.numel()} tokens)")
@@ -205,20 +186,7 @@ def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: 
     ctx.table(table, f"{title} — {lm.name}, {stream.inputs.numel():,} tokens of {len(stream.doc_names)} "
               f"concatenated books, {str(lm.dtype).replace('torch.', '')}", rows)
     _per_token_csv(ctx, "per_token", curves, stream, every=256)
-    _plot_bars(ctx, table, rows, title)
-
-
-def _plot_bars(ctx: RunContext, name: str, rows: list[dict], title: str) -> None:
-    fig, axes = figure(4.8, 3.0)
-    ax = axes[0][0]
-    ax.bar([r["cache"] for r in rows], [r["ppl"] for r in rows], color=COLORS["streaming"])
-    for i, r in enumerate(rows):
-        ax.text(i, r["ppl"], f"{r['ppl']:.2f}", ha="center", va="bottom", fontsize=7)
-    ax.set_yscale("log")
-    ax.set_ylabel("perplexity")
-    ax.set_xlabel("cache (sinks + window)")
-    ax.set_title(title)
-    ctx.figure(name, fig)
+    ctx.figures(figures.bars(ctx.out_dir / f"{table}.csv", ctx.out_dir / f"{table}.png", title))
 
 
 @register(PAPER, "ppl_sinks")
@@ -302,19 +270,8 @@ def ppl_4m(ctx: RunContext) -> None:
               f"{str(lm.dtype).replace('torch.', '')}", rows,
               notes=[f"{len(stream.doc_names)} books concatenated (cache never reset); "
                      f"non-finite NLL: {bad}; KV cache max {float(kv.max()):.2f} MiB"])
-    fig, axes = figure(6.5, 3.6, nrows=2)
-    ax, ax2 = axes[0][0], axes[1][0]
-    mid = [(r["start_token"] + r["end_token"]) / 2 for r in rows]
-    ax.plot(mid, [r["ppl"] for r in rows], color=COLORS["streaming"], lw=1.0, marker=".", ms=3,
-            label=f"StreamingLLM {S}+{L - S}")
-    ax.set_ylabel(f"PPL per {seg // 1000}K tokens")
-    ax.set_title(f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream")
-    ax.legend()
-    ax2.plot([m[0] for m in mem], [m[1] for m in mem], color="k", lw=1.0, label="KV cache (MiB)")
-    ax2.set_ylabel("KV cache MiB")
-    ax2.set_xlabel("input length (tokens)")
-    ax2.set_ylim(bottom=0)
-    ctx.figure("fig5_long_stream", fig)
+    ctx.figures(figures.long_stream(ctx.out_dir / "fig5_segments.csv", ctx.out_dir / "fig5_long_stream.png",
+                                    f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream, {S}+{L - S}"))
 
 
 from bench.streaming_llm import speed as _speed  # noqa: E402,F401  (registers experiment `speed`)

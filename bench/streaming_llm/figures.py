@@ -31,7 +31,7 @@ def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | Non
             prev = tok
             xs.append(tok)
             ys.append(math.exp(total / tok) if math.isfinite(total) else float("nan"))
-        color = next((c for k, c in COLORS.items() if method.startswith(k)), None)
+        color = next((c for k, c in COLORS.items() if k in method), None)
         ax.plot(xs, ys, label=method, color=color, lw=1.2)
     if cache:
         ax.axvline(cache, color="k", ls=":", lw=0.8)

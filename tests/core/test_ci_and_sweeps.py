@@ -102,10 +102,35 @@ def test_config_composition_fuzz(pairs):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from bench.core.errors import ConfigError
+    from bench.core.runner import check_group_overrides
+
     overrides = [f"{k}={v}" for k, v in pairs]
+    try:
+        check_group_overrides("streaming_llm", overrides)  # what the entry point runs before Hydra
+    except ConfigError as e:
+        assert e.setting in ("experiment", "profile", "model", "data")
+        return
     try:
         cfg = compose("streaming_llm", overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         assert str(e)
         return
     assert cfg.paper == "streaming_llm"
+
+
+@pytest.mark.parametrize("launcher,target", [("local_parallel", "JoblibLauncher"), ("slurm_gpu", "SlurmLauncher")])
+def test_launcher_configs_compose(launcher, target):
+    from hydra import compose as h_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        cfg = h_compose(config_name="streaming_llm", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(target)
+
+
+def test_entry_point_refuses_unknown_group_choice():
+    r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "model=123"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "unknown model '123'" in r.stderr and "smollm2_135m" in r.stderr

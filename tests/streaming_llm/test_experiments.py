@@ -12,7 +12,8 @@ from bench.core.records import read_record
 from bench.core.runner import run
 from tests.conftest import compose
 
-SMALL = ["scale.table1_tokens=1500", "scale.ablation_tokens=1200", "scale.long_tokens=3000",
+SMALL = ["scale.speed_caches=[32]", "scale.speed_tokens=2", "scale.attn_sentences=4", "scale.attn_late_position=128",
+         "scale.table1_tokens=1500", "scale.ablation_tokens=1200", "scale.long_tokens=3000",
          "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64"]
 
 
@@ -27,6 +28,8 @@ def _cfg(tmp_path, experiment: str, extra=()):
     ("ppl_sinks", ["ppl.window.0+64", "ppl.streaming.1+63", "ppl.streaming.8+56"]),
     ("ppl_cache", ["ppl.streaming.4+12", "ppl.streaming.4+28"]),
     ("ppl_4m", ["ppl.streaming.4+60", "non_finite_nll", "kv_cache_mb.growth"]),
+    ("speed", ["latency_ms.streaming.32", "latency_ms.recompute.32", "speedup.32", "peak_mem_mb.streaming.32"]),
+    ("attention", ["sink_share.layer0", "sink_share.layer1", "sink_share.median_layers_ge2"]),
 ])
 def test_experiment_writes_record(tmp_path, data_dir, experiment, expected):
     path = run("streaming_llm", _cfg(tmp_path, experiment))
@@ -90,11 +93,16 @@ def test_books_are_scored_separately_and_the_cache_carries_over():
     (["experiment=ppl_cache", "scale.cache_sizes=[1024]"], "experiment.cache_sizes"),  # > context 512
     (["experiment=ppl_table1", "experiment.allow_beyond_context=false", "scale.table1_tokens=1500",
       "model.context=256"], "experiment.allow_beyond_context"),
-    (["experiment=ppl_4m", "scale.long_tokens=100000000"], "scale"),  # more tokens than the data has
+    (["experiment=ppl_4m", "scale.long_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
+     "scale"),  # more tokens than the data has
 ])
 def test_bad_settings_name_the_setting(tmp_path, data_dir, overrides, setting):
+    (tmp_path / "one_book").mkdir()
+    (tmp_path / "one_book" / "b.txt").write_text((data_dir / "gutenberg" / "modest_proposal.txt").read_text())
+    for sub in ("tinyshakespeare", "gutenberg"):
+        (tmp_path / sub).symlink_to(data_dir / sub)
     cfg = compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}", "eval.chunk=64",
-                                    "scale.recompute_samples=4", *overrides])
+                                    f"data_dir={tmp_path}", "scale.recompute_samples=4", *overrides])
     with pytest.raises(ConfigError) as e:
         run("streaming_llm", cfg)
     assert e.value.setting == setting
@@ -123,7 +131,7 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
         compose("streaming_llm", ["experiment=no_such_thing"])
     cfg = compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}"])
     cfg.experiment.name = "no_such_thing"
-    with pytest.raises(ConfigError, match="available: ppl_4m, ppl_cache, ppl_sinks, ppl_table1"):
+    with pytest.raises(ConfigError, match="available: attention, ppl_4m, ppl_cache, ppl_sinks, ppl_table1, speed"):
         run("streaming_llm", cfg)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose("streaming_llm", ["profile=paper", "device=cpu", f"results_dir={tmp_path}", "data=gutenberg"])
