@@ -140,7 +140,7 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
     assert e.value.setting == "model"
 
 
-def test_entry_point_prints_one_clear_error(tmp_path):
+def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
     import subprocess
     import sys
 
