@@ -104,9 +104,18 @@ class RunContext:
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
+    """The resolved config as stored in a record, with machine paths made portable: a `data_dir` is
+    recorded relative to the repository (e.g. ../shared/data), never as this machine's absolute path."""
+    import os
+
     from omegaconf import OmegaConf
 
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    from bench.core.paths import REPO_ROOT
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(plain, dict) and plain.get("data_dir"):
+        plain["data_dir"] = os.path.relpath(str(plain["data_dir"]), REPO_ROOT)
+    return plain  # type: ignore[return-value]
 
 
 def run(paper: str, cfg: Any) -> Path:
