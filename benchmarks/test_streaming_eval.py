@@ -36,7 +36,7 @@ def test_chunked_vs_token_by_token(benchmark, smollm2):
     model, ids = smollm2.model, _ids(smollm2.tokenizer)
     # Token by token: dense prefill of the first WARM tokens (fits the cache: exact), then one token per call.
     cache = SinkCache(S, R, rope_of(model))
-    out = model(ids[None, :WARM], past_key_values=cache, position_ids=cache.position_ids(WARM), use_cache=True)
+    model(ids[None, :WARM], past_key_values=cache, position_ids=cache.position_ids(WARM), use_cache=True)
     ref, times = [], []
     for t in range(WARM, WARM + TIMED):
         t0 = time.perf_counter()

@@ -155,7 +155,7 @@ def run(paper: str, cfg: Any) -> Path:
         if text:
             (out / "comparison.md").write_text(text)
             print(text)
-    except (FileNotFoundError, ImportError):
+    except FileNotFoundError:  # no references/<paper>.yaml yet
         pass
     return path
 

@@ -79,13 +79,14 @@ def _flash_cpu(q, k, v, mask_bool, scale):
     return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
 
 
-def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale):
+def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None):
     """softmax over [sink keys | band keys] of one query set that is rotated differently for each block.
 
     Args:
         qb: (B, Hq, C, D) queries rotated in the band frame; kb, vb: (B, Hkv, K, D) band keys/values.
         band_mask: (C, K) bool. qs: queries rotated at the sink frame; ks, vs: (B, Hkv, S, D); sink_mask (C, S).
             Pass qs=None when there are no sinks.
+        fused: use the CPU flash kernel + log-sum-exp merge (default on CPU), else one portable SDPA call.
 
     Returns:
         (B, Hq, C, D) attention output in qb's dtype.
@@ -93,7 +94,9 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale):
     On CPU the band block goes through the flash kernel, which also returns its log-sum-exp; the few sink
     scores are then merged exactly: out = (e^lse_b * out_b + sum_s e^z_s v_s) / (e^lse_b + sum_s e^z_s).
     """
-    if qb.device.type != "cpu":  # portable path: one SDPA call over [0|k_sink] and [k_band|0] (2D head dim)
+    if fused is None:
+        fused = qb.device.type == "cpu"  # the flash-for-CPU op exists only on CPU
+    if not fused:  # portable path: one SDPA call over [0|k_sink] and [k_band|0] (2D head dim)
         if qs is None:
             return F.scaled_dot_product_attention(qb, kb, vb, attn_mask=band_mask, scale=scale,
                                                   enable_gqa=qb.shape[1] != kb.shape[1])

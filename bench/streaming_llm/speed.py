@@ -8,7 +8,6 @@ interleaved (one streaming step, one recompute step, ...) so machine noise hits 
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import torch
