@@ -1,36 +1,102 @@
 """Rebuild every table and figure from saved records, without rerunning anything.
 
-    python -m reproduce.report [--results results] [--out results/REPORT.md]
+    python -m reproduce.report [--results results] [--out results/REPORT.md] [--readme [README.md]]
 
 For each paper: the comparison paper | ours | delta | tolerance | status for every claim of
 `references/<paper>.yaml` (a claim with no record says so), then each record's own tables and figures.
-A corrupt or partial record is reported by name and skipped; it never breaks the report for the others.
+Figures are redrawn from the record's CSVs by `bench.<paper>.figures.rebuild` (the code the experiments
+draw them with). A corrupt record, or a missing or corrupt CSV, is reported by name and skipped; it never
+breaks the report for the others. `--readme` also rewrites the results block of the README (between its
+markers, nothing else): headline claims, machine and run time per paper, and the key figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from bench.core.records import RecordError, find_records, read_record
 from bench.core.references import comparison_markdown
 from bench.core.runner import PAPERS
 
+TITLES = {"streaming_llm": "StreamingLLM", "fourier_vlm": "Fourier-VLM", "adaptive_step": "AdaptiveStep"}
+# The claims the README leads with (ids in references/<paper>.yaml); the full list is in REPORT.md.
+HEADLINES = {
+    "streaming_llm": ("t1_shape_streaming_vs_recompute", "t1_shape_window_vs_streaming", "t2_one_sink_recovers",
+                      "fig5_flat", "fig10_speedup_4096"),
+    "fourier_vlm": ("flops_reduction_64", "generation_speedup"),
+    "adaptive_step": ("shape_conf_prm_over_newline_prm_16", "shape_prm_over_random_16", "t1_tvd_over_greedy_gsm8k_mistral",
+                      "cost_rollouts_ratio"),
+}
+# (experiment, figure file, caption) shown in the README when that record and file exist.
+KEY_FIGURES = {
+    "streaming_llm": (("ppl_4m", "fig5_long_stream.png", "Fig. 5: perplexity over a 4M-token stream, KV cache constant"),
+                      ("speed", "fig10_latency_memory.png", "Fig. 10: per-token latency and memory vs cache size"),
+                      ("ppl_table1", "table1_curves.png", "Table 1: running perplexity of each cache policy")),
+    "fourier_vlm": (("flops", "flops.png", "FLOPs vs image tokens, and the 83.8% reduction at 64 tokens"),
+                    ("speed", "speed.png", "generation speed vs image tokens")),
+    "adaptive_step": (("bon", "bon_accuracy_vs_n.png", "Best-of-N accuracy vs N per arm (Figs. 4-5)"),),
+}
 
-def build(results: Path, out: Path) -> tuple[str, list[str]]:
+
+def load_records(results: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """All readable records under `results` (path, record) and one message per unreadable one."""
     records, problems = [], []
     for path in find_records(results):
         try:
             records.append((path, read_record(path)))
         except RecordError as e:
             problems.append(str(e))
+    return records, problems
+
+
+def _link(target: Path, base: Path) -> str:
+    """`target` relative to the folder `base` (Markdown links are relative to the file's folder)."""
+    return Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
+
+
+def _figures_module(paper: str) -> Any | None:
+    try:
+        return importlib.import_module(f"bench.{paper}.figures")
+    except ModuleNotFoundError as e:
+        if e.name != f"bench.{paper}.figures":
+            raise  # the module exists but one of its imports is broken: that is a bug to see
+        return None
+
+
+def rebuild_figures(fig_mod: Any | None, run_dir: Path, rec: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Redraw one record's figures; returns (figure files relative to run_dir, problems)."""
+    problems: list[str] = []
+    drawn: list[str] = []
+    if fig_mod is not None and hasattr(fig_mod, "rebuild"):
+        try:
+            drawn = [str(Path(p).relative_to(run_dir)) for p in fig_mod.rebuild(run_dir, rec)]
+        except Exception as e:  # a broken CSV must not break the other records
+            from bench.core.plots import FigureDataError
+
+            why = str(e) if isinstance(e, FigureDataError) else f"{type(e).__name__}: {e}"
+            problems.append(f"figures of `{run_dir}` could not be redrawn from its CSVs: {why} "
+                            "(any figure shown below is the one the run saved)")
+    # A CSV no figure needs is still part of the record: say when it is gone (once, if rebuild said it already).
+    problems += [f"`{run_dir / c}` is listed in the record but missing"
+                 for c in rec.get("artifacts", {}).get("csv", [])
+                 if not (run_dir / c).exists() and not any(c in p for p in problems)]
+    return drawn, problems
+
+
+def build(results: Path, out: Path) -> tuple[str, list[str]]:
+    """Write `out` (REPORT.md) from the records under `results`; returns (text, problems)."""
+    records, problems = load_records(results)
     lines = ["# Reproduction report", "",
              f"Built by `python -m reproduce.report` from {len(records)} record(s) under `{results}`; "
-             "nothing was rerun. Status: `reproduced` (same model, within tolerance), `shape reproduced` "
-             "(another model, the paper's shape holds), `not reproduced`, `not comparable` (another model, "
-             "no shape condition), `not run on this machine`.", ""]
+             "nothing was rerun; figures redrawn from the records' CSVs. Status: `reproduced` (same model, "
+             "within tolerance), `shape reproduced` (another model, the paper's shape holds), `not reproduced`, "
+             "`not comparable` (another model, no shape condition), `not run on this machine`.", ""]
     if problems:
         lines += ["## Records that could not be read", ""] + [f"- {p}" for p in problems] + [""]
     for paper in PAPERS:
@@ -40,103 +106,145 @@ def build(results: Path, out: Path) -> tuple[str, list[str]]:
             lines += [comparison_markdown(paper, [r for _, r in mine]), ""]
         except FileNotFoundError:
             lines += ["_(no reference file)_", ""]
-        try:
-            fig_mod = importlib.import_module(f"bench.{paper}.figures")
-        except ImportError:
-            fig_mod = None
-        for path, rec in sorted(mine, key=lambda x: (x[1]["experiment"], x[1]["profile"])):
+        fig_mod = _figures_module(paper)
+        for path, rec in sorted(mine, key=lambda x: (x[1]["experiment"], x[1]["profile"], str(x[0]))):
             run_dir = path.parent
             minutes = (rec.get("duration_s") or 0) / 60
             env = rec.get("env", {})
             lines += [f"### {rec['experiment']} / {rec['profile']}", "",
                       f"{env.get('device_name', '?')}, torch {env.get('packages', {}).get('torch', '?')}, "
                       f"git {str(env.get('git_sha'))[:10]}, {minutes:.1f} min, created {rec.get('created')}", ""]
-            if fig_mod is not None and hasattr(fig_mod, "rebuild"):
-                try:
-                    fig_mod.rebuild(run_dir, rec)
-                except Exception as e:  # a broken CSV must not break the other records
-                    lines += [f"_figures of {run_dir} could not be rebuilt: {type(e).__name__}: {e}_", ""]
+            drawn, trouble = rebuild_figures(fig_mod, run_dir, rec)
+            problems += trouble
+            lines += [f"> **problem:** {t}\n" for t in trouble]
             for table in rec.get("artifacts", {}).get("tables", []):
                 p = run_dir / table
                 if p.exists():
                     lines += [p.read_text(), ""]
-            for fig in rec.get("artifacts", {}).get("figures", []):
+            figs = list(dict.fromkeys(rec.get("artifacts", {}).get("figures", []) + drawn))
+            for fig in figs:
                 if fig.endswith(".png") and (run_dir / fig).exists():
-                    rel = (run_dir / fig).relative_to(out.parent) if run_dir.is_relative_to(out.parent) else run_dir / fig
-                    lines += [f"![{rec['experiment']} {fig}]({rel})", ""]
+                    lines += [f"![{rec['experiment']} {fig}]({_link(run_dir / fig, out.parent)})", ""]
     text = "\n".join(lines)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return text, problems
 
 
+# ------------------------------------------------------------------------------------------------ README
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
-def readme_section(results: Path, profile: str = "cpu") -> str:
-    """The README's results block: per paper, the comparison rows of `profile` records, the machine, the
-    time each experiment took, and the key figures. Generated from records only."""
-    from bench.core.references import COLUMNS, compare, load_references
+def _model(rec: dict[str, Any]) -> str:
+    """The model a record measured: the run's model, or the architectures an analytic count used."""
+    cfg = rec.get("config") or {}
+    models = (cfg.get("experiment") or {}).get("models")
+    if isinstance(models, dict) and models:  # e.g. Fourier-VLM flops: real 7B/13B configs, no weights
+        return "analytic: " + ", ".join(str((m or {}).get("name", k)) for k, m in models.items())
+    return str((cfg.get("model") or {}).get("name", "?"))
+
+
+def _num(x: float) -> str:
+    """Four significant digits, no trailing zeros (955.2, 0.838, 62.96)."""
+    return f"{x:.4g}"
+
+
+def headline_rows(paper: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """One row per headline claim of `paper` (and per matching record): claim | paper | ours (model) | status."""
+    from bench.core.references import compare, load_references
+
+    try:
+        claims = {c["id"]: c for c in load_references(paper)["claims"]}
+    except FileNotFoundError:
+        return []
+    rows = []
+    for cid in HEADLINES.get(paper, ()):
+        c = claims.get(cid)
+        if c is None:
+            raise KeyError(f"reproduce/report.py HEADLINES names claim {cid!r}, not in references/{paper}.yaml")
+        where = re.split(r"[;(]", str(c["source"]))[0].strip()  # "Fig. 5 (curves only; ...)" -> "Fig. 5"
+        label = f"**{TITLES.get(paper, paper)}**, {where}: {c['claim']}"
+        found = False
+        for rec in (r for r in records if r.get("experiment") == c["experiment"]):
+            (row,) = compare({"claims": [c]}, [rec])
+            if row["ours"] is None:
+                continue
+            found = True
+            rows.append({"claim": label, "paper": f"{_num(row['paper'])} ({c.get('paper_model', '?')})",
+                         "ours (model)": f"{_num(row['ours'])} ({_model(rec)})", "status": row["status"]})
+        if not found:
+            rows.append({"claim": label, "paper": f"{_num(float(c['paper_value']))} ({c.get('paper_model', '?')})",
+                         "ours (model)": "—", "status": "not run on this machine"})
+    return rows
+
+
+def _machine(recs: list[dict[str, Any]]) -> str:
+    seen = dict.fromkeys(f"{r.get('env', {}).get('device_name', '?')}, torch "
+                         f"{r.get('env', {}).get('packages', {}).get('torch', '?')}" for r in recs)
+    return "; ".join(seen)
+
+
+def _run_time(recs: list[dict[str, Any]]) -> str:
+    """'123.4 min: ppl_4m 100.2, ...' (longest first), from the records' duration_s."""
+    mins = sorted(((r.get("duration_s") or 0) / 60, r["experiment"]) for r in recs)[::-1]
+    return f"{sum(m for m, _ in mins):.1f} min: " + ", ".join(f"{e} {m:.1f}" for m, e in mins)
+
+
+def readme_section(results: Path, profile: str = "cpu", base: Path = Path(".")) -> str:
+    """The README's results block, from the `profile` records only: the headline claims, the machine and the
+    time each paper's profile took, and the key figures (links relative to the folder `base`)."""
     from bench.core.tables import markdown
 
-    records = []
-    for path in find_records(results):
-        try:
-            rec = read_record(path)
-        except RecordError:
-            continue
-        if rec["profile"] == profile:
-            records.append((path, rec))
+    records = [(p, r) for p, r in load_records(results)[0] if r["profile"] == profile]
     lines = [README_START, "",
-             f"_Generated by `python -m reproduce.report --readme` from the committed `{profile}` records._", ""]
+             f"_Generated by `python -m reproduce.report --readme` from the committed `{profile}` records "
+             "(full comparison: [`results/REPORT.md`](results/REPORT.md))._", ""]
+    rows: list[dict[str, str]] = []
     for paper in PAPERS:
-        mine = [(p, r) for p, r in records if r["paper"] == paper]
-        if not mine:
-            lines += [f"**{paper}**: no `{profile}` record yet.", ""]
-            continue
-        env = mine[0][1].get("env", {})
-        lines += [f"**{paper}** — {env.get('device_name', '?')}, torch {env.get('packages', {}).get('torch')}", "",
-                  "| experiment | run time | git |", "|---|---|---|"]
-        for p, r in sorted(mine, key=lambda x: x[1]["experiment"]):
-            lines.append(f"| {r['experiment']} | {(r.get('duration_s') or 0) / 60:.1f} min | "
-                         f"{str(r.get('env', {}).get('git_sha'))[:8]} |")
-        lines.append("")
-        try:
-            rows = [x for x in compare(load_references(paper), [r for _, r in mine])
-                    if x["status"] != "not run on this machine"]
-            lines += [markdown(rows, COLUMNS, digits=3), ""]
-        except FileNotFoundError:
-            pass
-        for p, r in sorted(mine, key=lambda x: x[1]["experiment"]):
-            for fig in r.get("artifacts", {}).get("figures", [])[:2]:
-                if fig.endswith(".png"):
-                    lines.append(f"![{r['experiment']}]({(p.parent / fig).as_posix()})")
-        lines.append("")
+        rows += headline_rows(paper, [r for _, r in records if r["paper"] == paper])
+    lines += [markdown(rows, ["claim", "paper", "ours (model)", "status"]).rstrip("\n"), ""]
+    lines += [f"| paper | machine | `{profile}` run time (sum of the experiments, min) |", "|---|---|---|"]
+    for paper in PAPERS:
+        mine = [r for _, r in records if r["paper"] == paper]
+        if mine:
+            lines.append(f"| {TITLES[paper]} | {_machine(mine)} | {_run_time(mine)} |")
+        else:
+            lines.append(f"| {TITLES[paper]} | — | no `{profile}` record yet |")
+    lines.append("")
+    for paper in PAPERS:
+        for exp, name, caption in KEY_FIGURES.get(paper, ()):
+            png = next((p.parent / name for p, r in sorted(records, key=lambda x: str(x[0]))
+                        if r["paper"] == paper and r["experiment"] == exp and (p.parent / name).exists()), None)
+            if png is not None:
+                lines += [f"**{TITLES[paper]}** — {caption}", "", f"![{TITLES[paper]}: {caption}]({_link(png, base)})",
+                          ""]
     lines.append(README_END)
     return "\n".join(lines)
 
 
-def update_readme(readme: Path, results: Path) -> None:
+def update_readme(readme: Path, results: Path, profile: str = "cpu") -> None:
+    """Replace the text between the README's result markers (markers kept, nothing else touched)."""
     text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_START} ... {README_END} block")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + readme_section(results) + tail)
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < 0 or end < start or text.count(README_START) != 1 or text.count(README_END) != 1:
+        raise SystemExit(f"{readme}: needs exactly one {README_START} ... {README_END} block, in that order")
+    section = readme_section(results, profile, base=readme.parent)
+    readme.write_text(text[:start] + section + text[end + len(README_END):])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results", type=Path)
     ap.add_argument("--out", default=None, type=Path)
-    ap.add_argument("--readme", action="store_true", help="also refresh the results block of README.md")
+    ap.add_argument("--readme", nargs="?", const=Path("README.md"), default=None, type=Path, metavar="README",
+                    help="also refresh the results block of README (default README.md)")
     args = ap.parse_args(argv)
     out = args.out or args.results / "REPORT.md"
     _, problems = build(args.results, out)
     print(f"report written: {out}")
     if args.readme:
-        update_readme(Path("README.md"), args.results)
-        print("README.md results block refreshed")
+        update_readme(args.readme, args.results)
+        print(f"{args.readme} results block refreshed")
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     return 0

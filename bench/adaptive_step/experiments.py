@@ -13,23 +13,24 @@ from typing import Any
 
 import numpy as np
 
+from bench.adaptive_step import figures
 from bench.adaptive_step import pipeline as P
 from bench.adaptive_step import steps as S
 from bench.adaptive_step import tasks as T
 from bench.core.errors import ConfigError
-from bench.core.plots import figure
+from bench.core.plots import run_view
 from bench.core.runner import RunContext, register
 
 PAPER = "adaptive_step"
-ARM_COLORS = {"confidence_prm": "#1f77b4", "newline_prm": "#9467bd", "random_prm": "#8c564b", "orm": "#ff7f0e",
-              "majority": "#2ca02c", "random": "#7f7f7f", "pass_at_n": "#d62728"}
 
 
 def _check_runnable(ctx: RunContext) -> None:
+    # `bon` with `released:` (paper profile) dispatches to bench/adaptive_step/released.py before this check.
     if ctx.cfg.get("released") is not None:
-        raise ConfigError("profile", "the `paper` profile lists the released ASPRM PRMs and policies by hub id; "
-                          "scoring with them needs a GPU machine with hub access and is not implemented in this "
-                          "miniature harness (use profile=smoke or profile=cpu)")
+        raise ConfigError("profile", f"`{ctx.experiment}` on the `paper` profile is not implemented: only `bon` "
+                          "(released PRMs scoring released candidates) runs there. TVD and construction cost need "
+                          "the 7B policy in the suite's decoding loop (generation.py), which builds its tensors on "
+                          "the CPU; use profile=smoke or profile=cpu for them")
 
 
 def _policy_metrics(ctx: RunContext, b: P.Built) -> None:
@@ -55,6 +56,10 @@ def _train_and_score(ctx: RunContext, b: P.Built, split: str) -> tuple[list[list
 @register(PAPER, "bon")
 def bon(ctx: RunContext) -> None:
     """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N."""
+    if ctx.cfg.get("released") is not None:  # paper profile: released PRMs on released candidates (Tables 2/3/6)
+        from bench.adaptive_step import released
+
+        return released.run_bon(ctx)
     _check_runnable(ctx)
     cfg = ctx.cfg
     b = P.build_data(cfg, ctx.log)
@@ -69,8 +74,8 @@ def bon(ctx: RunContext) -> None:
                                        b.division["test"][first], True, b.keys["samples_test"], ctx.log)
 
     correct = [bool(r["correct"]) for r in b.test_rows]
-    answers = [T.extract_gsm8k_answer(b.pol.decode(r["ids"])) if cfg.task.name != "math500"
-               else T.last_boxed(b.pol.decode(r["ids"])) for r in b.test_rows]
+    # math: the GSM8K number / MATH500 box as before; code: the normalised program (pipeline.answer_key)
+    answers = [P.answer_key(cfg, b.pol.decode(r["ids"]), b.test_probs[r["q"]]) for r in b.test_rows]
     groups: dict[int, list[int]] = {}
     for i, r in enumerate(b.test_rows):
         groups.setdefault(r["q"], []).append(i)
@@ -106,20 +111,9 @@ def bon(ctx: RunContext) -> None:
         f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",
         "PRM arms aggregate step scores with min (paper default); `_mean` / `_last` are the other aggregations",
         f"tau = {b.division['tau']:.4f} ({cfg.method.percentile}th percentile of pooled confidences)"])
-    fig, axes = figure(5.2, 3.4)
-    ax = axes[0, 0]
-    for arm in [a for a in ("confidence_prm", "newline_prm", "random_prm", "orm", "majority", "random", "pass_at_n")
-                if a in results]:
-        m = [np.mean(results[arm][n]) for n in ns]
-        e = [np.std(results[arm][n], ddof=1) if len(seeds) > 1 else 0 for n in ns]
-        ax.errorbar(ns, m, yerr=e, label=arm, color=ARM_COLORS.get(arm), marker="o", ms=3, capsize=2,
-                    ls="--" if arm == "pass_at_n" else "-")
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("N (candidates)")
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"Best-of-N, {cfg.task.name} ({ctx.profile})")
-    ax.legend(ncol=2)
-    ctx.figure("bon_accuracy_vs_n", fig)
+    # The figure is drawn from the long-form CSV by the same code the report uses (one code path).
+    ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 @register(PAPER, "tvd")
@@ -193,13 +187,5 @@ def cost(ctx: RunContext) -> None:
                       "over-representation": ss / sa if sa else float("nan")})
         ctx.metric(f"split_share.{k}", 100 * ss, "%", "none", note=f"all tokens: {100 * sa:.1f}%")
     ctx.table("split_token_types", "Token types at confidence split points vs all sampled tokens", trows)
-    fig, axes = figure(5.2, 3.2)
-    ax = axes[0, 0]
-    x = np.arange(len(trows))
-    ax.bar(x - 0.2, [r["share of all tokens"] for r in trows], 0.4, label="all tokens", color="#7f7f7f")
-    ax.bar(x + 0.2, [r["share of split points"] for r in trows], 0.4, label="split points", color="#1f77b4")
-    ax.set_xticks(x, [r["token type"] for r in trows], rotation=30)
-    ax.set_ylabel("share (%)")
-    ax.set_title(f"Confidence split points by token type ({ctx.profile})")
-    ax.legend()
-    ctx.figure("split_token_types", fig)
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from split_token_types.csv, as the report does
+from bench.adaptive_step import greedy as _greedy  # noqa: E402,F401  (registers experiment `greedy`)

@@ -63,8 +63,13 @@ class BenchPolicyLM(HFLM):
 
 def evaluate_greedy(tasks: Sequence[str], model_config: str | None = "smollm2_135m", folder: str | None = None,
                     limit: int | None = None, batch_size: int = 1, data_dir: str | None = None,
-                    gen_kwargs: str | None = None) -> dict[str, Any]:
-    """Run lm-eval's `simple_evaluate` on the project's tasks; returns its `results` dict per task."""
+                    gen_kwargs: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run lm-eval's `simple_evaluate` on the project's tasks; returns its `results` dict per task.
+
+    Only the project's task folder is indexed (`include_defaults=False`): indexing lm-eval's thousands of
+    built-in task YAMLs took minutes on a 2-core machine and none of them is used here. `metadata` reaches
+    the tasks' dataset functions (e.g. `n`, `seed`, `difficulty` of `bench_synthetic`).
+    """
     import os
 
     import lm_eval
@@ -72,7 +77,7 @@ def evaluate_greedy(tasks: Sequence[str], model_config: str | None = "smollm2_13
 
     if data_dir:
         os.environ["BENCH_DATA_DIR"] = data_dir
-    tm = TaskManager(include_path=str(TASKS_DIR))
+    tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
     margs = {"folder": folder} if folder else {"model_config": model_config}
     out = lm_eval.simple_evaluate(model="bench_policy", model_args=margs, tasks=list(tasks), task_manager=tm,
                                   limit=limit, batch_size=batch_size, gen_kwargs=gen_kwargs,

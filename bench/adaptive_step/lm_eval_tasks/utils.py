@@ -29,6 +29,20 @@ def load_math500(data_dir: str | None = None, **_: Any) -> datasets.DatasetDict:
     return datasets.DatasetDict({"test": datasets.Dataset.from_json(os.path.join(root, "math500", "test.jsonl"))})
 
 
+def load_synthetic(n: int = 300, seed: int = 0, difficulty: dict[str, int] | None = None,
+                   **_: Any) -> datasets.DatasetDict:
+    """The suite's synthetic arithmetic test questions (`tasks.synthetic_task(n, seed, "test", **difficulty)`).
+
+    `n`, `seed` and `difficulty` come from the task metadata (`TaskManager(metadata=...)`, set from the
+    run's `task` config by `lm_eval_model.evaluate_greedy`), so these are exactly the pipeline's questions.
+    """
+    from bench.adaptive_step.tasks import synthetic_task
+
+    probs = synthetic_task(int(n), int(seed), "test", **(difficulty or {}))
+    rows = [{"question": p.question, "answer": f"#### {p.answer}"} for p in probs]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+
+
 def process_gsm8k(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """Numeric comparison of the final answer (suite checker; `####` else last number)."""
     from bench.adaptive_step.tasks import check_gsm8k

@@ -1,0 +1,228 @@
+"""The report redraws every paper's figures from saved CSVs, survives broken ones, and writes the README block.
+
+Records are built in tmp_path from small synthetic CSVs (the columns the experiments write); one test runs
+the Fourier-VLM `flops` smoke experiment to check that a run and the report draw byte-identical figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bench.core.flops import all_conventions
+from bench.core.plots import DPI, FigureDataError, read_rows
+from bench.core.records import Record, write_record
+from bench.core.tables import write_csv
+from reproduce import report
+
+MODEL = {"model": {"name": "tiny"}}
+
+
+def _record(results: Path, paper: str, experiment: str, csvs: dict[str, list[dict]], config: dict | None = None,
+            metrics: dict[str, float] | None = None, profile: str = "cpu") -> Path:
+    """A record folder with the given CSVs (listed as artifacts) and a valid record.json."""
+    run_dir = results / paper / experiment / profile
+    for name, rows in csvs.items():
+        write_csv(run_dir / name, rows)
+    rec = Record(paper=paper, experiment=experiment, profile=profile, config={**MODEL, **(config or {})},
+                 env={"device_name": "cpu: test machine (2 cores)", "packages": {"torch": "0.0-test"}},
+                 artifacts={"csv": sorted(csvs)}, duration_s=90.0)
+    for k, v in (metrics or {}).items():
+        rec.add(k, v, "x", "higher")
+    write_record(run_dir, rec)
+    return run_dir
+
+
+def _flops_rows() -> list[dict]:
+    rows = []
+    for model, scale in (("llava15_7b", 1.0), ("llava15_13b", 1.9)):
+        for i, conv in enumerate(all_conventions((0,))):
+            totals = {t: scale * (1e12 + (2 + i) * 1e10 * t) for t in (576, 256, 144, 64, 36)}
+            rows += [{"model": model, "convention": conv.name, "image_tokens": t, "decode_tokens": 0,
+                      "total": v, "reduction": 1 - v / totals[576]} for t, v in totals.items()]
+    return rows
+
+
+def _speed_csvs() -> dict[str, list[dict]]:
+    tokens = (576, 144, 64)
+    samples = [{"image_tokens": t, "rep": r, "ttft_ms": t / 3 + r, "e2e_ms": 400 + t / 2 + r, "decode_tok_s": 80 - t / 60,
+                "prefill_ms": t / 4 + r, "e2e_cpu_ms": 800 + t + r} for t in tokens for r in range(4)]
+    table = [{"image tokens": t, "e2e speedup": (400 + 288) / (400 + t / 2), "TTFT speedup": 576 / t,
+              "e2e CPU-time speedup": 1376 / (800 + t)} for t in tokens]
+    comp = [{"grid": f"{n}x{n}", "channels": 128, "k": n // 3, "dct ms": n / 50, "dct_dense ms": n / 70}
+            for n in (24, 48, 96)]
+    return {"speed.csv": table, "speed_samples.csv": samples, "compressor_time.csv": comp}
+
+
+def _bon_rows() -> list[dict]:
+    arms = {"confidence_prm": 8, "newline_prm": 6, "orm": 5, "majority": 4, "random": 0, "pass_at_n": 20,
+            "confidence_prm_mean": 7}
+    return [{"arm": a, "n": n, "seed": s, "accuracy": 30 + gain * (n.bit_length() - 1) / 4 + s}
+            for a, gain in arms.items() for n in (1, 2, 4, 8, 16) for s in range(3)]
+
+
+@pytest.fixture
+def results(tmp_path) -> Path:
+    """One synthetic record per figure-producing experiment of the three papers."""
+    res = tmp_path / "results"
+    _record(res, "streaming_llm", "ppl_sinks",
+            {"table2.csv": [{"cache": c, "ppl": p} for c, p in (("0+1024", 21.9), ("1+1023", 14.2), ("4+1020", 14.2))]},
+            metrics={"ppl.streaming.4+1020": 14.2})
+    _record(res, "fourier_vlm", "flops", {"flops_long.csv": _flops_rows()},
+            {"experiment": {"paper_convention": "llm_vit_proj_ffn2_prefill"}},
+            metrics={"flops_reduction.64.llm_vit_proj_ffn2_prefill": 0.838})
+    _record(res, "fourier_vlm", "speed", _speed_csvs(), {"experiment": {"batch": 1, "new_tokens": 8}},
+            metrics={"e2e_speedup.64": 1.5})
+    _record(res, "fourier_vlm", "lowpass",
+            {"lowpass.csv": [{"method": m, "k": k, "tokens": k * k, "rel. L2 error": e / k, "energy kept":
+                              1 - 0.1 / k if m == "dct" else None}
+                             for m, e in (("dct", 1.0), ("avgpool", 1.2), ("drop", 1.6)) for k in (12, 8, 6)]},
+            {"experiment": {"image": "dog.jpg"}, "fourier": {"base_side": 24}})
+    _record(res, "adaptive_step", "bon", {"bon_long.csv": _bon_rows()}, {"task": {"name": "arith"}},
+            metrics={"bon_acc.confidence_prm.16": 38.0, "bon_acc.newline_prm.16": 36.0})
+    _record(res, "adaptive_step", "cost",
+            {"split_token_types.csv": [{"token type": t, "share of all tokens": a, "share of split points": s,
+                                        "over-representation": s / a} for t, a, s in
+                                       (("digit", 40.0, 55.0), ("operator", 20.0, 30.0), ("word", 40.0, 15.0))]},
+            {"task": {"name": "arith"}})
+    return res
+
+
+EXPECTED = {  # record folder -> figures its paper's `rebuild` must draw from the CSVs
+    "streaming_llm/ppl_sinks/cpu": ["table2.png"],
+    "fourier_vlm/flops/cpu": ["flops.png"],
+    "fourier_vlm/speed/cpu": ["speed.png"],
+    "fourier_vlm/lowpass/cpu": ["lowpass_error.png"],
+    "adaptive_step/bon/cpu": ["bon_accuracy_vs_n.png"],
+    "adaptive_step/cost/cpu": ["split_token_types.png"],
+}
+
+
+def test_report_redraws_every_papers_figures(results):
+    out = results / "REPORT.md"
+    text, problems = report.build(results, out)
+    assert problems == []
+    for folder, names in EXPECTED.items():
+        for name in names:
+            png = results / folder / name
+            assert png.exists() and png.with_suffix(".pdf").exists(), png
+            assert f"]({folder}/{name})" in text, f"{folder}/{name} not linked in the report"
+            # the suite's style: every figure saved at the same dpi
+            assert Image.open(png).info["dpi"][0] == pytest.approx(DPI, abs=1)
+
+
+def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results):
+    (results / "fourier_vlm/speed/cpu/speed_samples.csv").unlink()
+    (results / "adaptive_step/bon/cpu/bon_long.csv").write_text("arm,n,seed,accuracy\nconfidence_prm,1,0,oops\n")
+    (results / "adaptive_step/cost/cpu/split_token_types.csv").write_bytes(b"\xff\xfe\x00garbage")
+    (results / "streaming_llm/ppl_sinks/cpu/table2.csv").write_text("cache,ppl\n0+1024\n")  # truncated row
+    text, problems = report.build(results, results / "REPORT.md")
+    joined = "\n".join(problems)
+    assert "speed_samples.csv" in joined and "missing" in joined
+    assert "bon_long.csv" in joined and "'oops'" in joined
+    assert "split_token_types.csv" in joined and "not a readable CSV" in joined
+    assert "table2.csv: line 2 has too few cells" in joined
+    assert len(problems) == 4 and all(p in text for p in problems), "each problem is written in the report"
+    for folder in ("fourier_vlm/flops/cpu", "fourier_vlm/lowpass/cpu"):  # the intact records still get figures
+        for name in EXPECTED[folder]:
+            assert (results / folder / name).exists()
+            assert f"]({folder}/{name})" in text
+    assert not (results / "fourier_vlm/speed/cpu/speed.png").exists()
+
+
+def test_corrupt_record_is_listed_and_the_rest_reported(results):
+    (results / "fourier_vlm/flops/cpu/record.json").write_text('{"schema_version": 1, "paper": ')
+    text, problems = report.build(results, results / "REPORT.md")
+    assert any("flops/cpu/record.json" in p for p in problems)
+    assert "](adaptive_step/bon/cpu/bon_accuracy_vs_n.png)" in text
+
+
+def test_read_rows_names_the_file_and_column(tmp_path):
+    p = tmp_path / "x.csv"
+    with pytest.raises(FigureDataError, match="x.csv: missing"):
+        read_rows(p)
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(FigureDataError, match=r"missing column\(s\) 'c'"):
+        read_rows(p, ["a", "c"])
+    (row,) = read_rows(p)
+    assert row.num("b") == 2.0
+    with pytest.raises(FigureDataError, match="no column 'zz'"):
+        row["zz"]
+    p.write_text("a,b\n")
+    with pytest.raises(FigureDataError, match="no data rows"):
+        read_rows(p)
+
+
+README = "# Title\n\nintro text\n\n<!-- results:start -->\nold block\n<!-- results:end -->\n\n## After\nkept *as is*\n"
+
+
+def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert report.main(["--results", str(results), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    head, rest = text.split(report.README_START)
+    block, tail = rest.split(report.README_END)
+    assert head == README.split(report.README_START)[0]
+    assert tail == README.split(report.README_END)[1]
+    assert "old block" not in block
+    assert "| claim | paper | ours (model) | status |" in block
+    # headline rows: a measured claim shows our value and model, an unmeasured one says so
+    assert "**AdaptiveStep**, Figs. 4-5: confidence-PRM >= newline-PRM at N = 16" in block
+    assert "| 1.056 (tiny) | shape reproduced |" in block
+    assert "| — | not run on this machine |" in block
+    # machine and run time of each paper's profile, from env and duration_s
+    assert "| Fourier-VLM | cpu: test machine (2 cores), torch 0.0-test | 4.5 min:" in block
+    # key figures: relative links to files that exist
+    links = [line.split("](")[1].rstrip(")") for line in block.splitlines() if line.startswith("![")]
+    assert "results/adaptive_step/bon/cpu/bon_accuracy_vs_n.png" in links
+    assert "results/fourier_vlm/flops/cpu/flops.png" in links
+    assert all((readme.parent / link).exists() for link in links)
+    # idempotent: a second run rewrites the same block
+    report.main(["--results", str(results), "--readme", str(readme)])
+    assert readme.read_text() == text
+
+
+@pytest.mark.parametrize("bad", ["no markers\n", "<!-- results:end -->\n<!-- results:start -->\n",
+                                 README + "<!-- results:start -->\n"])
+def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path, bad):
+    readme = tmp_path / "README.md"
+    readme.write_text(bad)
+    with pytest.raises(SystemExit):
+        report.update_readme(readme, results)
+    assert readme.read_text() == bad
+
+
+@pytest.mark.parametrize("paper", sorted(report.HEADLINES))
+def test_headline_claims_exist_in_the_references(paper):
+    rows = report.headline_rows(paper, [])  # raises if a headline id is not in references/<paper>.yaml
+    assert len(rows) == len(report.HEADLINES[paper])
+    assert all(r["status"] == "not run on this machine" for r in rows)
+
+
+def test_fourier_paper_lines_match_the_experiment_constants():
+    from bench.fourier_vlm import experiments as E
+    from bench.fourier_vlm.figures import _paper_value
+
+    assert _paper_value("flops_reduction_64") == pytest.approx(E.PAPER_FLOPS_REDUCTION_64)
+    assert _paper_value("generation_speedup") == pytest.approx(1 + E.PAPER_SPEEDUP)
+
+
+def test_run_and_report_draw_identical_figures(tmp_path):
+    """One code path: the flops smoke run draws flops.png from its CSV; the report redraws the same bytes."""
+    from bench.core.runner import run
+    from tests.conftest import compose
+
+    cfg = compose("fourier_vlm", ["experiment=flops", "profile=smoke", f"results_dir={tmp_path}",
+                                  "scale.crosscheck_tokens=[64]"])
+    run_dir = run("fourier_vlm", cfg).parent
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert {"flops.png", "flops.pdf"} <= set(rec["artifacts"]["figures"])
+    from_run = (run_dir / "flops.png").read_bytes()
+    (run_dir / "flops.png").unlink()
+    _, problems = report.build(tmp_path, tmp_path / "REPORT.md")
+    assert problems == []
+    assert (run_dir / "flops.png").read_bytes() == from_run
