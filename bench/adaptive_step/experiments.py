@@ -16,7 +16,6 @@ import numpy as np
 from bench.adaptive_step import figures
 from bench.adaptive_step import pipeline as P
 from bench.adaptive_step import steps as S
-from bench.adaptive_step import tasks as T
 from bench.core.errors import ConfigError
 from bench.core.plots import run_view
 from bench.core.runner import RunContext, register
@@ -53,6 +52,42 @@ def _train_and_score(ctx: RunContext, b: P.Built, split: str) -> tuple[list[list
     return sc, key, prm
 
 
+def bon_sweep(ctx: RunContext, pickers: dict[str, Any], groups: dict[int, list[int]], correct: list[bool],
+              answers: list[Any], note: str) -> tuple[dict[str, dict[int, list[float]]], list[int], list[int],
+                                                       list[dict[str, Any]]]:
+    """Best-of-N for every arm, N and seed; writes `bon_acc.<arm>.<N>` (shared by the miniature and the
+    released-PRM paths, so both report the same arms the same way).
+
+    Args:
+        pickers: arm name -> function choosing one candidate index from a list of drawn candidates; the
+            baseline arms `majority`, `random` and `pass_at_n` are added here.
+        groups: question -> indices of its candidate pool.
+        correct: per candidate, whether its final answer is right.
+        answers: per candidate, its answer key for majority voting (None never wins).
+        note: appended to each metric's note.
+
+    Returns:
+        (results[arm][N] = accuracy per seed in %, the Ns run, the seeds, table rows "mean ± sd" per arm).
+    """
+    cfg = ctx.cfg
+    pickers = {**pickers, "majority": P.majority_pick(answers, random.Random(0)),
+               "random": lambda cand: cand[0],  # candidates are drawn in random order
+               "pass_at_n": lambda cand: next((i for i in cand if correct[i]), cand[0])}
+    ns = [int(n) for n in cfg.experiment.n if int(n) <= min(len(v) for v in groups.values())]
+    seeds = [int(cfg.seed) + s for s in range(int(cfg.experiment.seeds))]
+    results: dict[str, dict[int, list[float]]] = {arm: {} for arm in pickers}
+    for arm, pick in pickers.items():
+        for n in ns:
+            accs = [100 * P.best_of_n(groups, pick, correct, n, seed) for seed in seeds]
+            results[arm][n] = accs
+            ctx.metric(f"bon_acc.{arm}.{n}", float(np.mean(accs)), "%", "higher",
+                       note=f"Best-of-{n}, {len(groups)} questions, mean of {len(seeds)} seeds{note}",
+                       stderr=float(np.std(accs, ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else None)
+    rows = [{"arm": arm, **{f"N={n}": f"{np.mean(v[n]):.1f} ± {np.std(v[n], ddof=1) if len(v[n]) > 1 else 0:.1f}"
+                            for n in ns}} for arm, v in results.items()]
+    return results, ns, seeds, rows
+
+
 @register(PAPER, "bon")
 def bon(ctx: RunContext) -> None:
     """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N."""
@@ -80,32 +115,14 @@ def bon(ctx: RunContext) -> None:
     for i, r in enumerate(b.test_rows):
         groups.setdefault(r["q"], []).append(i)
 
-    def by_score(vals: list[float]):
-        return lambda cand: max(cand, key=lambda i: (vals[i], -cand.index(i)))
-
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
         aggs = ["min"] if name == "orm" else list(cfg.method.aggregations)
         for agg in aggs:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
-            pickers[arm] = by_score(vals)
-    pickers["majority"] = P.majority_pick(answers, random.Random(0))
-    pickers["random"] = lambda cand: cand[0]  # candidates are drawn in random order
-    pickers["pass_at_n"] = lambda cand: next((i for i in cand if correct[i]), cand[0])
-
-    ns = [int(n) for n in cfg.experiment.n if int(n) <= min(len(v) for v in groups.values())]
-    seeds = [int(cfg.seed) + s for s in range(int(cfg.experiment.seeds))]
-    results: dict[str, dict[int, list[float]]] = {arm: {} for arm in pickers}
-    for arm, pick in pickers.items():
-        for n in ns:
-            accs = [100 * P.best_of_n(groups, pick, correct, n, seed) for seed in seeds]
-            results[arm][n] = accs
-            ctx.metric(f"bon_acc.{arm}.{n}", float(np.mean(accs)), "%", "higher",
-                       note=f"Best-of-{n}, {len(groups)} questions, mean of {len(seeds)} seeds",
-                       stderr=float(np.std(accs, ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else None)
-    rows = [{"arm": arm, **{f"N={n}": f"{np.mean(v[n]):.1f} ± {np.std(v[n], ddof=1) if len(v[n]) > 1 else 0:.1f}"
-                            for n in ns}} for arm, v in results.items()]
+            pickers[arm] = P.score_pick(vals)
+    results, ns, seeds, rows = bon_sweep(ctx, pickers, groups, correct, answers, "")
     ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean ± sd over {len(seeds)} seeds", rows, notes=[
         f"policy {cfg.model.name}, greedy {100 * b.pol.greedy_acc:.1f}%; {len(groups)} test questions, "
         f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -497,25 +496,12 @@ def run_bon(ctx: Any) -> None:
                              "marker_mismatch": "marker tokens found != marker strings in the text",
                              "unscored": "no marker token in the PRM input (scored 0)"}[what])
     loaded.clear()
-    pickers["majority"] = P.majority_pick(answers, random.Random(0))
-    pickers["random"] = lambda cand: cand[0]  # candidates are drawn in random order
-    pickers["pass_at_n"] = lambda cand: next((i for i in cand if correct[i]), cand[0])
-
     ctx.metric("released.candidate_acc", 100 * float(np.mean(correct)), "%", "none",
                note="accuracy of one candidate (all candidates of the pool)")
-    ns = [int(n) for n in cfg.experiment.n if int(n) <= min(len(v) for v in groups.values())]
-    seeds = [int(cfg.seed) + s for s in range(int(cfg.experiment.seeds))]
-    results: dict[str, dict[int, list[float]]] = {arm: {} for arm in pickers}
-    for arm, pick in pickers.items():
-        for n in ns:
-            accs = [100 * P.best_of_n(groups, pick, correct, n, seed) for seed in seeds]
-            results[arm][n] = accs
-            ctx.metric(f"bon_acc.{arm}.{n}", float(np.mean(accs)), "%", "higher",
-                       note=f"Best-of-{n}, {len(groups)} questions, mean of {len(seeds)} seeds (released PRMs)",
-                       stderr=float(np.std(accs, ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else None)
+    from bench.adaptive_step.experiments import bon_sweep  # one Best-of-N loop for both paths
+
+    results, ns, seeds, table = bon_sweep(ctx, pickers, groups, correct, answers, " (released PRMs)")
     pool = min(len(v) for v in groups.values())
-    table = [{"arm": arm, **{f"N={n}": f"{np.mean(v[n]):.1f} ± {np.std(v[n], ddof=1) if len(v[n]) > 1 else 0:.1f}"
-                             for n in ns}} for arm, v in results.items()]
     ctx.table("bon", f"Best-of-N accuracy (%) with the released PRMs on {cfg.task.name}, mean ± sd over "
                      f"{len(seeds)} seeds", table, notes=[
         f"candidates {Path(str(cfg.released.candidates)).name} (sha256 {sha[:12]}): {len(groups)} questions, "

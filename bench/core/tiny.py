@@ -83,7 +83,8 @@ def llama_config(arch: dict[str, Any], vocab_size: int, context: int):
 
 def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
                     batch_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                    log: Callable[[str], None] = print) -> list[float]:
+                    log: Callable[[str], None] = print,
+                    on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """Train `model` on random windows of the token stream `ids` with AdamW and cosine decay.
 
     Args:
@@ -91,6 +92,8 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         ids: 1-D token stream.
         train: steps, batch, seq_len, lr, seed, (warmup, weight_decay).
         batch_fn: optional transform of each (B, T) batch (e.g. prepend a sink token).
+        on_step: optional callback after every optimizer step with (step index, loss), e.g. a progress bar
+            or a periodic probe of the model (the model is in train mode when it is called).
 
     Returns:
         The loss after every step.
@@ -103,6 +106,7 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=float(train.get("weight_decay", 0.1)),
                             betas=(0.9, 0.95))
     losses = []
+    device = next(model.parameters()).device
     model.train()
     t0 = time.time()
     for step in range(steps):
@@ -113,6 +117,7 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         batch = torch.stack([ids[s:s + seq + 1] for s in starts.tolist()])  # (B, T+1)
         if batch_fn is not None:
             batch = batch_fn(batch)
+        batch = batch.to(device)
         out = model(input_ids=batch[:, :-1], labels=batch[:, 1:].clone(), shift_labels=batch[:, 1:].clone())
         loss = out.loss
         opt.zero_grad(set_to_none=True)
@@ -120,6 +125,8 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss))
+        if on_step is not None:
+            on_step(step, losses[-1])
         if step % max(1, steps // 10) == 0 or step == steps - 1:
             log(f"[tiny] step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
     model.eval()
