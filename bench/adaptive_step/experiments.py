@@ -122,6 +122,13 @@ def bon(ctx: RunContext) -> None:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
             pickers[arm] = P.score_pick(vals)
+            if agg == "min":  # how well the verifier separates correct from wrong candidates
+                w, n_q = S.within_group_auc(vals, correct, groups)
+                ctx.metric(f"prm_auc.{name}.within_question", w, "AUC", "higher",
+                           note=f"mean over the {n_q} test questions with both correct and wrong candidates; "
+                                "0.5 = chance; what Best-of-N depends on")
+                ctx.metric(f"prm_auc.{name}.pooled", S.auc(vals, correct), "AUC", "none",
+                           note="all test candidates pooled: also rewards knowing which questions are easy")
     results, ns, seeds, rows = bon_sweep(ctx, pickers, groups, correct, answers, "")
     ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean ± sd over {len(seeds)} seeds", rows, notes=[
         f"policy {cfg.model.name}, greedy {100 * b.pol.greedy_acc:.1f}%; {len(groups)} test questions, "

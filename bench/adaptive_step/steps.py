@@ -142,6 +142,35 @@ def aggregate(step_scores: Sequence[float], how: str) -> float:
     raise ValueError(f"unknown aggregation {how!r}")
 
 
+def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: P(score of a random positive > score of a random negative), ties 1/2.
+
+    Returns NaN when one class is empty.
+    """
+    from scipy.stats import rankdata
+
+    y = np.asarray(labels, dtype=bool)
+    n1, n0 = int(y.sum()), int((~y).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    r = rankdata(np.asarray(scores, dtype=np.float64))  # average ranks: ties count 1/2
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def within_group_auc(scores: Sequence[float], labels: Sequence[bool], groups: dict[int, list[int]]) -> tuple[float, int]:
+    """Mean AUC over the groups (questions) that have both correct and wrong candidates.
+
+    Best-of-N only ever compares candidates of one question, so this (not the pooled AUC, which also
+    rewards knowing which questions are easy) is what decides whether a verifier helps.
+
+    Returns:
+        (mean AUC, number of groups that had both classes).
+    """
+    vals = [auc([scores[i] for i in idx], [labels[i] for i in idx]) for idx in groups.values()]
+    vals = [v for v in vals if v == v]  # drop NaN: groups with one class only
+    return (float(np.mean(vals)) if vals else float("nan")), len(vals)
+
+
 @dataclass
 class Cost:
     """Construction cost of one split's PRM data (claim 3: fewer steps -> fewer rollouts)."""

@@ -8,6 +8,7 @@ naming the file, so `python -m reproduce.report` can say which CSV is broken and
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +18,10 @@ import matplotlib
 matplotlib.use("Agg")  # no screen on the machines; set before pyplot is imported
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+
+# Saving a PDF subsets fonts with fontTools, which logs every table it prunes at INFO; under the entry
+# points' stdout logging that floods the run log.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 DPI = 160
 STYLE: dict[str, Any] = {

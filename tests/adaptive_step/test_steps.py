@@ -97,3 +97,21 @@ def test_markers_roundtrip(conf, tau):
     assert len(pos) == len(b) + 1 and pos[-1] == len(out) - 1
     for p, bi in zip(pos, b):                            # each marker sits right before its low token
         assert out[p + 1] == ids[bi] and conf[bi] < tau
+
+
+def test_auc_and_within_question_auc():
+    from bench.adaptive_step.steps import auc, within_group_auc
+
+    assert auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    assert auc([0.5, 0.5], [True, False]) == 0.5          # ties count one half
+    assert auc([0.3, 0.4], [True, True]) != auc([0.3, 0.4], [True, True])  # NaN: one class only
+    # a score that only knows which question is easy: perfect pooled AUC, chance within each question
+    scores = [0.9, 0.9, 0.1, 0.1]
+    labels = [True, False, False, False]
+    groups = {0: [0, 1], 1: [2, 3]}
+    assert auc(scores, labels) > 0.8
+    w, n = within_group_auc(scores, labels, groups)
+    assert (w, n) == (0.5, 1)                             # question 1 has no correct candidate: skipped
+    w, _ = within_group_auc([0.9, 0.2, 0.1, 0.1], labels, groups)
+    assert w == 1.0
