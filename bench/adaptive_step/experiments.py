@@ -134,7 +134,7 @@ def bon(ctx: RunContext) -> None:
         f"policy {cfg.model.name}, greedy {100 * b.pol.greedy_acc:.1f}%; {len(groups)} test questions, "
         f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",
         "PRM arms aggregate step scores with min (paper default); `_mean` / `_last` are the other aggregations",
-        f"tau = {b.division['tau']:.4f} ({cfg.method.percentile}th percentile of pooled confidences)"])
+        f"tau = {b.division['tau']:.4g} ({cfg.method.percentile}th percentile of pooled confidences)"])
     # The figure is drawn from the long-form CSV by the same code the report uses (one code path).
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
@@ -201,7 +201,7 @@ def cost(ctx: RunContext) -> None:
                        note="paper: 0.74 markers on its shipped GSM8K examples; 'over 30% lower' cost")
     ctx.table("cost", "PRM-data construction cost per split", rows, notes=[
         f"{len(b.prm_rows)} solutions ({cfg.scale.prm_questions} questions x {cfg.scale.prm_samples} samples); "
-        f"K = {cfg.scale.rollouts} rollouts per non-closing marker; tau = {b.division['tau']:.4f}"])
+        f"K = {cfg.scale.rollouts} rollouts per non-closing marker; tau = {b.division['tau']:.4g}"])
     ta, ts = b.division["types_all"], b.division["types_split"]
     na, ns = sum(ta.values()), max(1, sum(ts.values()))
     trows = []

@@ -428,7 +428,7 @@ def divide(cfg: Any, pol: Policy, prm_rows: list[dict[str, Any]], test_rows: lis
     out["types_all"], out["types_split"] = types_all, types_split
     stage.save("division.pt", out)
     stage.finish({"tau": tau})
-    log(f"division: tau = {tau:.4f} ({pct}th percentile of {sum(len(r['conf']) for r in prm_rows):,} tokens)")
+    log(f"division: tau = {tau:.4g} ({pct}th percentile of {sum(len(r['conf']) for r in prm_rows):,} tokens)")
     return out
 
 

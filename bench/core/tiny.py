@@ -124,7 +124,7 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])
         if step % max(1, steps // 10) == 0 or step == steps - 1:
