@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from bench.core.timing import time_call
+from bench.core.timing import time_interleaved
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache
 
@@ -20,7 +20,7 @@ def test_sink_cache_step_overhead(benchmark, smollm2):
     ids = torch.randint(0, 40000, (1, CACHE + 400))
     sink = SinkCache(4, CACHE - 4, rope_of(model))
     model(ids[:, :CACHE], past_key_values=sink, position_ids=sink.position_ids(CACHE), use_cache=True)
-    step = iter(range(CACHE, CACHE + 400))
+    step = iter(range(CACHE, CACHE + 400))  # 5 + 60 timed + 20 pedantic steps < 400
 
     def sink_step():  # steady state: every step evicts one token and re-rotates the sinks
         t = next(step)
@@ -33,8 +33,9 @@ def test_sink_cache_step_overhead(benchmark, smollm2):
         model(ids[:, :1], past_key_values=dyn, use_cache=True)
         dyn.crop(-1)  # transformers 5: remove the token just added
 
-    t_dyn = time_call(dyn_step, repeats=30, warmup=5)
-    t_sink = time_call(sink_step, repeats=30, warmup=5)
+    # interleaved (dyn, sink, dyn, sink, ...): both see the same machine state, so the ratio is stable
+    t = time_interleaved({"dynamic": dyn_step, "sink": sink_step}, repeats=60, warmup=5)
+    t_dyn, t_sink = t["dynamic"], t["sink"]
     ratio = t_sink.median_ms / t_dyn.median_ms
     benchmark.extra_info.update({"sink_ms": t_sink.median_ms, "dynamic_ms": t_dyn.median_ms, "ratio": ratio})
     benchmark.pedantic(sink_step, rounds=20, iterations=1)

@@ -47,6 +47,24 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing
     return summarize(samples)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, Timing]:
+    """Time several functions call by call in alternation (A, B, A, B, ...).
+
+    A ratio of two blocks timed one after the other absorbs any drift of the machine between the blocks
+    (another process, frequency changes); alternating makes both sides see the same conditions.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: summarize(v) for k, v in samples.items()}
+
+
 @contextmanager
 def stopwatch() -> Iterator[dict[str, float]]:
     """`with stopwatch() as t: ...` then `t["s"]` holds the elapsed seconds."""
