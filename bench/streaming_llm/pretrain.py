@@ -23,7 +23,6 @@ missing effect can be told apart from a broken method.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from bench.core.checkpoint import config_key
 from bench.core.data import Document, load_documents
 from bench.core.errors import ConfigError
 from bench.core.paths import cache_dir
@@ -194,10 +194,8 @@ class Pretrained:
 
 
 def _digest(*parts: Any) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(p.encode() if isinstance(p, str) else json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:12]
+    """Cache key of the settings and inputs that determine a stage (the suite's `config_key`)."""
+    return config_key(list(parts))
 
 
 def training_text(docs: list[Document], max_chars: int) -> str:
