@@ -351,7 +351,7 @@ def greedy_accuracy(cfg: Any, pol: Policy, probs: Sequence[T.Problem], log: Log)
     for s in _bar(range(0, len(probs), bs), (len(probs) + bs - 1) // bs, "greedy", cfg.pipeline.progress):
         chunk = probs[s:s + bs]
         outs = sample(pol.model, [pol.prompt_ids(p) for p in chunk], int(cfg.scale.max_new), pol.eos_id, greedy=True)
-        ok += sum(check_answer(cfg, pol.decode(o.ids), p) for o, p in zip(outs, chunk))
+        ok += sum(check_answers(cfg, [pol.decode(o.ids) for o in outs], chunk))  # code: one sandbox per batch
     return ok / max(1, len(probs))
 
 
@@ -381,10 +381,10 @@ def sample_solutions(cfg: Any, pol: Policy, split: str, log: Log) -> tuple[list[
         gen = torch.Generator().manual_seed(int(cfg.seed) * 1_000_003 + s)
         prompts = [pol.prompt_ids(probs[q]) for q in chunk for _ in range(n_s)]
         outs = sample(pol.model, prompts, int(cfg.scale.max_new), pol.eos_id, temp, gen)
-        for j, o in enumerate(outs):
-            q = chunk[j // n_s]
-            state["rows"].append({"q": q, "ids": o.ids, "conf": o.conf, "finished": o.finished,
-                                  "correct": bool(check_answer(cfg, pol.decode(o.ids), probs[q]))})
+        qs = [chunk[j // n_s] for j in range(len(outs))]
+        ok = check_answers(cfg, [pol.decode(o.ids) for o in outs], [probs[q] for q in qs])  # one sandbox per batch
+        for o, q, c in zip(outs, qs, ok):
+            state["rows"].append({"q": q, "ids": o.ids, "conf": o.conf, "finished": o.finished, "correct": bool(c)})
         state["next_q"] = chunk[-1] + 1
         ck.save(state)
     rows = state["rows"]
@@ -468,9 +468,10 @@ def rollout_labels(cfg: Any, pol: Policy, probs: list[T.Problem], rows: list[dic
         dt = time.time() - t0
         results: dict[int, list[list[bool]]] = {i: [[] for _ in bounds[i]] for i in idx}
         toks: dict[int, int] = {i: 0 for i in idx}
-        for (i, j, b), o in zip(owners, outs):
-            text = pol.decode(rows[i]["ids"][:b] + o.ids)
-            results[i][j].append(bool(check_answer(cfg, text, probs[rows[i]["q"]])))
+        oks = check_answers(cfg, [pol.decode(rows[i]["ids"][:b] + o.ids) for (i, _, b), o in zip(owners, outs)],
+                            [probs[rows[i]["q"]] for i, _, _ in owners])  # code: one sandbox per batch
+        for (i, j, b), o, ok in zip(owners, outs, oks):
+            results[i][j].append(bool(ok))
             toks[i] += len(o.ids)
         n_roll = max(1, len(prompts))
         for i in idx:
