@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-def config_key(obj: Any) -> str:
-    """A short stable hash of a JSON-able object (the settings that determine a run's result)."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+from bench.core.cache import config_key  # noqa: F401  (re-exported: one key function)
 
 
 class Checkpoint:
