@@ -4,7 +4,10 @@
     python -m reproduce.check --baseline ref_dir    # results/ vs another results folder (e.g. GPU baselines)
     python -m reproduce.check --profile cpu
 
-Prints a table of what moved and exits 1 if any metric regressed (see bench/core/regress.py).
+Prints a table of what moved and exits 1 if any metric regressed, or if a new record is corrupt or missing
+(a baseline record with no readable counterpart), naming the file (see bench/core/regress.py). A
+`--results` or `--baseline` that is not a readable folder (or, for the git baseline, not inside the
+repository) is a usage error: one line naming the option, exit code 2.
 """
 
 from __future__ import annotations
@@ -16,29 +19,35 @@ import sys
 from pathlib import Path
 
 from bench.core.paths import REPO_ROOT
-from bench.core.records import RecordError, find_records, read_record, validate
-from bench.core.regress import compare_sets, load_overrides
+from bench.core.records import RecordError, read_records, validate
+from bench.core.regress import compare_sets, load_rules
 from bench.core.tables import markdown
 
 
-def _load_dir(root: Path, profile: str | None) -> tuple[dict, list[str]]:
-    out, problems = {}, []
-    for p in find_records(root):
-        try:
-            rec = read_record(p)
-        except RecordError as e:
-            problems.append(str(e))
-            continue
-        if profile is None or rec["profile"] == profile:
-            out[str(p.relative_to(root))] = rec
+class UsageError(Exception):
+    """A bad command-line option; the message starts with the option's name."""
+
+
+def _load_dir(root: Path, profile: str | None, option: str) -> tuple[dict, list[str]]:
+    """Records under `root` keyed by their path relative to it, and one message per unreadable one."""
+    if not root.is_dir():
+        raise UsageError(f"{option} {root}: not a folder of records")
+    records, problems = read_records(root)
+    out = {str(p.relative_to(root)): r for p, r in records if profile is None or r["profile"] == profile}
     return out, problems
 
 
 def _load_git(root: Path, rev: str, profile: str | None) -> tuple[dict, list[str]]:
     out, problems = {}, []
-    rel_root = root.resolve().relative_to(REPO_ROOT)
+    try:
+        rel_root = root.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        raise UsageError(f"--results {root}: outside the repository {REPO_ROOT}, so it has no git baseline; "
+                         "give --baseline <folder>") from None
     ls = subprocess.run(["git", "ls-tree", "-r", "--name-only", rev, "--", str(rel_root)], cwd=REPO_ROOT,
                         capture_output=True, text=True)
+    if ls.returncode != 0:
+        raise UsageError(f"--rev {rev}: {ls.stderr.strip().splitlines()[-1] if ls.stderr.strip() else 'unknown'}")
     for name in ls.stdout.split():
         if not name.endswith("/record.json") or "/history/" in name:
             continue
@@ -61,19 +70,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--all", action="store_true", help="also list unchanged metrics")
     args = ap.parse_args(argv)
-    new, p1 = _load_dir(args.results, args.profile)
-    old, p2 = _load_dir(args.baseline, args.profile) if args.baseline else _load_git(args.results, args.rev, args.profile)
-    for p in p1 + p2:
-        print(f"warning: {p}", file=sys.stderr)
-    changes = compare_sets(old, new, load_overrides())
-    shown = [c.row() for c in changes if args.all or c.verdict != "same"]
+    try:
+        new, bad_new = _load_dir(args.results, args.profile, "--results")
+        if args.baseline:
+            old, bad_old = _load_dir(args.baseline, args.profile, "--baseline")
+        else:
+            old, bad_old = _load_git(args.results, args.rev, args.profile)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for p in bad_old:
+        print(f"warning: baseline {p}", file=sys.stderr)
+    changes = compare_sets(old, new, load_rules())
+    # A baseline record with no readable new record: corrupt (named above) or missing. Both fail the gate.
+    missing = sorted(args.results / k for k in old if k not in new)
+    shown = [c.row() for c in changes if (args.all or c.verdict != "same") and c.verdict != "record only in baseline"]
     print(f"compared {len(new)} record(s) with {len(old)} baseline record(s): "
           f"{sum(c.verdict == 'regressed' for c in changes)} regressed, "
           f"{sum(c.verdict == 'improved' for c in changes)} improved, "
           f"{sum(c.verdict == 'same' for c in changes)} unchanged")
     if shown:
         print(markdown(shown, digits=4))
-    return 1 if any(c.verdict == "regressed" for c in changes) else 0
+    for p in bad_new:
+        print(f"error: corrupt record {p}", file=sys.stderr)
+    for p in missing:
+        if not any(msg.startswith(f"{p}:") for msg in bad_new):  # a corrupt one is named above
+            print(f"error: missing record {p} (in the baseline, not in --results)", file=sys.stderr)
+    failed = any(c.verdict == "regressed" for c in changes) or bool(bad_new) or bool(missing)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

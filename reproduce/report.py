@@ -1,6 +1,6 @@
 """Rebuild every table and figure from saved records, without rerunning anything.
 
-    python -m reproduce.report [--results results] [--out results/REPORT.md] [--readme [README.md]]
+    python -m reproduce.report [--results results] [--out results/REPORT.md] [--profile cpu] [--readme [README.md]]
 
 For each paper: the comparison paper | ours | delta | tolerance | status for every claim of
 `references/<paper>.yaml` (a claim with no record says so), then each record's own tables and figures.
@@ -8,6 +8,11 @@ Figures are redrawn from the record's CSVs by `bench.<paper>.figures.rebuild` (t
 draw them with). A corrupt record, or a missing or corrupt CSV, is reported by name and skipped; it never
 breaks the report for the others. `--readme` also rewrites the results block of the README (between its
 markers, nothing else): headline claims, machine and run time per paper, and the key figures.
+
+Only the records of `--profile` (default `cpu`) are reported, so a smoke or sweep run into `results/` never
+puts smoke rows into the tracked REPORT.md or README. Papers, their titles, headline claims (`headline:`)
+and key figures come from `references/<paper>.yaml`; a paper with records but no reference file is listed
+after the others.
 """
 
 from __future__ import annotations
@@ -20,39 +25,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.core.records import RecordError, find_records, read_record
-from bench.core.references import comparison_markdown
-from bench.core.runner import PAPERS
+from bench.core.records import read_records
+from bench.core.references import comparison_markdown, load_references, reference_papers
 
-TITLES = {"streaming_llm": "StreamingLLM", "fourier_vlm": "Fourier-VLM", "adaptive_step": "AdaptiveStep"}
-# The claims the README leads with (ids in references/<paper>.yaml); the full list is in REPORT.md.
-HEADLINES = {
-    "streaming_llm": ("t1_shape_streaming_vs_recompute", "t1_shape_window_vs_streaming", "t2_one_sink_recovers",
-                      "fig5_flat", "fig10_speedup_4096"),
-    "fourier_vlm": ("flops_reduction_64", "generation_speedup"),
-    "adaptive_step": ("shape_conf_prm_over_newline_prm_16", "shape_prm_over_random_16", "t1_tvd_over_greedy_gsm8k_mistral",
-                      "cost_rollouts_ratio"),
-}
-# (experiment, figure file, caption) shown in the README when that record and file exist.
-KEY_FIGURES = {
-    "streaming_llm": (("ppl_4m", "fig5_long_stream.png", "Fig. 5: perplexity over a 4M-token stream, KV cache constant"),
-                      ("speed", "fig10_latency_memory.png", "Fig. 10: per-token latency and memory vs cache size"),
-                      ("ppl_table1", "table1_curves.png", "Table 1: running perplexity of each cache policy")),
-    "fourier_vlm": (("flops", "flops.png", "FLOPs vs image tokens, and the 83.8% reduction at 64 tokens"),
-                    ("speed", "speed.png", "generation speed vs image tokens")),
-    "adaptive_step": (("bon", "bon_accuracy_vs_n.png", "Best-of-N accuracy vs N per arm (Figs. 4-5)"),),
-}
+ALL_PROFILES = "all"
 
 
-def load_records(results: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
-    """All readable records under `results` (path, record) and one message per unreadable one."""
-    records, problems = [], []
-    for path in find_records(results):
-        try:
-            records.append((path, read_record(path)))
-        except RecordError as e:
-            problems.append(str(e))
-    return records, problems
+def load_records(results: Path, profile: str = ALL_PROFILES) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """The readable records under `results` of `profile` (`all`: every profile), and one message per
+    unreadable one (`bench.core.records.read_records`)."""
+    records, problems = read_records(results)
+    return [(p, r) for p, r in records if profile == ALL_PROFILES or r["profile"] == profile], problems
+
+
+def papers_of(records: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """Papers with a reference file (in their `report_order`), then any other paper a record names."""
+    known = reference_papers()
+    return known + sorted({r["paper"] for _, r in records} - set(known))
+
+
+def _refs(paper: str) -> dict[str, Any]:
+    """`references/<paper>.yaml`, or an empty mapping for a paper without one."""
+    try:
+        return load_references(paper)
+    except FileNotFoundError:
+        return {}
+
+
+def title(paper: str) -> str:
+    """The paper's display name (`title:` of its reference file)."""
+    return str(_refs(paper).get("title", paper))
 
 
 def _link(target: Path, base: Path) -> str:
@@ -89,17 +91,18 @@ def rebuild_figures(fig_mod: Any | None, run_dir: Path, rec: dict[str, Any]) -> 
     return drawn, problems
 
 
-def build(results: Path, out: Path) -> tuple[str, list[str]]:
-    """Write `out` (REPORT.md) from the records under `results`; returns (text, problems)."""
-    records, problems = load_records(results)
+def build(results: Path, out: Path, profile: str = "cpu") -> tuple[str, list[str]]:
+    """Write `out` (REPORT.md) from the `profile` records under `results`; returns (text, problems)."""
+    records, problems = load_records(results, profile)
+    which = "" if profile == ALL_PROFILES else f"`{profile}` "
     lines = ["# Reproduction report", "",
-             f"Built by `python -m reproduce.report` from {len(records)} record(s) under `{results}`; "
+             f"Built by `python -m reproduce.report` from {len(records)} {which}record(s) under `{results}`; "
              "nothing was rerun; figures redrawn from the records' CSVs. Status: `reproduced` (same model, "
              "within tolerance), `shape reproduced` (another model, the paper's shape holds), `not reproduced`, "
              "`not comparable` (another model, no shape condition), `not run on this machine`.", ""]
     if problems:
         lines += ["## Records that could not be read", ""] + [f"- {p}" for p in problems] + [""]
-    for paper in PAPERS:
+    for paper in papers_of(records):
         mine = [(p, r) for p, r in records if r["paper"] == paper]
         lines += [f"## {paper}", ""]
         try:
@@ -149,21 +152,19 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
+def headline_claims(paper: str) -> list[dict[str, Any]]:
+    """The claims the README leads with: those with a `headline: <rank>` in the reference file, by rank."""
+    return sorted((c for c in _refs(paper).get("claims", []) if c.get("headline")), key=lambda c: int(c["headline"]))
+
+
 def headline_rows(paper: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
     """One row per headline claim of `paper` (and per matching record): claim | paper | ours (model) | status."""
-    from bench.core.references import compare, load_references
+    from bench.core.references import compare
 
-    try:
-        claims = {c["id"]: c for c in load_references(paper)["claims"]}
-    except FileNotFoundError:
-        return []
     rows = []
-    for cid in HEADLINES.get(paper, ()):
-        c = claims.get(cid)
-        if c is None:
-            raise KeyError(f"reproduce/report.py HEADLINES names claim {cid!r}, not in references/{paper}.yaml")
+    for c in headline_claims(paper):
         where = re.split(r"[;(]", str(c["source"]))[0].strip()  # "Fig. 5 (curves only; ...)" -> "Fig. 5"
-        label = f"**{TITLES.get(paper, paper)}**, {where}: {c['claim']}"
+        label = f"**{title(paper)}**, {where}: {c['claim']}"
         found = False
         for rec in (r for r in records if r.get("experiment") == c["experiment"]):
             (row,) = compare({"claims": [c]}, [rec])
@@ -195,28 +196,30 @@ def readme_section(results: Path, profile: str = "cpu", base: Path = Path(".")) 
     time each paper's profile took, and the key figures (links relative to the folder `base`)."""
     from bench.core.tables import markdown
 
-    records = [(p, r) for p, r in load_records(results)[0] if r["profile"] == profile]
+    records = load_records(results, profile)[0]
+    papers = papers_of(records)
     lines = [README_START, "",
              f"_Generated by `python -m reproduce.report --readme` from the committed `{profile}` records "
              "(full comparison: [`results/REPORT.md`](results/REPORT.md))._", ""]
     rows: list[dict[str, str]] = []
-    for paper in PAPERS:
+    for paper in papers:
         rows += headline_rows(paper, [r for _, r in records if r["paper"] == paper])
     lines += [markdown(rows, ["claim", "paper", "ours (model)", "status"]).rstrip("\n"), ""]
     lines += [f"| paper | machine | `{profile}` run time (sum of the experiments, min) |", "|---|---|---|"]
-    for paper in PAPERS:
+    for paper in papers:
         mine = [r for _, r in records if r["paper"] == paper]
         if mine:
-            lines.append(f"| {TITLES[paper]} | {_machine(mine)} | {_run_time(mine)} |")
+            lines.append(f"| {title(paper)} | {_machine(mine)} | {_run_time(mine)} |")
         else:
-            lines.append(f"| {TITLES[paper]} | — | no `{profile}` record yet |")
+            lines.append(f"| {title(paper)} | — | no `{profile}` record yet |")
     lines.append("")
-    for paper in PAPERS:
-        for exp, name, caption in KEY_FIGURES.get(paper, ()):
+    for paper in papers:
+        for fig in _refs(paper).get("key_figures", []):
+            exp, name, caption = fig["experiment"], fig["file"], fig["caption"]
             png = next((p.parent / name for p, r in sorted(records, key=lambda x: str(x[0]))
                         if r["paper"] == paper and r["experiment"] == exp and (p.parent / name).exists()), None)
             if png is not None:
-                lines += [f"**{TITLES[paper]}** — {caption}", "", f"![{TITLES[paper]}: {caption}]({_link(png, base)})",
+                lines += [f"**{title(paper)}** — {caption}", "", f"![{title(paper)}: {caption}]({_link(png, base)})",
                           ""]
     lines.append(README_END)
     return "\n".join(lines)
@@ -236,14 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results", type=Path)
     ap.add_argument("--out", default=None, type=Path)
+    ap.add_argument("--profile", default="cpu",
+                    help="records of this profile only (default cpu, what REPORT.md and the README show); "
+                         f"'{ALL_PROFILES}' for every profile")
     ap.add_argument("--readme", nargs="?", const=Path("README.md"), default=None, type=Path, metavar="README",
                     help="also refresh the results block of README (default README.md)")
     args = ap.parse_args(argv)
+    if not args.results.is_dir():
+        print(f"error: --results {args.results}: not a folder of records", file=sys.stderr)
+        return 2
+    if args.readme and args.profile == ALL_PROFILES:
+        print("error: --profile: the README block shows one profile, not 'all'", file=sys.stderr)
+        return 2
     out = args.out or args.results / "REPORT.md"
-    _, problems = build(args.results, out)
+    _, problems = build(args.results, out, args.profile)
     print(f"report written: {out}")
     if args.readme:
-        update_readme(args.readme, args.results)
+        update_readme(args.readme, args.results, args.profile)
         print(f"{args.readme} results block refreshed")
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)

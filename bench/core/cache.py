@@ -117,6 +117,18 @@ class CacheEntry:
     def done(self) -> bool:
         return (self.dir / DONE).exists()
 
+    def adopt(self, marker: str) -> bool:
+        """Accept a folder published by the pre-`CacheEntry` layout at this entry's path as done.
+
+        Those builders also published atomically (`os.replace` of a temporary folder), so a folder holding
+        their last-written file `marker` is complete: stamping it keeps users' caches valid. Returns `done`.
+        """
+        if not self.done and (self.dir / marker).exists():
+            with self._locked():
+                if not self.done and (self.dir / marker).exists():
+                    write_json_atomic(self.dir / DONE, {"key": self.key, "name": self.name, "adopted": marker})
+        return self.done
+
     def info(self) -> dict[str, Any]:
         """The builder's info dict (`done.json`) of a published entry."""
         return json.loads((self.dir / DONE).read_text())

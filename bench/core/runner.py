@@ -1,8 +1,9 @@
-"""Run lifecycle shared by every paper: registry, run context, record writing, reference comparison.
+"""Run lifecycle shared by every paper: experiment resolution, run context, record writing, comparison.
 
-An experiment is a function `fn(ctx: RunContext) -> None` registered with `@register(paper, name)`. It
-adds metrics, tables, CSVs and figures through `ctx`; the runner captures the resolved config and the
-environment and writes `results/<paper>/<experiment>/<profile>/record.json`.
+An experiment is a function `fn(ctx: RunContext) -> None` named by its config: each experiment YAML says
+`fn: bench.<paper>.<module>:<function>`, and the runner resolves that name (no registry, no import of a
+paper package by convention). It adds metrics, tables, CSVs and figures through `ctx`; the runner captures
+the resolved config and the environment and writes `results/<paper>/<experiment>/<profile>/record.json`.
 """
 
 from __future__ import annotations
@@ -16,35 +17,47 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from bench.core import env as env_mod
+from bench.core.cache import to_plain
 from bench.core.errors import ConfigError
 from bench.core.records import Record, run_dir, write_record
 from bench.core.tables import write_csv, write_markdown
 
 Experiment = Callable[["RunContext"], None]
-_REGISTRY: dict[tuple[str, str], Experiment] = {}
-PAPERS = ("streaming_llm", "fourier_vlm", "adaptive_step")
+FN_SETTING = "experiment.fn"
+
+
+def resolve_experiment(spec: Any) -> Experiment:
+    """The function an experiment config names: `"package.module:function"` (or `package.module.function`).
+
+    Raises:
+        ConfigError: naming `experiment.fn` when it is unset, malformed, or names no importable callable.
+    """
+    if not spec or not isinstance(spec, str):
+        raise ConfigError(FN_SETTING, f"the experiment config names no function (got {spec!r}); "
+                          "add `fn: bench.<paper>.<module>:<function>` to its YAML")
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(FN_SETTING, f"{spec!r} is not of the form package.module:function")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name is None or not module_name.startswith(e.name):
+            raise  # the module exists but one of its own imports is missing: a bug to see, not a config error
+        raise ConfigError(FN_SETTING, f"{spec!r}: no module {module_name!r}") from e
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise ConfigError(FN_SETTING, f"{spec!r}: module {module_name!r} has no function {attr!r}")
+    return fn
 
 
 def register(paper: str, name: str) -> Callable[[Experiment], Experiment]:
-    """Decorator: make `fn` the experiment `name` of `paper`."""
-    def deco(fn: Experiment) -> Experiment:
-        _REGISTRY[(paper, name)] = fn
-        return fn
-    return deco
+    """TRANSITIONAL no-op, to be deleted with the last `@register` in bench/adaptive_step (task F's split).
 
-
-def experiments(paper: str) -> list[str]:
-    importlib.import_module(f"bench.{paper}.experiments")
-    return sorted(n for p, n in _REGISTRY if p == paper)
-
-
-def get_experiment(paper: str, name: str) -> Experiment:
-    if paper not in PAPERS:
-        raise ConfigError("paper", f"unknown paper {paper!r}; expected one of {PAPERS}")
-    names = experiments(paper)
-    if name not in names:
-        raise ConfigError("experiment", f"unknown experiment {name!r} for {paper}; available: {', '.join(names)}")
-    return _REGISTRY[(paper, name)]
+    Experiments are found through `experiment.fn` in their YAML; this decorator registers nothing.
+    """
+    return lambda fn: fn
 
 
 @dataclass
@@ -58,6 +71,9 @@ class RunContext:
     out_dir: Path
     record: Record
     log_lines: list[str] = field(default_factory=list)
+    # Seconds the earlier legs of a resumed run took (an experiment resuming from its checkpoint sets it);
+    # the record's duration_s is this leg plus these, so a resumed run reports the time of all its work.
+    resumed_seconds: float = 0.0
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -69,8 +85,10 @@ class RunContext:
         self.log_lines.append(line)
 
     def metric(self, name: str, value: float, unit: str, direction: str, note: str = "",
-               stderr: float | None = None) -> None:
-        self.record.add(name, value, unit, direction, note, stderr)  # type: ignore[arg-type]
+               stderr: float | None = None, kind: str | None = None) -> None:
+        """Record a metric; `kind` (quality / timing / count / memory) says how a regression check treats
+        it, inferred from the unit when omitted (`bench.core.records.infer_kind`)."""
+        self.record.add(name, value, unit, direction, note, stderr, kind)  # type: ignore[arg-type]
 
     def _artifact(self, kind: str, path: Path) -> None:
         rel = str(path.relative_to(self.out_dir))
@@ -108,23 +126,21 @@ def _plain(cfg: Any) -> dict[str, Any]:
     recorded relative to the repository (e.g. ../shared/data), never as this machine's absolute path."""
     import os
 
-    from omegaconf import OmegaConf
-
     from bench.core.paths import REPO_ROOT
 
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = to_plain(cfg)
     if isinstance(plain, dict) and plain.get("data_dir"):
         plain["data_dir"] = os.path.relpath(str(plain["data_dir"]), REPO_ROOT)
     return plain  # type: ignore[return-value]
 
 
 def run(paper: str, cfg: Any) -> Path:
-    """Run the experiment `cfg.experiment.name` of `paper` and write its record. Returns the record path."""
+    """Run the experiment `cfg.experiment` names (`fn`) and write its record. Returns the record path."""
     import numpy as np
     import torch
 
     name = cfg.experiment.name
-    fn = get_experiment(paper, name)
+    fn = resolve_experiment(cfg.experiment.get("fn"))
     profile = cfg.profile.name
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
@@ -144,7 +160,7 @@ def run(paper: str, cfg: Any) -> Path:
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
     t0 = time.time()
     fn(ctx)
-    record.duration_s = round(time.time() - t0, 1)
+    record.duration_s = round(time.time() - t0 + float(ctx.resumed_seconds), 1)
     record.config = _plain(cfg)
     path = write_record(out, record)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")

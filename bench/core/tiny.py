@@ -1,37 +1,23 @@
 """Tiny causal LMs trained from scratch by the suite: deterministic, cached by their settings.
 
 A `tiny` model config names an architecture (Llama family), a tokenizer size and a training budget; the
-first use trains it on text from the data directory and caches the folder under
-`cache_dir()/models/tiny-<hash>`. The same settings and data always give the same weights on one machine.
+first use trains it on text from the data directory and caches the folder (`bench.core.cache.CacheEntry`)
+as `cache_dir()/models/tiny-<name>-<key>`. The same settings and data always give the same weights on one machine.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
+from bench.core.cache import CacheEntry, to_plain  # to_plain: re-exported for older importers
 from bench.core.errors import ConfigError
-from bench.core.paths import cache_dir, data_dir as resolve_data_dir
-
-
-def to_plain(cfg: Any) -> Any:
-    """An OmegaConf node as plain Python containers (anything else unchanged)."""
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(cfg):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
-    return cfg
+from bench.core.paths import data_dir as resolve_data_dir
 
 
 def read_corpus(root: Path, entries: Sequence[str], max_chars: int) -> str:
@@ -141,25 +127,21 @@ def tiny_model_folder(cfg: Any, data_dir_setting: str | None) -> Path:
     arch, train = plain["arch"], plain["train"]
     root = resolve_data_dir(data_dir_setting)
     text = read_corpus(root, train["corpus"], int(train.get("max_chars", 2_000_000)))
-    digest = hashlib.sha256(json.dumps({"arch": arch, "train": train}, sort_keys=True).encode()
-                            + hashlib.sha256(text.encode()).digest()).hexdigest()[:12]
-    out = cache_dir() / "models" / f"tiny-{plain['name']}-{digest}"
-    if (out / "config.json").exists():
-        return out
-    print(f"[tiny] training {plain['name']} from scratch -> {out}")
-    torch.manual_seed(int(train["seed"]))
-    tok = train_bpe_tokenizer(text, int(arch["vocab"]))
-    ids = torch.tensor(tok(text).input_ids, dtype=torch.long)
-    model = LlamaForCausalLM(llama_config(arch, len(tok), int(plain["context"])))
-    t0 = time.time()
-    losses = train_causal_lm(model, ids, train)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps(
-        {"final_loss": losses[-1], "losses_every_10": losses[::10], "train_seconds": time.time() - t0,
-         "corpus_tokens": ids.numel(), "arch": arch, "train": train}, indent=1))
-    os.replace(tmp, out)
-    return out
+    entry = CacheEntry("models", f"tiny-{plain['name']}",
+                       {"arch": arch, "train": train, "context": plain["context"],
+                        "text_sha256": hashlib.sha256(text.encode()).hexdigest()})
+
+    def build(work: Path) -> dict[str, Any]:
+        print(f"[tiny] training {plain['name']} from scratch -> {entry.dir}")
+        torch.manual_seed(int(train["seed"]))
+        tok = train_bpe_tokenizer(text, int(arch["vocab"]))
+        ids = torch.tensor(tok(text).input_ids, dtype=torch.long)
+        model = LlamaForCausalLM(llama_config(arch, len(tok), int(plain["context"])))
+        t0 = time.time()
+        losses = train_causal_lm(model, ids, train)
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        return {"final_loss": losses[-1], "losses_every_10": losses[::10], "train_seconds": time.time() - t0,
+                "corpus_tokens": ids.numel(), "arch": arch, "train": train}
+
+    return entry.get_or_build(build)

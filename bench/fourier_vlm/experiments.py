@@ -1,6 +1,6 @@
 """Fourier-VLM experiments: FLOPs (Claim 1), generation speed (Claim 2), and a picture of the low-pass.
 
-* `flops`: analytic counts (bench.core.flops) for LLaVA-1.5-7B/13B at 576/256/144/64/36 image tokens under
+* `flops`: analytic counts (bench.fourier_vlm.flops) for LLaVA-1.5-7B/13B at 576/256/144/64/36 image tokens under
   every counting convention, which convention lands on the paper's 83.8%, and a FlopCounterMode cross-check
   on the same architectures built on the meta device (no weights). Metrics `flops.<tokens>[.<convention>]`
   (TFLOPs) and `flops_reduction.<tokens>.<convention>` for the 7B.
@@ -22,11 +22,12 @@ from typing import Any
 import torch
 
 from bench.core.errors import ConfigError
-from bench.core.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
+from bench.fourier_vlm.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
                               reduction)
 from bench.core.models import resolve_device, resolve_dtype
 from bench.core.plots import figure, run_view
-from bench.core.runner import RunContext, register
+from bench.core.references import paper_value
+from bench.core.runner import RunContext
 from bench.core.timing import summarize, time_call
 from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
@@ -34,8 +35,6 @@ from bench.fourier_vlm.dct import dctn, idctn
 from bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
 
 PAPER = "fourier_vlm"
-PAPER_FLOPS_REDUCTION_64 = 0.838  # abstract: "up to 83.8% fewer inference FLOPs" (LLaVA-1.5-7B)
-PAPER_SPEEDUP = 0.312  # abstract: "boosts generation speed by 31.2%"
 
 
 def _budgets(ctx: RunContext) -> list[int]:
@@ -81,10 +80,11 @@ def _meta_count(model_cfg: Any, tokens: int, text_tokens: int, side: int) -> flo
     return float(fc.get_total_flops())
 
 
-@register(PAPER, "flops")
 def flops(ctx: RunContext) -> None:
     """Claim 1: FLOPs of LLaVA-1.5 at each image-token budget, under each counting convention."""
     e = ctx.cfg.experiment
+    # Abstract: "up to 83.8% fewer inference FLOPs" (LLaVA-1.5-7B); the number lives in the reference file.
+    paper_red = paper_value(PAPER, "flops_reduction_64")
     tokens = _tokens_list(ctx, e.tokens, "experiment.tokens")
     if tokens[0] != int(ctx.cfg.fourier.base_side) ** 2:
         raise ConfigError("experiment.tokens", "the first entry must be the uncompressed count (the baseline)")
@@ -126,8 +126,8 @@ def flops(ctx: RunContext) -> None:
             if key == "llava15_7b" and 64 in counts:
                 r64 = reduction(base, counts[64]["total"])
                 match_rows.append({"convention": conv.name, "reduction@64 %": 100 * r64,
-                                   "paper %": 100 * PAPER_FLOPS_REDUCTION_64,
-                                   "delta (points)": 100 * (r64 - PAPER_FLOPS_REDUCTION_64)})
+                                   "paper %": 100 * paper_red,
+                                   "delta (points)": 100 * (r64 - paper_red)})
     match_rows.sort(key=lambda r: abs(r["delta (points)"]))
     best = match_rows[0]["convention"] if match_rows else "?"
     ctx.log(f"convention closest to the paper's 83.8% at 64 tokens: {best} "
@@ -163,7 +163,7 @@ def flops(ctx: RunContext) -> None:
         pv_rows = []
         for t in tokens[1:]:
             ours = reduction(base, convention_flops(arch7, t, paper_conv, G)["total"])
-            pv_rows.append({"image tokens": t, "paper %": 100 * PAPER_FLOPS_REDUCTION_64 if t == 64 else None,
+            pv_rows.append({"image tokens": t, "paper %": 100 * paper_red if t == 64 else None,
                             f"ours % ({paper_conv.name})": 100 * ours})
         ctx.table("flops_paper_vs_ours", "FLOPs reduction vs LLaVA-1.5-7B at 576 tokens: paper | ours", pv_rows,
                   ["paper: abstract, 'up to 83.8% fewer inference FLOPs' (the budget is not stated; 64 tokens "
@@ -216,10 +216,11 @@ def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
     return model, dtype, device
 
 
-@register(PAPER, "speed")
 def speed(ctx: RunContext) -> None:
     """Claim 2: prefill, TTFT, decode and end-to-end generation time at each budget vs 576 tokens."""
     e, cfg = ctx.cfg.experiment, ctx.cfg
+    # Abstract: "boosts generation speed by 31.2%", stored as the end-to-end speed-up 1.312 (reference file).
+    paper_faster = round(paper_value(PAPER, "generation_speedup") - 1, 6)
     model, dtype, device = _load_speed_model(ctx)
     G, T, R, B = int(e.new_tokens), int(e.text_tokens), int(e.repeats), int(e.batch)
     if G < 2:
@@ -320,10 +321,10 @@ def speed(ctx: RunContext) -> None:
         ctx.metric(f"decode_tok_s.{n}", m["decode_tok_s"].median_ms, "tok/s", "higher", note=note)
         ctx.metric(f"e2e_ms.{n}", sp, "ms", "lower", note=note, stderr=m["e2e_ms"].iqr_ms / 1.349 / math.sqrt(R))
         if n != base:
-            ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher",
+            ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher", kind="timing",
                        note=f"median e2e at {base} / at {n} tokens; paper: 31.2% faster generation (7B, GPU)")
-            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", note=f"vs {base} tokens")
-            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher",
+            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", kind="timing", note=f"vs {base} tokens")
+            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher", kind="timing",
                        note=f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine")
     machine = ctx.record.env.get("device_name", device)
     env = f"{machine}, {torch.get_num_threads()} threads, {str(dtype).replace('torch.', '')}, batch {B}, G={G}"
@@ -337,7 +338,7 @@ def speed(ctx: RunContext) -> None:
                "steadier ratio"])
     tag = f"{cfg.model.name}, {machine}, batch {B}, G={G}"
     ctx.table("speed_paper_vs_ours", "Generation speed-up vs the uncompressed model: paper | ours",
-              [{"image tokens": n, "paper % faster": 100 * PAPER_SPEEDUP if n == 64 else None,
+              [{"image tokens": n, "paper % faster": 100 * paper_faster if n == 64 else None,
                 "ours % faster (e2e)": 100 * (r["e2e speedup"] - 1), "ours % faster (TTFT)": 100 * (r["TTFT speedup"] - 1),
                 "ours % faster (e2e CPU time)": 100 * (r["e2e CPU-time speedup"] - 1),
                 "setup": tag} for n, r in zip(budgets, rows) if n != base],
@@ -388,7 +389,6 @@ def _patches_to_image(tokens: torch.Tensor, k: int, patch: int) -> torch.Tensor:
     return p.reshape(k * patch, k * patch, 3).clamp(0, 1)
 
 
-@register(PAPER, "lowpass")
 def lowpass(ctx: RunContext) -> None:
     """What the low-pass keeps: a real photo as 24x24 patch tokens, compressed at each k by each method."""
     from bench.core.paths import data_dir

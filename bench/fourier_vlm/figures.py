@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.core.flops import Convention
+from bench.fourier_vlm.flops import Convention
 from bench.core.plots import COLORS, REFERENCE, figure, log_axis, read_rows, save
 
 PAPER = "fourier_vlm"
@@ -29,13 +29,12 @@ _MODEL_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
 
 def _paper_value(claim_id: str) -> float | None:
     """A paper number from `references/fourier_vlm.yaml` (None when the file or claim is absent)."""
-    from bench.core.references import load_references
+    from bench.core.references import paper_value
 
     try:
-        claims = load_references(PAPER)["claims"]
-    except FileNotFoundError:
+        return paper_value(PAPER, claim_id)
+    except (FileNotFoundError, KeyError):
         return None
-    return next((float(c["paper_value"]) for c in claims if c["id"] == claim_id), None)
 
 
 def _conv_label(name: str) -> str:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.core.plots import figure
-from bench.core.runner import RunContext, register
+from bench.core.runner import RunContext
 from bench.streaming_llm.adapters import adapter_for
 
 
@@ -66,7 +66,6 @@ def short_sentences(text: str, tokenizer, length: int, count: int) -> torch.Tens
     return torch.tensor(out)
 
 
-@register("streaming_llm", "attention")
 def attention(ctx: RunContext) -> None:
     from bench.core.data import load_documents
     from bench.core.errors import ConfigError

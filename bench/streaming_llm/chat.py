@@ -26,7 +26,7 @@ from tqdm import tqdm
 from bench.core.errors import ConfigError
 from bench.core.paths import REPO_ROOT, data_dir as resolve_data_dir
 from bench.core.plots import COLORS, figure
-from bench.core.runner import RunContext, register
+from bench.core.runner import RunContext
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache
@@ -226,7 +226,6 @@ def _clip(text: str, n: int = 160) -> str:
     return one if len(one) <= n else one[: n - 1] + "…"
 
 
-@register(PAPER, "chat")
 def chat(ctx: RunContext) -> None:
     """A long multi-round chat through one S+R sink cache: cache length, latency and memory per round."""
     from bench.streaming_llm.experiments import _check_cache, _load

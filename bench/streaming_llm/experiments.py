@@ -16,7 +16,7 @@ from bench.core.checkpoint import Checkpoint, config_key
 from bench.core.data import iter_token_docs, load_documents
 from bench.core.errors import ConfigError
 from bench.core.models import LoadedModel, load_model
-from bench.core.runner import RunContext, register
+from bench.core.runner import RunContext
 from bench.streaming_llm import figures
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy
@@ -93,7 +93,6 @@ def _newline_ids(tokenizer, count: int) -> list[int]:
     return ids * count
 
 
-@register(PAPER, "ppl_table1")
 def ppl_table1(ctx: RunContext) -> None:
     """Table 1: first book; dense, window 0+L, sliding window with recomputation L, streaming 4+(L-4),
     and 4 newline tokens as sinks + (L-4)."""
@@ -189,7 +188,6 @@ def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: 
     ctx.figures(figures.bars(ctx.out_dir / f"{table}.csv", ctx.out_dir / f"{table}.png", title))
 
 
-@register(PAPER, "ppl_sinks")
 def ppl_sinks(ctx: RunContext) -> None:
     """Table 2: 0/1/2/4/8 initial tokens at a fixed total cache."""
     e = ctx.cfg.experiment
@@ -198,7 +196,6 @@ def ppl_sinks(ctx: RunContext) -> None:
                   "table2", "sink_counts")
 
 
-@register(PAPER, "ppl_cache")
 def ppl_cache(ctx: RunContext) -> None:
     """Table 6: cache sizes 4+252 ... 4+4092."""
     e = ctx.cfg.experiment
@@ -206,7 +203,6 @@ def ppl_cache(ctx: RunContext) -> None:
                   "table6", "cache_sizes")
 
 
-@register(PAPER, "ppl_4m")
 def ppl_4m(ctx: RunContext) -> None:
     """Fig. 5: streaming PPL over a very long concatenated stream, per segment, with cache memory."""
     e, cfg = ctx.cfg.experiment, ctx.cfg
@@ -273,8 +269,3 @@ def ppl_4m(ctx: RunContext) -> None:
     ctx.figures(figures.long_stream(ctx.out_dir / "fig5_segments.csv", ctx.out_dir / "fig5_long_stream.png",
                                     f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream, {S}+{L - S}"))
 
-
-from bench.streaming_llm import speed as _speed  # noqa: E402,F401  (registers experiment `speed`)
-from bench.streaming_llm import attention as _attention  # noqa: E402,F401  (registers `attention`)
-from bench.streaming_llm import pretrain as _pretrain  # noqa: E402,F401  (registers `sink_pretrain`, Table 3)
-from bench.streaming_llm import chat as _chat  # noqa: E402,F401  (registers `chat`)

@@ -24,8 +24,6 @@ missing effect can be told apart from a broken method.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
 import time
 from dataclasses import dataclass
@@ -36,13 +34,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.core.checkpoint import config_key
+from bench.core.cache import CacheEntry, config_key, save_atomic, to_plain
 from bench.core.data import Document, load_documents
 from bench.core.errors import ConfigError
-from bench.core.paths import cache_dir
-from bench.core.plots import figure
-from bench.core.runner import RunContext, register
-from bench.core.tiny import llama_config, to_plain, train_bpe_tokenizer, train_causal_lm
+from bench.core.references import paper_table
+from bench.core.runner import RunContext
+from bench.core.tiny import llama_config, train_bpe_tokenizer, train_causal_lm
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.attention import last_row_attention
 from bench.streaming_llm.engine import CachePolicy
@@ -52,10 +49,6 @@ PAPER = "streaming_llm"
 VARIANTS = ("vanilla", "sink", "zero_sink")
 SINK_TOKEN = "<|sink|>"
 SOFTMAX1 = "softmax1"  # name of the attention implementation registered with transformers
-# Table 3 / Table 10 of the paper (Pythia-160M from scratch, cache 1024, first PG19 test sample).
-PAPER_TABLE3 = {"cols": ["0+1024", "1+1023", "2+1022", "4+1020"],
-                "vanilla": [27.87, 18.49, 18.05, 18.05], "zero_sink": [29214, 19.90, 18.27, 18.01],
-                "sink": [1235, 18.01, 18.01, 18.02]}
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -193,9 +186,7 @@ class Pretrained:
         return CachePolicy(n_sink + (1 if self.variant == "zero_sink" else 0), window)
 
 
-def _digest(*parts: Any) -> str:
-    """Cache key of the settings and inputs that determine a stage (the suite's `config_key`)."""
-    return config_key(list(parts))
+CACHE_KIND = "sink_pretrain"  # BENCH_CACHE/sink_pretrain/{tokenizer,<variant>}-<key>
 
 
 def training_text(docs: list[Document], max_chars: int) -> str:
@@ -218,19 +209,18 @@ def cached_tokenizer(text: str, vocab: int) -> tuple[Any, torch.Tensor, str]:
     """
     from transformers import AutoTokenizer
 
-    key = _digest(text, {"vocab": vocab, "special": SINK_TOKEN})
-    out = cache_dir() / "sink_pretrain" / f"tokenizer-{key}"
-    if not (out / "ids.pt").exists():
+    entry = CacheEntry(CACHE_KIND, "tokenizer", [text, {"vocab": vocab, "special": SINK_TOKEN}])
+    entry.adopt("ids.pt")  # folders of the earlier layout: same path, no done.json
+
+    def build(work: Path) -> dict[str, Any]:
         tok = train_bpe_tokenizer(text, vocab, extra_special=[SINK_TOKEN])
-        ids = torch.tensor(tok(text).input_ids, dtype=torch.long)
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tok.save_pretrained(tmp)
-        torch.save(ids, tmp / "ids.pt")
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        tok.save_pretrained(work)
+        save_atomic(work / "ids.pt", torch.tensor(tok(text).input_ids, dtype=torch.long))
+        return {"vocab": vocab}
+
+    out = entry.get_or_build(build)
     tok = AutoTokenizer.from_pretrained(str(out))
-    return tok, torch.load(out / "ids.pt"), key
+    return tok, torch.load(out / "ids.pt"), entry.key
 
 
 def pretrain_variant(variant: str, arch: dict[str, Any], train: dict[str, Any], tok: Any, ids: torch.Tensor,
@@ -256,14 +246,15 @@ def pretrain_variant(variant: str, arch: dict[str, Any], train: dict[str, Any], 
 
     if variant not in VARIANTS:
         raise ConfigError("experiment.variants", f"unknown variant {variant!r}; choose from {VARIANTS}")
-    key = _digest(tok_key, arch, train, variant,
-                  {"probe_points": probe_points if probe is not None else 0, "probe": probe_key})
-    out = cache_dir() / "sink_pretrain" / f"{variant}-{key}"
+    entry = CacheEntry(CACHE_KIND, variant, [tok_key, arch, train, variant,
+                                             {"probe_points": probe_points if probe is not None else 0,
+                                              "probe": probe_key}])
     attn = SOFTMAX1 if variant == "zero_sink" else "sdpa"
-    if (out / "training.json").exists():
-        model = LlamaForCausalLM.from_pretrained(str(out), attn_implementation=attn).eval()
-        info = json.loads((out / "training.json").read_text())
-        return Pretrained(variant, model, tok, out, info, cached=True)
+    if entry.adopt("training.json"):  # built earlier (either cache layout): load, never retrain
+        model = LlamaForCausalLM.from_pretrained(str(entry.dir), attn_implementation=attn).eval()
+        info = json.loads((entry.dir / "training.json").read_text())
+        return Pretrained(variant, model, tok, entry.dir, info, cached=True)
+    out = entry.dir
     seq, steps = int(train["seq_len"]), int(train["steps"])
     torch.manual_seed(int(train["seed"]))  # same initial weights for every variant
     config = llama_config(arch, len(tok), seq)
@@ -291,13 +282,17 @@ def pretrain_variant(variant: str, arch: dict[str, Any], train: dict[str, Any], 
     info = {"variant": variant, "train_seconds": seconds, "losses": losses, "probes": probes,
             "tokens_seen": steps * int(train["batch"]) * seq, "corpus_tokens": ids.numel(),
             "arch": arch, "train": train, "tokenizer": tok_key, "sink_token": SINK_TOKEN}
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps(info))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+
+
+    def publish(work: Path) -> dict[str, Any]:
+        model.save_pretrained(work)
+        tok.save_pretrained(work)
+        (work / "training.json").write_text(json.dumps(info))
+        return {"variant": variant}
+
+    # Trained outside the builder: the probes need the model under training, and two jobs training the same
+    # variant at once only cost time; the lock still lets exactly one publish.
+    entry.get_or_build(publish)
     return Pretrained(variant, model.eval(), tok, out, info, cached=False)
 
 
@@ -361,7 +356,6 @@ def _final_loss(losses: list[float]) -> float:
     return sum(tail) / len(tail)
 
 
-@register(PAPER, "sink_pretrain")
 def sink_pretrain(ctx: RunContext) -> None:
     """Table 3: tiny Llamas pre-trained without / with a learnable sink token / with SoftMax1, streamed with
     0, 1, 2, 4 initial tokens at a fixed total cache L."""
@@ -396,7 +390,7 @@ def sink_pretrain(ctx: RunContext) -> None:
         raise ConfigError("experiment.eval_tokens", f"need {L} < eval_tokens <= {stream.inputs.numel():,} "
                           "(the held-out books' length); the stream must be longer than the cache")
     windows = probe_windows(build_stream(token_docs, None), int(e.probe_windows), T)
-    probe_key = _digest([w.tolist() for w in windows])
+    probe_key = config_key([[w.tolist() for w in windows]])
 
     trained: dict[str, Pretrained] = {}
     for v in variants:
@@ -468,7 +462,9 @@ def sink_pretrain(ctx: RunContext) -> None:
     ctx.metric("train_tokens", float(rows_train[0]["tokens_seen"]), "tokens", "none", note="per variant")
 
     cols = ["variant", *[f"{s}+{L - s}" for s in counts], "0+L / 4+(L-4)", "1+(L-1) / 4+(L-4)"]
-    paper_rows = " ; ".join(f"{v}: " + ", ".join(f"{c} {x:g}" for c, x in zip(PAPER_TABLE3["cols"], PAPER_TABLE3[v]))
+    # Table 3 / Table 10 of the paper (Pythia-160M from scratch, cache 1024), from references/streaming_llm.yaml.
+    t3 = paper_table(PAPER, "table3")
+    paper_rows = " ; ".join(f"{v}: " + ", ".join(f"{c} {x:g}" for c, x in zip(t3["cols"], t3[v]))
                             for v in ("vanilla", "zero_sink", "sink"))
     a = arch
     ctx.table("table3", f"Table 3 — tiny Llamas pre-trained from scratch ({a['layers']} layers, hidden "

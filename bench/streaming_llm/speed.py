@@ -13,7 +13,7 @@ import time
 import torch
 
 from bench.core.plots import COLORS, figure
-from bench.core.runner import RunContext, register
+from bench.core.runner import RunContext
 from bench.core.timing import summarize
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
@@ -71,7 +71,6 @@ def measure(model, prompt: torch.Tensor, cache_len: int, n_sink: int, tokens: in
             "kv_mb": sink.nbytes() / 2**20}
 
 
-@register("streaming_llm", "speed")
 def speed(ctx: RunContext) -> None:
     """Fig. 10 table and plot: cache | recompute ms | streaming ms | speedup | memory."""
     from bench.core.data import load_documents
@@ -97,7 +96,7 @@ def speed(ctx: RunContext) -> None:
         speedup = tr.median_ms / ts.median_ms
         ctx.metric(f"latency_ms.streaming.{c}", ts.median_ms, "ms", "lower", note=f"median of {ts.n}; IQR {ts.iqr_ms:.2f}")
         ctx.metric(f"latency_ms.recompute.{c}", tr.median_ms, "ms", "lower", note=f"median of {tr.n}; IQR {tr.iqr_ms:.2f}")
-        ctx.metric(f"speedup.{c}", speedup, "x", "higher", note="recompute / streaming per-token latency")
+        ctx.metric(f"speedup.{c}", speedup, "x", "higher", kind="timing", note="recompute / streaming per-token latency")
         ctx.metric(f"peak_mem_mb.streaming.{c}", m["mem_streaming"], "MiB", "lower",
                    note="process RSS on CPU, max allocated on CUDA")
         ctx.metric(f"peak_mem_mb.recompute.{c}", m["mem_recompute"], "MiB", "lower")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.core.flops import all_conventions
+from bench.fourier_vlm.flops import all_conventions
 from bench.core.plots import DPI, FigureDataError, read_rows
 from bench.core.records import Record, write_record
 from bench.core.tables import write_csv
