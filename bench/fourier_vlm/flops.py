@@ -240,7 +240,7 @@ def convention_flops(arch: VlmArch, image_tokens: int, conv: Convention, new_tok
 
 
 def reduction(base: float, reduced: float) -> float:
-    """1 - reduced / base (0.838 = 83.8% fewer FLOPs)."""
+    """1 - reduced / base (e.g. 0.8 = 80% fewer FLOPs)."""
     return 1.0 - reduced / base
 
 

@@ -14,8 +14,9 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from bench.core.plots import figure
+from bench.core.plots import run_view
 from bench.core.runner import RunContext
+from bench.streaming_llm import figures
 from bench.streaming_llm.adapters import adapter_for
 
 
@@ -102,22 +103,9 @@ def attention(ctx: RunContext) -> None:
                "fraction", "none", note=f"{sents.shape[0]} sentences of {sents.shape[1]} tokens")
     ctx.table("sink_share", f"Attention on token 0 per layer — {lm.name}, query at position {p} of "
               f"{docs[0].name}", rows, digits=3)
+    # Fig. 2 maps of a few layers as long-form rows, so the report can redraw them; (T, T) per layer.
     show = sorted(k for k in {0, 1, 2, n_layers // 2, n_layers - 1} if k < n_layers)
-    fig, axes = figure(2.2 * len(show), 2.4, ncols=len(show))
-    for ax, k in zip(axes[0], show):
-        ax.imshow(maps[k].numpy(), cmap="viridis", vmin=0, vmax=float(maps[k].max()))
-        ax.set_title(f"layer {k}")
-        ax.set_xlabel("key")
-        ax.grid(False)
-    axes[0][0].set_ylabel("query")
-    fig.suptitle(f"{lm.name}: average attention over {sents.shape[0]} sentences (Fig. 2 style)")
-    ctx.figure("fig2_attention_maps", fig)
-    fig, axes = figure(6.0, 2.8)
-    ax = axes[0][0]
-    ax.bar(range(n_layers), late_share.numpy(), color="#1f77b4", label=f"query at {p}")
-    ax.plot(range(n_layers), short_share.numpy(), "k.", label="short sentences")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("attention on token 0")
-    ax.set_ylim(0, 1)
-    ax.legend()
-    ctx.figure("sink_share_per_layer", fig)
+    t = maps.shape[-1]
+    ctx.csv("attention_maps", [{"layer": k, "query": q, "key": j, "weight": float(maps[k, q, j]),
+                                "sentences": sents.shape[0]} for k in show for q in range(t) for j in range(t)])
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from attention_maps.csv and sink_share.csv

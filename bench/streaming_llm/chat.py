@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from bench.core.errors import ConfigError
 from bench.core.paths import REPO_ROOT, data_dir as resolve_data_dir
-from bench.core.plots import COLORS, figure
+from bench.core.plots import run_view
 from bench.core.runner import RunContext
+from bench.streaming_llm import figures
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache
@@ -290,17 +291,4 @@ def chat(ctx: RunContext) -> None:
                      "conversation, never reset or re-encoded",
                      f"cache overflows: {session.overflows}; non-empty replies: {nonempty}/{len(rounds)}; "
                      f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB; full transcript in transcript.csv"], digits=1)
-    fig, axes = figure(6.5, 3.6, nrows=2)
-    ax, ax2 = axes[0][0], axes[1][0]
-    xs = [r.round for r in rounds]
-    ax.plot(xs, [r.cache_len for r in rounds], color=COLORS["streaming"], marker=".", lw=1.0, label="cache length")
-    ax.plot(xs, [min(r.tokens_total, 10 * L) for r in rounds], color="#7f7f7f", ls="--", lw=0.8,
-            label="tokens streamed (clipped at 10x cache)")
-    ax.axhline(L, color="k", ls=":", lw=0.8, label=f"S+R = {L}")
-    ax.set_ylabel("tokens")
-    ax.set_title(f"{lm.name}: streaming chat, cache {S}+{L - S}")
-    ax.legend()
-    ax2.plot(xs, [r.rss_mb for r in rounds], color="k", marker=".", lw=1.0)
-    ax2.set_ylabel("process RSS (MiB)")
-    ax2.set_xlabel("round")
-    ctx.figure("chat_memory", fig)
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # chat_memory.png from transcript.csv

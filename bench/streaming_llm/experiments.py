@@ -16,6 +16,7 @@ from bench.core.checkpoint import Checkpoint, config_key
 from bench.core.data import iter_token_docs, load_documents
 from bench.core.errors import ConfigError
 from bench.core.models import LoadedModel, load_model
+from bench.core.plots import run_view
 from bench.core.runner import RunContext
 from bench.streaming_llm import figures
 from bench.streaming_llm.adapters import adapter_for
@@ -149,8 +150,7 @@ def ppl_table1(ctx: RunContext) -> None:
                      f"{ratio:.4f} ± {ratio_se:.4f}",
                      f"model context {lm.context}: dense beyond it is expected to fail (paper: 5641)"])
     _per_token_csv(ctx, "per_token", {k2: v for k2, v in curves.items() if v.numel() == n}, stream)
-    ctx.figures(figures.running_ppl(ctx.out_dir / "per_token.csv", ctx.out_dir / "table1_curves.png",
-                                    f"{lm.name}: first book, cache {L}", L))
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from per_token.csv, as the report draws it
 
 
 def _per_token_csv(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], stream: Stream,
@@ -185,7 +185,7 @@ def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: 
     ctx.table(table, f"{title} — {lm.name}, {stream.inputs.numel():,} tokens of {len(stream.doc_names)} "
               f"concatenated books, {str(lm.dtype).replace('torch.', '')}", rows)
     _per_token_csv(ctx, "per_token", curves, stream, every=256)
-    ctx.figures(figures.bars(ctx.out_dir / f"{table}.csv", ctx.out_dir / f"{table}.png", title))
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 def ppl_sinks(ctx: RunContext) -> None:
@@ -266,6 +266,5 @@ def ppl_4m(ctx: RunContext) -> None:
               f"{str(lm.dtype).replace('torch.', '')}", rows,
               notes=[f"{len(stream.doc_names)} books concatenated (cache never reset); "
                      f"non-finite NLL: {bad}; KV cache max {float(kv.max()):.2f} MiB"])
-    ctx.figures(figures.long_stream(ctx.out_dir / "fig5_segments.csv", ctx.out_dir / "fig5_long_stream.png",
-                                    f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream, {S}+{L - S}"))
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 

@@ -1,9 +1,23 @@
-"""StreamingLLM figures drawn from saved CSVs only (used by `python -m reproduce.report`)."""
+"""StreamingLLM figures drawn from saved CSVs only.
+
+Every experiment draws its figures by calling `rebuild(ctx.out_dir, run_view(ctx))` on its own CSVs, and
+`python -m reproduce.report` calls the same `rebuild` on a saved record folder, so a run and the report draw
+the same figure, with the title built once (here) from the record:
+
+* `ppl_table1` -> `table1_curves.png` from `per_token.csv`; `ppl_sinks` / `ppl_cache` -> `table2.png` /
+  `table6.png` from their tables; `ppl_4m` -> `fig5_long_stream.png` from `fig5_segments.csv`;
+* `speed` -> `fig10_latency_memory.png` from `fig10.csv`;
+* `attention` -> `fig2_attention_maps.png` from `attention_maps.csv` and `sink_share_per_layer.png` from
+  `sink_share.csv`;
+* `chat` -> `chat_memory.png` from `transcript.csv`;
+* `sink_pretrain` -> `table3.png` from `table3_long.csv` and `sink_share_vs_steps.csv`.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 from bench.core.plots import ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows, save
 
@@ -80,20 +94,188 @@ def bars(table_csv: Path, out_png: Path, title: str) -> list[Path]:
     return save(fig, out_png)
 
 
+def latency_memory(fig10_csv: Path, out_png: Path, title: str) -> list[Path]:
+    """Fig. 10: per-token latency (bars, speed-up on top) and memory per cache size, both methods."""
+    rows = read_rows(fig10_csv, ["cache", "recompute_ms", "streaming_ms", "speedup", "mem_recompute_mb",
+                                 "mem_streaming_mb"])
+    fig, axes = figure(6.0, 3.0, ncols=2)
+    ax, ax2 = axes[0][0], axes[0][1]
+    x = list(range(len(rows)))
+    w = 0.38
+    rec_ms, str_ms = [float(r["recompute_ms"]) for r in rows], [float(r["streaming_ms"]) for r in rows]
+    ax.bar([i - w / 2 for i in x], rec_ms, w, color=COLORS["recompute"], label="sliding window w/ recompute")
+    ax.bar([i + w / 2 for i in x], str_ms, w, color=COLORS["streaming"], label="StreamingLLM")
+    for i, r in enumerate(rows):
+        ax.text(i, rec_ms[i], f"{float(r['speedup']):.1f}x", ha="center", va="bottom", fontsize=ANNOTATION_SIZE)
+    caches = [str(r["cache"]) for r in rows]
+    ax.set_xticks(x, caches)
+    ax.set_xlabel("cache size")
+    ax.set_ylabel("per-token latency (ms)")
+    ax.legend()
+    ax2.plot(caches, [float(r["mem_recompute_mb"]) for r in rows], marker="o", color=COLORS["recompute"],
+             label="recompute")
+    ax2.plot(caches, [float(r["mem_streaming_mb"]) for r in rows], marker="o", color=COLORS["streaming"],
+             label="StreamingLLM")
+    ax2.set_xlabel("cache size")
+    ax2.set_ylabel("memory (MiB)")
+    ax2.legend()
+    fig.suptitle(title)
+    return save(fig, out_png)
+
+
+def attention_maps(maps_csv: Path, out_png: Path, title: str) -> list[Path]:
+    """Fig. 2: mean attention maps (query x key) of a few layers, from long-form (layer, query, key, weight)."""
+    import numpy as np
+
+    rows = read_rows(maps_csv, ["layer", "query", "key", "weight"])
+    layers = sorted({int(r["layer"]) for r in rows})
+    t = max(int(r["query"]) for r in rows) + 1
+    maps = {k: np.zeros((t, t)) for k in layers}
+    for r in rows:
+        maps[int(r["layer"])][int(r["query"]), int(r["key"])] = float(r["weight"])
+    fig, axes = figure(2.2 * len(layers), 2.4, ncols=len(layers))
+    for ax, k in zip(axes[0], layers):
+        ax.imshow(maps[k], cmap="viridis", vmin=0, vmax=float(maps[k].max()))
+        ax.set_title(f"layer {k}")
+        ax.set_xlabel("key")
+        ax.grid(False)
+    axes[0][0].set_ylabel("query")
+    fig.suptitle(title)
+    return save(fig, out_png)
+
+
+def sink_share_per_layer(share_csv: Path, out_png: Path, late_position: Any) -> list[Path]:
+    """Share of attention on token 0 per layer: a late query in a book (bars), short sentences (dots)."""
+    rows = read_rows(share_csv, ["layer", "share_token0_late", "share_token0_short_sentences"])
+    layers = [int(r["layer"]) for r in rows]
+    fig, axes = figure(6.0, 2.8)
+    ax = axes[0][0]
+    ax.bar(layers, [float(r["share_token0_late"]) for r in rows], color="#1f77b4", label=f"query at {late_position}")
+    ax.plot(layers, [float(r["share_token0_short_sentences"]) for r in rows], "k.", label="short sentences")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("attention on token 0")
+    ax.set_ylim(0, 1)
+    ax.legend()
+    return save(fig, out_png)
+
+
+def chat_memory(transcript_csv: Path, out_png: Path, title: str, cache: int) -> list[Path]:
+    """Streaming chat: cache length and tokens streamed per round, and process RSS underneath."""
+    rows = read_rows(transcript_csv, ["round", "cache_len", "tokens_total", "rss_mb"])
+    fig, axes = figure(6.5, 3.6, nrows=2)
+    ax, ax2 = axes[0][0], axes[1][0]
+    xs = [int(r["round"]) for r in rows]
+    ax.plot(xs, [int(r["cache_len"]) for r in rows], color=COLORS["streaming"], marker=".", lw=1.0,
+            label="cache length")
+    ax.plot(xs, [min(int(r["tokens_total"]), 10 * cache) for r in rows], color="#7f7f7f", ls="--", lw=0.8,
+            label="tokens streamed (clipped at 10x cache)")
+    ax.axhline(cache, color="k", ls=":", lw=0.8, label=f"S+R = {cache}")
+    ax.set_ylabel("tokens")
+    ax.set_title(title)
+    ax.legend()
+    ax2.plot(xs, [float(r["rss_mb"]) for r in rows], color="k", marker=".", lw=1.0)
+    ax2.set_ylabel("process RSS (MiB)")
+    ax2.set_xlabel("round")
+    return save(fig, out_png)
+
+
+PRETRAIN_COLORS = {"vanilla": "#7f7f7f", "sink": "#1f77b4", "zero_sink": "#ff7f0e"}
+
+
+def pretrain_table3(long_csv: Path, steps_csv: Path, out_png: Path, cache: int, context: int) -> list[Path]:
+    """Table 3 as grouped bars (log PPL from 1, so a collapse stands out and equal bars look equal) and the
+    position-0 attention share during training against the uniform share 1/T."""
+    rows = read_rows(long_csv, ["variant", "n_sink", "ppl"])
+    steps = read_rows(steps_csv, ["variant", "step", "share_median"]) if steps_csv.exists() else []
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    counts = sorted({int(r["n_sink"]) for r in rows})
+    L, T = int(cache), int(context)
+    fig, axes = figure(9.0, 3.2, ncols=2)
+    ax, ax2 = axes[0][0], axes[0][1]
+    w = 0.8 / max(1, len(variants))
+    top = 1.0
+    for i, v in enumerate(variants):
+        vals = [next(float(r["ppl"]) for r in rows if r["variant"] == v and int(r["n_sink"]) == s) for s in counts]
+        xs = [k + (i - (len(variants) - 1) / 2) * w for k in range(len(counts))]
+        ax.bar(xs, vals, w, color=PRETRAIN_COLORS.get(v), label=v)
+        for x, y in zip(xs, vals):
+            ax.text(x, y, f"{y:.0f}" if y >= 100 else f"{y:.1f}", ha="center", va="bottom", fontsize=6)
+        top = max(top, *vals)
+    ax.set_xticks(range(len(counts)), [f"{s}+{L - s}" for s in counts])
+    ax.set_yscale("log")
+    ax.set_ylim(1, top * 3)
+    ax.set_xlabel("initial tokens + recent tokens")
+    ax.set_ylabel("streaming PPL (held-out)")
+    ax.set_title("Table 3: pre-training with a sink token")
+    ax.legend(ncol=len(variants), loc="upper center")
+    for v in variants:
+        pts = [(int(r["step"]), float(r["share_median"])) for r in steps if r["variant"] == v]
+        if pts:
+            ax2.plot(*zip(*pts), marker=".", color=PRETRAIN_COLORS.get(v), label=v)
+    ax2.axhline(1 / T, color="k", ls=":", lw=0.8, label=f"uniform 1/{T}")
+    ax2.set_ylim(bottom=0)
+    ax2.set_xlabel("training step")
+    ax2.set_ylabel("attention on position 0 (median layer)")
+    ax2.set_title("sink emergence during training")
+    ax2.legend()
+    return save(fig, out_png)
+
+
+def _get(d: Any, *keys: str, default: Any = None) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
 def rebuild(run_dir: Path, record: dict) -> list[Path]:
-    """Redraw the figures of one StreamingLLM record from its CSVs."""
+    """Redraw the figures of one StreamingLLM record (or running experiment, `run_view`) from its CSVs.
+
+    A figure whose CSV the record does not have (a record older than that CSV) is skipped: the report then
+    shows the figure the run saved. A CSV that exists but is corrupt raises `FigureDataError`.
+    """
+    run_dir = Path(run_dir)
     exp = record["experiment"]
-    model = (record.get("config", {}).get("model") or {}).get("name", "?")
-    cache = (record.get("config", {}).get("experiment") or {}).get("cache")
+    cfg = record.get("config") or {}
+    e = cfg.get("experiment") or {}
+    model = _get(cfg, "model", "name", default="?")
+    cache = e.get("cache")
     out: list[Path] = []
-    if exp == "ppl_table1" and (run_dir / "per_token.csv").exists():
+
+    def has(name: str) -> bool:
+        return (run_dir / name).exists()
+
+    if exp == "ppl_table1" and has("per_token.csv"):
         out += running_ppl(run_dir / "per_token.csv", run_dir / "table1_curves.png",
                            f"{model}: first book, cache {cache}", cache)
-    if exp == "ppl_4m" and (run_dir / "fig5_segments.csv").exists():
-        n = record["metrics"].get("tokens", {}).get("value") or 0
+    if exp == "ppl_4m" and has("fig5_segments.csv"):
+        n = _get(record, "metrics", "tokens", "value", default=0) or 0
+        S = e.get("n_sink")
+        policy = f", {S}+{int(cache) - int(S)}" if S is not None and cache is not None else ""
         out += long_stream(run_dir / "fig5_segments.csv", run_dir / "fig5_long_stream.png",
-                           f"{model}: {n / 1e6:.1f}M-token concatenated stream")
+                           f"{model}: {n / 1e6:.1f}M-token concatenated stream{policy}")
     for name, title in (("table2", "Table 2 — number of initial tokens"), ("table6", "Table 6 — cache size")):
-        if (run_dir / f"{name}.csv").exists():
+        if has(f"{name}.csv"):
             out += bars(run_dir / f"{name}.csv", run_dir / f"{name}.png", title)
+    if exp == "speed" and has("fig10.csv"):
+        machine = _get(record, "env", "device_name", default="?")
+        out += latency_memory(run_dir / "fig10.csv", run_dir / "fig10_latency_memory.png",
+                              f"{model} decoding, {machine}")
+    if exp == "attention":
+        if has("attention_maps.csv"):
+            n = read_rows(run_dir / "attention_maps.csv", ["sentences"])[0]["sentences"]
+            out += attention_maps(run_dir / "attention_maps.csv", run_dir / "fig2_attention_maps.png",
+                                  f"{model}: average attention over {n} sentences (Fig. 2 style)")
+        if has("sink_share.csv"):
+            out += sink_share_per_layer(run_dir / "sink_share.csv", run_dir / "sink_share_per_layer.png",
+                                        e.get("late_position", "?"))
+    if exp == "chat" and has("transcript.csv"):
+        S = int(e.get("n_sink", 0))
+        L = int(cache)
+        out += chat_memory(run_dir / "transcript.csv", run_dir / "chat_memory.png",
+                           f"{model}: streaming chat, cache {S}+{L - S}", L)
+    if exp == "sink_pretrain" and has("table3_long.csv"):
+        out += pretrain_table3(run_dir / "table3_long.csv", run_dir / "sink_share_vs_steps.csv",
+                               run_dir / "table3.png", int(cache), int(_get(e, "train", "seq_len")))
     return out

@@ -37,9 +37,11 @@ from tqdm import tqdm
 from bench.core.cache import CacheEntry, config_key, save_atomic, to_plain
 from bench.core.data import Document, load_documents
 from bench.core.errors import ConfigError
+from bench.core.plots import run_view
 from bench.core.references import paper_table
 from bench.core.runner import RunContext
 from bench.core.tiny import llama_config, train_bpe_tokenizer, train_causal_lm
+from bench.streaming_llm import figures
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.attention import last_row_attention
 from bench.streaming_llm.engine import CachePolicy
@@ -483,40 +485,4 @@ def sink_pretrain(ctx: RunContext) -> None:
               digits=4)
     if rows_steps:
         ctx.csv("sink_share_vs_steps", rows_steps)
-    _plot(ctx, rows_long, rows_steps, variants, counts, L, T)
-
-
-def _plot(ctx: RunContext, rows: list[dict[str, Any]], steps: list[dict[str, Any]], variants: list[str],
-          counts: list[int], L: int, T: int) -> None:
-    """Table 3 as grouped bars (log PPL from 1, so a collapse stands out and equal bars look equal) and the
-    position-0 attention share during training against the uniform share 1/T."""
-    colors = {"vanilla": "#7f7f7f", "sink": "#1f77b4", "zero_sink": "#ff7f0e"}
-    fig, axes = figure(9.0, 3.2, ncols=2)
-    ax, ax2 = axes[0][0], axes[0][1]
-    w = 0.8 / max(1, len(variants))
-    top = 1.0
-    for i, v in enumerate(variants):
-        vals = [next(r["ppl"] for r in rows if r["variant"] == v and r["n_sink"] == s) for s in counts]
-        xs = [k + (i - (len(variants) - 1) / 2) * w for k in range(len(counts))]
-        ax.bar(xs, vals, w, color=colors.get(v), label=v)
-        for x, y in zip(xs, vals):
-            ax.text(x, y, f"{y:.0f}" if y >= 100 else f"{y:.1f}", ha="center", va="bottom", fontsize=6)
-        top = max(top, *vals)
-    ax.set_xticks(range(len(counts)), [f"{s}+{L - s}" for s in counts])
-    ax.set_yscale("log")
-    ax.set_ylim(1, top * 3)
-    ax.set_xlabel("initial tokens + recent tokens")
-    ax.set_ylabel("streaming PPL (held-out)")
-    ax.set_title("Table 3: pre-training with a sink token")
-    ax.legend(ncol=len(variants), loc="upper center")
-    for v in variants:
-        pts = [(r["step"], r["share_median"]) for r in steps if r["variant"] == v]
-        if pts:
-            ax2.plot(*zip(*pts), marker=".", color=colors.get(v), label=v)
-    ax2.axhline(1 / T, color="k", ls=":", lw=0.8, label=f"uniform 1/{T}")
-    ax2.set_ylim(bottom=0)
-    ax2.set_xlabel("training step")
-    ax2.set_ylabel("attention on position 0 (median layer)")
-    ax2.set_title("sink emergence during training")
-    ax2.legend()
-    ctx.figure("table3", fig)
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # table3.png from the two CSVs above

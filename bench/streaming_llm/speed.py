@@ -12,9 +12,10 @@ import time
 
 import torch
 
-from bench.core.plots import COLORS, figure
+from bench.core.plots import run_view
 from bench.core.runner import RunContext
 from bench.core.timing import summarize
+from bench.streaming_llm import figures
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache
@@ -109,25 +110,4 @@ def speed(ctx: RunContext) -> None:
               rows, notes=[f"{e.tokens} timed tokens per point after {e.warmup} warm-up, methods interleaved; "
                            "medians and interquartile ranges",
                            "paper: Llama-2-13B on one A6000, 2355 ms vs 106 ms at cache 4096 (22.2x)"])
-    fig, axes = figure(6.0, 3.0, ncols=2)
-    ax, ax2 = axes[0][0], axes[0][1]
-    x = list(range(len(rows)))
-    w = 0.38
-    ax.bar([i - w / 2 for i in x], [r["recompute_ms"] for r in rows], w, color=COLORS["recompute"],
-           label="sliding window w/ recompute")
-    ax.bar([i + w / 2 for i in x], [r["streaming_ms"] for r in rows], w, color=COLORS["streaming"], label="StreamingLLM")
-    for i, r in enumerate(rows):
-        ax.text(i, r["recompute_ms"], f"{r['speedup']:.1f}x", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(x, [str(r["cache"]) for r in rows])
-    ax.set_xlabel("cache size")
-    ax.set_ylabel("per-token latency (ms)")
-    ax.legend()
-    ax2.plot([str(r["cache"]) for r in rows], [r["mem_recompute_mb"] for r in rows], marker="o",
-             color=COLORS["recompute"], label="recompute")
-    ax2.plot([str(r["cache"]) for r in rows], [r["mem_streaming_mb"] for r in rows], marker="o",
-             color=COLORS["streaming"], label="StreamingLLM")
-    ax2.set_xlabel("cache size")
-    ax2.set_ylabel("memory (MiB)")
-    ax2.legend()
-    fig.suptitle(f"{lm.name} decoding, {dev}")
-    ctx.figure("fig10_latency_memory", fig)
+    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # Fig. 10 from fig10.csv, as the report draws it

@@ -84,7 +84,8 @@ def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     records = sorted((tmp_path / "streaming_llm" / "ppl_cache" / "smoke").glob("*/record.json"))
     assert len(records) == 2
     out = tmp_path / "REPORT.md"
-    r = subprocess.run([sys.executable, "-m", "reproduce.report", "--results", str(tmp_path), "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "reproduce.report", "--results", str(tmp_path), "--out", str(out),
+                        "--profile", "smoke"],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0 and out.read_text().count("### ppl_cache / smoke") == 2
 

@@ -19,7 +19,7 @@ def _record() -> Record:
 def test_roundtrip_and_history(tmp_path):
     p = write_record(tmp_path, _record())
     data = read_record(p)
-    assert data["metrics"]["ppl.dense"] == {"value": 12.5, "unit": "ppl", "direction": "lower"}
+    assert data["metrics"]["ppl.dense"] == {"value": 12.5, "unit": "ppl", "direction": "lower", "kind": "quality"}
     assert data["metrics"]["x"]["value"] is None
     write_record(tmp_path, _record())
     assert len(list((tmp_path / "history").iterdir())) == 1

@@ -114,6 +114,41 @@ def test_report_redraws_every_papers_figures(results):
             assert Image.open(png).info["dpi"][0] == pytest.approx(DPI, abs=1)
 
 
+def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
+    """speed, attention, chat and sink_pretrain used to draw inline; now `figures.rebuild` draws them all."""
+    from bench.streaming_llm import figures
+
+    res = tmp_path / "results"
+    _record(res, "streaming_llm", "speed",
+            {"fig10.csv": [{"cache": c, "recompute_ms": c / 10, "streaming_ms": 5.0, "speedup": c / 50,
+                            "mem_recompute_mb": 700.0, "mem_streaming_mb": 690.0} for c in (256, 512)]})
+    _record(res, "streaming_llm", "attention",
+            {"attention_maps.csv": [{"layer": k, "query": q, "key": j, "weight": 1.0 / (q + 1), "sentences": 4}
+                                    for k in (0, 1) for q in range(4) for j in range(q + 1)],
+             "sink_share.csv": [{"layer": k, "share_token0_late": 0.1 * k, "share_token0_short_sentences": 0.2}
+                                for k in range(3)]}, {"experiment": {"late_position": 256}})
+    _record(res, "streaming_llm", "chat",
+            {"transcript.csv": [{"round": r, "cache_len": min(64, 30 * r), "tokens_total": 30 * r, "rss_mb": 500.0}
+                                for r in range(1, 5)]}, {"experiment": {"cache": 64, "n_sink": 4}})
+    _record(res, "streaming_llm", "sink_pretrain",
+            {"table3_long.csv": [{"variant": v, "n_sink": s, "ppl": 20.0 + s} for v in ("vanilla", "sink")
+                                 for s in (0, 1, 4)],
+             "sink_share_vs_steps.csv": [{"variant": v, "step": t, "share_median": 0.1} for v in ("vanilla", "sink")
+                                         for t in (0, 10)]},
+            {"experiment": {"cache": 32, "train": {"seq_len": 64}}})
+    expected = {"speed": ["fig10_latency_memory.png"], "chat": ["chat_memory.png"], "sink_pretrain": ["table3.png"],
+                "attention": ["fig2_attention_maps.png", "sink_share_per_layer.png"]}
+    for exp, names in expected.items():
+        run_dir = res / "streaming_llm" / exp / "cpu"
+        drawn = figures.rebuild(run_dir, json.loads((run_dir / "record.json").read_text()))
+        assert sorted(p.name for p in drawn if p.suffix == ".png") == sorted(names)
+    # a record older than attention_maps.csv still gets the figure it can draw, and no error
+    (res / "streaming_llm/attention/cpu/attention_maps.csv").unlink()
+    rec = json.loads((res / "streaming_llm/attention/cpu/record.json").read_text())
+    assert [p.name for p in figures.rebuild(res / "streaming_llm/attention/cpu", rec)] == \
+        ["sink_share_per_layer.png", "sink_share_per_layer.pdf"]
+
+
 def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results):
     (results / "fourier_vlm/speed/cpu/speed_samples.csv").unlink()
     (results / "adaptive_step/bon/cpu/bon_long.csv").write_text("arm,n,seed,accuracy\nconfidence_prm,1,0,oops\n")
@@ -196,19 +231,48 @@ def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path
     assert readme.read_text() == bad
 
 
-@pytest.mark.parametrize("paper", sorted(report.HEADLINES))
-def test_headline_claims_exist_in_the_references(paper):
-    rows = report.headline_rows(paper, [])  # raises if a headline id is not in references/<paper>.yaml
-    assert len(rows) == len(report.HEADLINES[paper])
-    assert all(r["status"] == "not run on this machine" for r in rows)
+@pytest.mark.parametrize("paper", ["streaming_llm", "fourier_vlm", "adaptive_step"])
+def test_headline_claims_and_key_figures_come_from_the_references(paper):
+    from bench.core.references import load_references
+
+    refs = load_references(paper)
+    ranks = [int(c["headline"]) for c in refs["claims"] if c.get("headline")]
+    assert ranks and sorted(ranks) == list(range(1, len(ranks) + 1)), "headline ranks are 1..n"
+    rows = report.headline_rows(paper, [])
+    assert len(rows) == len(ranks) and all(r["status"] == "not run on this machine" for r in rows)
+    assert rows[0]["claim"].startswith(f"**{refs['title']}**")
+    assert refs["key_figures"] and all({"experiment", "file", "caption"} <= set(f) for f in refs["key_figures"])
 
 
-def test_fourier_paper_lines_match_the_experiment_constants():
-    from bench.fourier_vlm import experiments as E
-    from bench.fourier_vlm.figures import _paper_value
+def test_papers_follow_report_order_and_include_unreferenced_ones():
+    assert report.papers_of([]) == ["streaming_llm", "fourier_vlm", "adaptive_step"]
+    extra = [(Path("x"), {"paper": "new_paper"})]
+    assert report.papers_of(extra)[-1] == "new_paper" and report.title("new_paper") == "new_paper"
 
-    assert _paper_value("flops_reduction_64") == pytest.approx(E.PAPER_FLOPS_REDUCTION_64)
-    assert _paper_value("generation_speedup") == pytest.approx(1 + E.PAPER_SPEEDUP)
+
+def test_paper_numbers_are_read_from_the_reference_files():
+    from bench.core.references import paper_table, paper_value
+
+    assert paper_value("fourier_vlm", "flops_reduction_64") == pytest.approx(0.838)
+    assert paper_table("streaming_llm", "table3")["sink"][0] == 1235
+    with pytest.raises(KeyError, match="no claim"):
+        paper_value("fourier_vlm", "no_such_claim")
+    # no copy of a paper number is left in the experiment code
+    src = (Path(__file__).resolve().parents[2] / "bench").rglob("*.py")
+    assert not [p for p in src if "0.838" in p.read_text() or "PAPER_TABLE3" in p.read_text()]
+
+
+def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
+    results = tmp_path / "results"
+    for profile in ("cpu", "smoke"):  # no CSVs: nothing to draw, only the records' sections
+        _record(results, "fourier_vlm", "flops", {}, profile=profile)
+    text, _ = report.build(results, results / "REPORT.md")  # default: cpu only
+    assert "### flops / cpu" in text and "### flops / smoke" not in text
+    text, _ = report.build(results, results / "REPORT.md", profile="smoke")
+    assert "### flops / smoke" in text and "### flops / cpu" not in text
+    assert report.main(["--results", str(tmp_path / "nope")]) == 2
+    assert "--results" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
 
 
 def test_run_and_report_draw_identical_figures(tmp_path):
@@ -223,6 +287,6 @@ def test_run_and_report_draw_identical_figures(tmp_path):
     assert {"flops.png", "flops.pdf"} <= set(rec["artifacts"]["figures"])
     from_run = (run_dir / "flops.png").read_bytes()
     (run_dir / "flops.png").unlink()
-    _, problems = report.build(tmp_path, tmp_path / "REPORT.md")
+    _, problems = report.build(tmp_path, tmp_path / "REPORT.md", profile="smoke")
     assert problems == []
     assert (run_dir / "flops.png").read_bytes() == from_run

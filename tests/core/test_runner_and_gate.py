@@ -1,0 +1,164 @@
+"""Experiments are named by their YAML (`fn:`), the runner counts every leg of a resumed run, and the
+regression gate judges each metric by its kind and fails on corrupt or missing records and bad options."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.core.errors import ConfigError
+from bench.core.records import Record, infer_kind, metric_kind, read_record, write_record
+from bench.core.regress import compare_records, load_rules
+from bench.core.runner import resolve_experiment
+from tests.conftest import CONFIGS, REPO, compose
+
+EXPERIMENT_YAMLS = sorted(CONFIGS.glob("*/experiment/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_YAMLS, ids=lambda p: f"{p.parts[-3]}/{p.stem}")
+def test_every_experiment_yaml_names_a_callable(path):
+    exp = yaml.safe_load(path.read_text())["experiment"]
+    assert exp["name"] == path.stem
+    assert exp["fn"].startswith(f"bench.{path.parts[-3]}."), "a paper's experiment lives in its own package"
+    assert callable(resolve_experiment(exp["fn"]))
+
+
+@pytest.mark.parametrize("spec,msg", [
+    (None, "names no function"), ("", "names no function"), ("nocolon", "not of the form"),
+    ("bench.streaming_llm.nope:ppl_table1", "no module"), ("no_such_pkg.mod:fn", "no module"),
+    ("bench.streaming_llm.experiments:nope", "no function 'nope'"),
+    ("bench.streaming_llm.experiments:PAPER", "no function 'PAPER'"),  # exists, but not callable
+])
+def test_bad_experiment_fn_is_a_config_error(spec, msg):
+    with pytest.raises(ConfigError, match=msg) as e:
+        resolve_experiment(spec)
+    assert e.value.setting == "experiment.fn"
+
+
+def test_no_registry_left_in_the_runner():
+    import bench.core.runner as runner
+
+    assert not hasattr(runner, "_REGISTRY") and not hasattr(runner, "PAPERS")
+    assert not hasattr(runner, "experiments") and not hasattr(runner, "get_experiment")
+
+
+def _resume_leg(ctx) -> None:  # an experiment whose earlier legs took 100 s (as a checkpoint would say)
+    ctx.resumed_seconds = 100.0
+    ctx.metric("tokens", 5, "tokens", "none")
+
+
+def test_duration_counts_every_leg_of_a_resumed_run(tmp_path):
+    from bench.core.runner import run
+
+    cfg = compose("fourier_vlm", ["experiment=lowpass", "profile=smoke", f"results_dir={tmp_path}"])
+    cfg.experiment.fn = f"{__name__}:_resume_leg"
+    rec = read_record(run("fourier_vlm", cfg))
+    assert 100.0 <= rec["duration_s"] < 160.0
+    assert rec["metrics"]["tokens"]["kind"] == "count"
+
+
+# ---------------------------------------------------------------------------------------------- kinds
+def test_kind_is_set_where_recorded_else_inferred_from_the_unit():
+    r = Record("p", "e", "cpu")
+    r.add("speedup.4096", 20.0, "x", "higher", kind="timing")
+    r.add("ppl", 10.0, "ppl", "lower")
+    r.add("rss_mb.max", 700.0, "MiB", "lower")
+    r.add("latency_ms", 3.0, "ms", "lower")
+    kinds = {k: m.kind for k, m in r.metrics.items()}
+    assert kinds == {"speedup.4096": "timing", "ppl": "quality", "rss_mb.max": "memory", "latency_ms": "timing"}
+    with pytest.raises(ValueError, match="kind"):
+        r.add("m", 1.0, "x", "none", kind="vibes")
+    assert infer_kind("tokens") == "count" and metric_kind({"unit": "MiB"}) == "memory"  # a record without kind
+
+
+def test_every_committed_record_still_reads():
+    paths = sorted((REPO / "results").rglob("record.json"))
+    assert paths
+    for p in paths:
+        if "history" not in p.parts:
+            for m in read_record(p)["metrics"].values():
+                assert metric_kind(m) in ("quality", "timing", "count", "memory")
+
+
+def _rec(device="cpu: X", **metrics):
+    return {"paper": "streaming_llm", "experiment": "ppl_4m", "profile": "smoke", "env": {"device_name": device},
+            "metrics": {k: {"value": v[0], "unit": v[1], "direction": v[2], **({"kind": v[3]} if len(v) > 3 else {})}
+                        for k, v in metrics.items()}}
+
+
+def test_two_identical_smoke_runs_pass_memory_is_not_quality():
+    # the false alarm of issue 14: rss_mb.max moved +0.13% between two identical smoke runs
+    old = _rec(**{"rss_mb.max": (700.0, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
+    new = _rec(**{"rss_mb.max": (700.91, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
+    assert {c.verdict for c in compare_records(old, new)} == {"same"}
+    leak = _rec(**{"rss_mb.max": (800.0, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
+    assert {c.metric: c.verdict for c in compare_records(old, leak)}["rss_mb.max"] == "regressed"
+    other = _rec(device="cuda: H100", **{"rss_mb.max": (9000.0, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
+    assert compare_records(old, other)[1].verdict == "skipped (other device)"
+
+
+def test_timing_kind_comes_from_the_record_not_the_name():
+    old = _rec(**{"fast_thing": (10.0, "x", "higher", "timing")})
+    new = _rec(**{"fast_thing": (9.0, "x", "higher", "timing")})
+    assert compare_records(old, new)[0].verdict == "same"  # 10% slower: within the 1.25x timing factor
+    as_quality = _rec(**{"fast_thing": (9.0, "x", "higher")})
+    assert compare_records(old, as_quality)[0].verdict == "regressed"  # a quality number moving 10%
+    count_old, count_new = _rec(**{"n": (100, "tokens", "none")}), _rec(**{"n": (101, "tokens", "none")})
+    assert compare_records(count_old, count_new)[0].verdict == "changed"  # counts are exact
+
+
+def test_shipped_tolerance_file_has_every_kind_with_a_comment():
+    path = REPO / "references" / "regression.yaml"
+    rules = load_rules(path)
+    assert set(rules["kinds"]) == {"quality", "timing", "count", "memory"}
+    text = path.read_text()
+    for kind in rules["kinds"]:
+        block = text.split(f"  {kind}:", 1)[1].splitlines()[1]
+        assert block.strip().startswith("#"), f"tolerance of {kind} has no comment"
+    old = {**_rec(**{"speedup.64": (20.0, "x", "higher")}), "experiment": "speed"}  # an old record: no kind
+    new = {**_rec(**{"speedup.64": (18.0, "x", "higher")}), "experiment": "speed"}
+    assert compare_records(old, new, rules)[0].verdict == "same"  # the override judges it as timing
+
+
+# ---------------------------------------------------------------------------------------------- check
+def _write(root: Path, value: float = 10.0, name: str = "e") -> Path:
+    d = root / "p" / name / "cpu"
+    d.mkdir(parents=True, exist_ok=True)
+    rec = Record("p", name, "cpu", env={"device_name": "cpu: X"})
+    rec.add("ppl", value, "ppl", "lower")
+    return write_record(d, rec)
+
+
+def _check(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reproduce.check", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_check_fails_on_a_corrupt_or_missing_new_record(tmp_path):
+    base, new = tmp_path / "base", tmp_path / "new"
+    _write(base), _write(base, name="f"), _write(new)
+    assert _check("--results", str(new), "--baseline", str(new)).returncode == 0  # itself: unchanged
+    r = _check("--results", str(new), "--baseline", str(base))  # f is missing from the new results
+    assert r.returncode == 1 and str(new / "p" / "f" / "cpu" / "record.json") in r.stderr
+    bad = _write(new, name="f")
+    bad.write_text('{"schema_version": 1, "paper": ')  # a torn write
+    r = _check("--results", str(new), "--baseline", str(base))
+    assert r.returncode == 1 and str(bad) in r.stderr and "corrupt" in r.stderr
+
+
+@pytest.mark.parametrize("option", ["--results", "--baseline"])
+def test_check_bad_folder_is_an_option_error(tmp_path, option):
+    _write(tmp_path / "ok")
+    other = "--baseline" if option == "--results" else "--results"
+    r = _check(option, str(tmp_path / "missing"), other, str(tmp_path / "ok"))
+    assert r.returncode == 2 and r.stderr.startswith(f"error: {option}") and "Traceback" not in r.stderr
+
+
+def test_check_results_outside_the_repo_without_baseline_is_an_option_error(tmp_path):
+    _write(tmp_path)
+    r = _check("--results", str(tmp_path))
+    assert r.returncode == 2 and "--results" in r.stderr and "Traceback" not in r.stderr
