@@ -181,6 +181,15 @@ def read_rows(path: Path, required: Iterable[str] = ()) -> list[Row]:
     return rows
 
 
+def record_get(d: Any, *keys: str, default: Any = None) -> Any:
+    """`d[k1][k2]...` of a record (or its config), or `default` where a key is absent (older records)."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return default
+        d = d[k]
+    return d
+
+
 def run_view(ctx: Any) -> dict[str, Any]:
     """What `rebuild(run_dir, record)` reads of a record, built from a running experiment's context.
 

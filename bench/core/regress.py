@@ -12,7 +12,8 @@ and tolerance, from `references/regression.yaml`:
 
 A metric whose `direction` is `none` is descriptive: a change is listed, never a failure. Metrics present
 on one side only are listed. Per-metric overrides in the same file are fnmatch patterns on
-`<paper>/<experiment>/<profile>:<metric>`; the first match wins.
+`<paper>/<experiment>/<profile>:<metric>` (first match wins) setting `rel`, `abs` (an absolute tolerance,
+for differences near zero), `ratio` or `kind`.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def load_rules(path: Path = REGRESSION_FILE) -> dict[str, Any]:
         kinds[k].update(rule)
     overrides = data.get("overrides") or {}
     for pat, rule in overrides.items():
-        if not isinstance(rule, dict) or not set(rule) <= {"rel", "ratio", "kind"}:
-            raise ValueError(f"{path}: overrides[{pat!r}] must be a mapping of rel / ratio / kind")
+        if not isinstance(rule, dict) or not set(rule) <= {"rel", "abs", "ratio", "kind"}:
+            raise ValueError(f"{path}: overrides[{pat!r}] must be a mapping of rel / abs / ratio / kind")
     return {"kinds": kinds, "overrides": overrides}
 
 
@@ -121,12 +122,13 @@ def compare_records(old: dict[str, Any], new: dict[str, Any], rules: dict[str, A
             verdict = "regressed" if ratio > limit else ("improved" if ratio < 1 / limit else "same")
             out.append(Change(key, name, o, n, verdict, f"{kind}: ratio {limit}x"))
             continue
-        rel_tol = _rel_tol(rule, new["profile"])
+        rel_tol, abs_tol = _rel_tol(rule, new["profile"]), float(rule.get("abs", 1e-12))
         rel = (n - o) / max(abs(o), 1e-12)
-        moved = abs(rel) > rel_tol and not math.isclose(o, n, abs_tol=1e-12)
+        moved = abs(rel) > rel_tol and not math.isclose(o, n, abs_tol=abs_tol)  # outside both tolerances
         worse = moved and (direction == "lower") == (rel > 0)
         verdict = _direction_verdict(direction, worse, moved and not worse)
-        out.append(Change(key, name, o, n, verdict, f"{kind}: ±{rel_tol:.1%}"))
+        tol_text = f"±{rel_tol:.1%}" + (f" or ±{abs_tol:g}" if "abs" in rule else "")
+        out.append(Change(key, name, o, n, verdict, f"{kind}: {tol_text}"))
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fourier_vlm.flops import Convention
-from bench.core.plots import COLORS, REFERENCE, figure, log_axis, read_rows, save
+from bench.core.plots import COLORS, REFERENCE, figure, log_axis, read_rows, record_get as _get, save
 
 PAPER = "fourier_vlm"
 # Colour per (scope, FFN matrices) in the convention panel; the phase is the line style.
@@ -194,14 +194,6 @@ def lowpass_error_figure(lowpass_csv: Path, out_png: Path, title: str) -> list[P
     a.set(ylabel="energy kept (%)", title="signal energy in the kept k x k block")
     fig.suptitle(title)
     return save(fig, out_png)
-
-
-def _get(d: Any, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return default
-        d = d[k]
-    return d
 
 
 def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:

@@ -19,7 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from bench.core.plots import ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows, save
+from bench.core.plots import (ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows,
+                              record_get as _get, save)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -219,14 +220,6 @@ def pretrain_table3(long_csv: Path, steps_csv: Path, out_png: Path, cache: int, 
     ax2.set_title("sink emergence during training")
     ax2.legend()
     return save(fig, out_png)
-
-
-def _get(d: Any, *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if not isinstance(d, dict) or k not in d:
-            return default
-        d = d[k]
-    return d
 
 
 def rebuild(run_dir: Path, record: dict) -> list[Path]:

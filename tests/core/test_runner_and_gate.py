@@ -162,3 +162,33 @@ def test_check_results_outside_the_repo_without_baseline_is_an_option_error(tmp_
     _write(tmp_path)
     r = _check("--results", str(tmp_path))
     assert r.returncode == 2 and "--results" in r.stderr and "Traceback" not in r.stderr
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_layering_core_knows_no_paper_and_bench_never_imports_reproduce():
+    papers = ("bench.streaming_llm", "bench.fourier_vlm", "bench.adaptive_step")
+    for path in sorted((REPO / "bench").rglob("*.py")):
+        mods = _imports(path)
+        assert not [m for m in mods if m.split(".")[0] == "reproduce"], path
+        if path.parent.name == "core":
+            assert not [m for m in mods if m.startswith(papers)], f"{path} imports a paper package"
+
+
+def test_absolute_tolerance_for_differences_near_zero():
+    rules = load_rules()
+    old = {**_rec(**{"chat.rss_mb.growth_after_full": (0.34, "MiB", "lower")}), "experiment": "chat"}
+    new = {**_rec(**{"chat.rss_mb.growth_after_full": (0.52, "MiB", "lower")}), "experiment": "chat"}
+    assert compare_records(old, new, rules)[0].verdict == "same"  # +53%, but 0.18 MiB
+    leak = {**_rec(**{"chat.rss_mb.growth_after_full": (40.0, "MiB", "lower")}), "experiment": "chat"}
+    assert compare_records(old, leak, rules)[0].verdict == "regressed"
