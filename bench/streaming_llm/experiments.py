@@ -278,3 +278,4 @@ from bench.streaming_llm import speed as _speed  # noqa: E402,F401  (registers e
 from bench.streaming_llm import attention as _attention  # noqa: E402,F401  (registers `attention`)
 from bench.streaming_llm import pretrain as _pretrain  # noqa: E402,F401  (registers `sink_pretrain`, Table 3)
 from bench.streaming_llm import chat as _chat  # noqa: E402,F401  (registers `chat`)
+from bench.streaming_llm import gpu_eval as _gpu_eval  # noqa: E402,F401  (registers `eval_speed`)
