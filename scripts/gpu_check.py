@@ -71,7 +71,8 @@ def _env(extra_path: list[Path]) -> dict[str, str]:
 def run_step(step: Step, env: dict[str, str], deadline: float) -> Step:
     """Run one step with min(its limit, what is left of the budget); never raises."""
     limit = max(1.0, min(step.timeout_s, deadline - time.monotonic()))
-    print(f"\n== {step.name}: {step.what} (limit {limit:.0f} s)\n   $ {' '.join(step.argv)}", flush=True)
+    shown = " ".join(a if len(a) < 120 else "<script>" for a in step.argv)
+    print(f"\n== {step.name}: {step.what} (limit {limit:.0f} s)\n   $ {shown}", flush=True)
     t0 = time.monotonic()
     try:
         p = subprocess.run(step.argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

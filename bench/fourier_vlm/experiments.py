@@ -334,9 +334,10 @@ def speed(ctx: RunContext) -> None:
         if n != base:
             ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher", note=speed_note(
                 cfg.model, f"median e2e at {base} / at {n} tokens; paper: 31.2% faster generation (7B, GPU)"))
-            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", note=f"vs {base} tokens")
-            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher",
-                       note=f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine")
+            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher",
+                       note=speed_note(cfg.model, f"vs {base} tokens"))
+            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher", note=speed_note(
+                cfg.model, f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine"))
     machine = ctx.record.env.get("device_name", device)
     env = f"{machine}, {torch.get_num_threads()} threads, {str(dtype).replace('torch.', '')}, batch {B}, G={G}"
     ctx.table("speed", f"Generation speed — {cfg.model.name} ({n_params / 1e6:.1f}M params, random weights "
@@ -369,7 +370,8 @@ def speed(ctx: RunContext) -> None:
             tc = TokenCompressor(method, k=k)
             t = time_call(lambda: tc(x), repeats=max(3, R), warmup=1, device=device)
             row[f"{method} ms"] = t.median_ms
-            ctx.metric(f"compress_ms.{method}.{n_side}", t.median_ms, "ms", "lower", note=f"C={c}, k={k}")
+            ctx.metric(f"compress_ms.{method}.{n_side}", t.median_ms, "ms", "lower",
+                       note=speed_note(cfg.model, f"C={c}, k={k}, {clock.kind}"))
         row["dense / fft"] = row["dct_dense ms"] / row["dct ms"]
         comp_rows.append(row)
     ctx.table("compressor_time", "Compressor alone: FFT (Makhoul) vs dense DCT matrix", comp_rows,
