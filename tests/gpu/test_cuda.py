@@ -113,6 +113,10 @@ def test_fourier_compression_on_device_equals_cpu(device, method):
         got = tc(x.to(device), (24, 24))
         assert got.device.type == torch.device(device).type and got.shape == (2, k * k, 64)
         assert (got.cpu() - ref).abs().max().item() <= 1e-4 * max(1.0, ref.abs().max().item())
+        # fp16 features, as under an fp16 LLaVA: the DCT computes in fp32 (cuFFT has no fp16 for N = 24)
+        half = tc(x.to(device, torch.float16), (24, 24))
+        assert half.dtype == torch.float16
+        assert (half.float().cpu() - ref).abs().max().item() <= 1e-2 * max(1.0, ref.abs().max().item())
 
 
 def test_compressed_llava_forward_on_device_equals_cpu(device):
