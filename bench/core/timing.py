@@ -84,6 +84,24 @@ class DeviceClock:
         return self.ms(a, self.mark())
 
 
+class StreamerMarks:
+    """A `generate(streamer=...)` that marks every put on `clock`: the prompt first, then each new token.
+
+    transformers hands the streamer `next_tokens.cpu()`, so on CUDA each token is complete when its event
+    is recorded; `marks.times[1]` is the first token (TTFT from a mark taken before `generate`).
+    """
+
+    def __init__(self, clock: DeviceClock) -> None:
+        self.clock = clock
+        self.times: list[Any] = []
+
+    def put(self, value: Any) -> None:
+        self.times.append(self.clock.mark())
+
+    def end(self) -> None:
+        pass
+
+
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1, device: Any = "cpu") -> Timing:
     """Time `fn` `repeats` times after `warmup` untimed calls (CUDA events when `device` is CUDA)."""
     clock = DeviceClock(device)

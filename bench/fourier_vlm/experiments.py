@@ -28,7 +28,7 @@ from bench.core.models import resolve_device, resolve_dtype
 from bench.core.plots import figure, run_view
 from bench.core.runner import RunContext, register
 from bench.core.random_models import speed_note
-from bench.core.timing import DeviceClock, is_cuda, summarize, time_call
+from bench.core.timing import DeviceClock, StreamerMarks, is_cuda, summarize, time_call
 from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
 from bench.fourier_vlm.dct import dctn, idctn
@@ -189,22 +189,6 @@ def flops(ctx: RunContext) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- speed
-class _Clock:
-    """A generate() streamer that marks every put (the prompt first, then each new token) on `clock`:
-    CUDA events on CUDA (transformers hands the streamer `next_tokens.cpu()`, so the token is done), else
-    perf_counter."""
-
-    def __init__(self, clock: DeviceClock) -> None:
-        self.clock = clock
-        self.times: list[Any] = []
-
-    def put(self, value: torch.Tensor) -> None:
-        self.times.append(self.clock.mark())
-
-    def end(self) -> None:
-        pass
-
-
 def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
     cfg = ctx.cfg
     dtype, device = resolve_dtype(cfg.dtype), resolve_device(cfg.device)
@@ -263,7 +247,7 @@ def speed(ctx: RunContext) -> None:
     def run_generate(n_img: int) -> dict[str, float]:
         comp, ids, _ = setups[n_img]
         apply_compressor(model, comp)
-        marks = _Clock(clock)
+        marks = StreamerMarks(clock)
         with torch.no_grad():
             if on_cuda:  # peak memory per budget: reset between the budgets (weights + KV + activations)
                 torch.cuda.synchronize()
