@@ -23,6 +23,7 @@ check must be able to say what is missing on a bare machine.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -201,12 +202,20 @@ def _fmt(x: object) -> str:
     return "—" if x is None else str(x)
 
 
-def summary(results: Path, profile: str, device: str, steps: list[Step]) -> str:
-    """Markdown: the steps, then claim | paper | ours from the records this run wrote."""
+def summary(results: Path, profile: str, device: str, steps: list[Step], info: dict | None = None,
+            since: str = "", dry: bool = False) -> str:
+    """Markdown: the steps, then claim | paper | ours from the records this run wrote (created >= `since`)."""
     sys.path.insert(0, str(REPO))
-    lines = [f"## gpu-check on {device} ({profile})", "", "| step | status | seconds |", "|---|---|---|"]
+    info = info or {}
+    mods = info.get("modules") or {}
+    lines = [f"## gpu-check on {device} ({profile})", "",
+             f"python {info.get('python', '?')}, torch {mods.get('torch', '?')}, transformers "
+             f"{mods.get('transformers', '?')}, hydra {mods.get('hydra', '?')}"
+             + (f"; {info['memory_gib']} GiB, compute capability {info['capability']}, CUDA {info['cuda_runtime']}, "
+                f"fp16 matmul {info['fp16_matmul_tflops']} TFLOP/s" if info.get("cuda") else ""),
+             "", "| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s.name} | {s.status} | {s.seconds:.0f} |" for s in steps]
-    records = _records(results, profile)
+    records = [r for r in _records(results, profile) if str(r.get("created", "")) >= since]
     rows = []
     try:
         from bench.core.references import compare, load_references
@@ -237,13 +246,19 @@ def summary(results: Path, profile: str, device: str, steps: list[Step]) -> str:
         mem = {k: v.get("value") for k, v in r["metrics"].items() if k.startswith("peak_mem_mb.")}
         if r.get("experiment") == "speed" and r.get("paper") == "streaming_llm" and mem:
             big = max(int(k.rsplit(".", 1)[1]) for k in mem)
-            rows.append((f"streaming_llm: peak memory at cache {big}, recompute / streaming (MiB)",
-                         "36 / 34 GB (13B, A6000, cache 4096)", f"{_fmt(mem.get(f'peak_mem_mb.recompute.{big}'))} / "
+            lat = {k: v.get("value") for k, v in r["metrics"].items() if k.startswith("latency_ms.")}
+            rows.append((f"streaming_llm: per-token latency at cache {big}, recompute / streaming (ms)", None,
+                         f"{_fmt(lat.get(f'latency_ms.recompute.{big}'))} / "
+                         f"{_fmt(lat.get(f'latency_ms.streaming.{big}'))}", "measured"))
+            rows.append((f"streaming_llm: peak memory at cache {big}, recompute / streaming (MiB)", None,
+                         f"{_fmt(mem.get(f'peak_mem_mb.recompute.{big}'))} / "
                          f"{_fmt(mem.get(f'peak_mem_mb.streaming.{big}'))}", "measured"))
     lines += ["", "| claim | paper | ours | status |", "|---|---|---|---|"]
     lines += [f"| {c} | {_fmt(p)} | {_fmt(o)} | {s} |" for c, p, o, s in rows] or ["| (no records) | | | |"]
-    lines += ["", "All models: the papers' architectures with seeded random weights (random weights: speed only); "
-              "records under " + ", ".join(sorted({f"{r['paper']}/{r['experiment']}/{profile}" for r in records}))]
+    what = ("DRY RUN: tiny random models on the CPU; these numbers test the check, they measure no claim"
+            if dry else "All models: the papers' architectures with seeded random weights (random weights: speed only)")
+    lines += ["", f"{what}; records under "
+              + ", ".join(sorted({f"{r['paper']}/{r['experiment']}/{profile}" for r in records}))]
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated step names to run (default: all)")
     a = ap.parse_args(argv)
     deadline = time.monotonic() + (a.budget_s or (1200.0 if a.dry else 470.0))
+    # Records older than this run (an earlier check into the same folder) stay out of the summary.
+    since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     results = a.results or (Path(tempfile.mkdtemp(prefix="gpu_check_")) if a.dry else REPO / "results")
     steps: list[Step] = []
     wheel_step = install_wheels(a.python)
@@ -287,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             steps.append(step)  # rc None: skipped, out of budget
             continue
         steps.append(run_step(step, env, deadline))
-    text = summary(results, profile, device, steps)
+    text = summary(results, profile, device, steps, info, since, a.dry)
     results.mkdir(parents=True, exist_ok=True)
     (results / f"gpu_check_{profile}.md").write_text(text)
     print("\n" + text)

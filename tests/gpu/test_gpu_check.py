@@ -34,7 +34,7 @@ def test_dry_run_writes_records_in_the_gpu_layout_and_a_summary(tmp_path):
     text = (tmp_path / "gpu_check_gpu_dry_cpu.md").read_text()
     assert "| claim | paper | ours | status |" in text and "31.2% faster generation" in text
     assert "| fig10 | ok |" in text and "| eval | ok |" in text and "| fourier | ok |" in text
-    assert "token-by-token SinkCache tokens/s" in text
+    assert "token-by-token SinkCache tokens/s" in text and "DRY RUN" in text and "transformers 5." in text
 
 
 def test_gpu_steps_time_the_paper_architectures():
