@@ -202,6 +202,10 @@ def _fmt(x: object) -> str:
     return "—" if x is None else str(x)
 
 
+def _hours(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds / 3600
+
+
 def summary(results: Path, profile: str, device: str, steps: list[Step], info: dict | None = None,
             since: str = "", dry: bool = False) -> str:
     """Markdown: the steps, then claim | paper | ours from the records this run wrote (created >= `since`)."""
@@ -240,7 +244,7 @@ def summary(results: Path, profile: str, device: str, steps: list[Step], info: d
                  ("streaming_llm: chunked / token-by-token speed-up", None,
                   m.get("eval_speedup.chunked_over_sink_cache"), "measured"),
                  ("streaming_llm: projected hours for Fig. 5's 4M tokens, chunked / token-by-token", None,
-                  f"{_fmt(m.get('projected_hours.chunked'))} / {_fmt(m.get('projected_hours.sink_cache'))}",
+                  f"{_fmt(_hours(m.get('projected_s.chunked')))} / {_fmt(_hours(m.get('projected_s.sink_cache')))}",
                   "projected")]
     for r in records:
         mem = {k: v.get("value") for k, v in r["metrics"].items() if k.startswith("peak_mem_mb.")}
