@@ -63,3 +63,30 @@ check: $(STAMP)
 
 figures report: $(STAMP)
 	$(BIN)/python -m reproduce.report
+
+# GPU runners (issue 13): one prepared check, run from the source tree with the machine's own python3,
+# torch and transformers (no install of the suite, so `requires-python` cannot block it; torch is never
+# replaced). Installs the wheels in .whl/ (make gpu-wheels) into .whl/site first when they are there.
+GPU_PY ?= python3
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check gpu-check-dry gpu-wheels
+gpu-check:
+	PYTHONPATH=. $(GPU_PY) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
+# The same steps on tiny random models on the CPU (what CI runs, so the check cannot rot).
+gpu-check-dry: $(STAMP)
+	PYTHONPATH=. $(BIN)/python scripts/gpu_check.py --dry $(GPU_CHECK_ARGS)
+
+# On a machine with the package registries: the wheels gpu-check needs beyond torch and transformers, for
+# the runner's Python (GPU_WHEELS_PY, default 3.12) into the ignored folder .whl/. antlr4 4.9.3 is an
+# sdist only, so it is built into a pure-Python wheel here. PyYAML is platform-specific (manylinux x86_64);
+# gpu-check keeps the machine's own PyYAML when that wheel does not fit.
+GPU_WHEELS_PY ?= 3.12
+GPU_WHEELS_PLATFORM ?= manylinux2014_x86_64
+PIP_GPU ?= $(if $(wildcard $(BIN)/pip),$(BIN)/pip,pip)
+gpu-wheels:
+	mkdir -p .whl
+	$(PIP_GPU) download -q --no-deps --only-binary=:all: --python-version $(GPU_WHEELS_PY) \
+	  --platform $(GPU_WHEELS_PLATFORM) -d .whl hydra-core==1.3.8 omegaconf==2.3.1 PyYAML==6.0.4
+	$(PIP_GPU) wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
+	ls -1 .whl/*.whl

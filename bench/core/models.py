@@ -19,7 +19,7 @@ from bench.core.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
-SOURCES = ("hub", "local", "gguf_package", "tiny")
+SOURCES = ("hub", "local", "gguf_package", "tiny", "random")
 
 
 @dataclass
@@ -111,7 +111,7 @@ def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, loca
 
 
 def load_model(cfg: Any, dtype: str = "float32", device: str = "cpu", attn: str | None = None,
-               data_dir: str | None = None) -> LoadedModel:
+               data_dir: str | None = None, speed_only: bool = False) -> LoadedModel:
     """Load the model a `model/` config describes.
 
     Args:
@@ -120,12 +120,18 @@ def load_model(cfg: Any, dtype: str = "float32", device: str = "cpu", attn: str 
         device: "cpu", "cuda", "cuda:0" or "auto".
         attn: attention implementation for transformers ("sdpa", "eager"), None for its default.
         data_dir: data directory (tiny models train on text from it).
+        speed_only: the caller only times the model; required for `source: random` (seeded random
+            weights at a paper's architecture, `bench.core.random_models`), which quality experiments refuse.
     """
     source = cfg.get("source")
     if source not in SOURCES:
         raise ConfigError("model.source", f"model {cfg.get('name')!r} has source {source!r}; expected one of {SOURCES}")
     torch_dtype = resolve_dtype(dtype)
     device = resolve_device(device)
+    if source == "random":
+        from bench.core.random_models import load_random
+
+        return load_random(cfg, torch_dtype, device, speed_only)
     if source == "gguf_package":
         folder = smollm2_from_package(cfg.package, cfg.gguf_file)
         model, tok = _from_pretrained(str(folder), torch_dtype, attn, True, "model")

@@ -28,7 +28,8 @@ from bench.core.models import resolve_device, resolve_dtype
 from bench.core.plots import figure, run_view
 from bench.core.references import paper_value
 from bench.core.runner import RunContext
-from bench.core.timing import summarize, time_call
+from bench.core.random_models import speed_note
+from bench.core.timing import DeviceClock, StreamerMarks, is_cuda, summarize, time_call
 from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
 from bench.fourier_vlm.dct import dctn, idctn
@@ -188,23 +189,14 @@ def flops(ctx: RunContext) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- speed
-class _Clock:
-    """A generate() streamer that timestamps every put: the prompt first, then each new token."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def put(self, value: torch.Tensor) -> None:
-        self.times.append(time.perf_counter())
-
-    def end(self) -> None:
-        pass
-
-
 def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
     cfg = ctx.cfg
     dtype, device = resolve_dtype(cfg.dtype), resolve_device(cfg.device)
     source = cfg.model.get("source")
+    if source == "random":  # a paper architecture with seeded random weights, built on the device in dtype
+        from bench.core.models import load_model
+
+        return load_model(cfg.model, cfg.dtype, cfg.device, speed_only=True).model, dtype, device
     if source == "random_init":
         model = random_llava(cfg.model.arch, seed=int(cfg.seed), dtype=dtype).to(device)
     elif source == "hub":
@@ -212,7 +204,7 @@ def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
 
         model = load_paper_llava(cfg.model, dtype, device)
     else:
-        raise ConfigError("model.source", f"speed needs a LLaVA model (random_init or hub), not {source!r}")
+        raise ConfigError("model.source", f"speed needs a LLaVA model (random, random_init or hub), not {source!r}")
     return model, dtype, device
 
 
@@ -249,36 +241,35 @@ def speed(ctx: RunContext) -> None:
         emb = torch.randn(B, ids.shape[1], model.config.text_config.hidden_size, generator=g).to(device, dtype)
         setups[n_img] = (comp, ids, emb)
     lm = model.model.language_model
-
-    def sync() -> None:  # GPU timing: wait for queued kernels before reading the clock
-        if str(device).startswith("cuda"):
-            torch.cuda.synchronize()
+    clock = DeviceClock(device)  # CUDA events on CUDA, perf_counter on CPU
+    on_cuda = is_cuda(device)
+    peak_mb: dict[int, float] = {}
 
     def run_generate(n_img: int) -> dict[str, float]:
         comp, ids, _ = setups[n_img]
         apply_compressor(model, comp)
-        clock = _Clock()
+        marks = StreamerMarks(clock)
         with torch.no_grad():
-            sync()
-            c0, t0 = time.process_time(), time.perf_counter()
+            if on_cuda:  # peak memory per budget: reset between the budgets (weights + KV + activations)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            c0, t0 = time.process_time(), clock.mark()
             out = model.generate(input_ids=ids, pixel_values=pixels, attention_mask=torch.ones_like(ids),
-                                 max_new_tokens=G, min_new_tokens=G, do_sample=False, streamer=clock)
-            sync()
-            c1, t1 = time.process_time(), time.perf_counter()
-        if out.shape[1] - ids.shape[1] != G or len(clock.times) != G + 1:
+                                 max_new_tokens=G, min_new_tokens=G, do_sample=False, streamer=marks)
+            t1 = clock.mark()
+            e2e = clock.ms(t0, t1)  # waits for the last kernel on CUDA
+            c1 = time.process_time()
+            if on_cuda:
+                peak_mb[n_img] = max(peak_mb.get(n_img, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+        if out.shape[1] - ids.shape[1] != G or len(marks.times) != G + 1:
             raise RuntimeError(f"expected {G} new tokens, got {out.shape[1] - ids.shape[1]}")
-        return {"ttft_ms": 1e3 * (clock.times[1] - t0), "e2e_ms": 1e3 * (t1 - t0), "e2e_cpu_ms": 1e3 * (c1 - c0),
-                "decode_tok_s": (G - 1) / (clock.times[-1] - clock.times[1])}
+        return {"ttft_ms": clock.ms(t0, marks.times[1]), "e2e_ms": e2e, "e2e_cpu_ms": 1e3 * (c1 - c0),
+                "decode_tok_s": (G - 1) / (clock.ms(marks.times[1], marks.times[-1]) / 1e3)}
 
     def run_prefill(n_img: int) -> float:
         emb = setups[n_img][2]
         with torch.no_grad():
-            sync()
-            t0 = time.perf_counter()
-            h = lm(inputs_embeds=emb, use_cache=False).last_hidden_state
-            model.lm_head(h[:, -1:])
-            sync()
-            return 1e3 * (time.perf_counter() - t0)
+            return clock.time(lambda: model.lm_head(lm(inputs_embeds=emb, use_cache=False).last_hidden_state[:, -1:]))
 
     budgets = list(setups)
     for _ in range(int(e.warmup)):
@@ -313,23 +304,29 @@ def speed(ctx: RunContext) -> None:
                "TTFT speedup": med[base]["ttft_ms"].median_ms / m["ttft_ms"].median_ms,
                "e2e CPU-time speedup": med[base]["e2e_cpu_ms"].median_ms / m["e2e_cpu_ms"].median_ms}
         rows.append(row)
-        note = f"median of {R} interleaved repetitions, batch {B}, G={G}, {T} text tokens"
+        note = speed_note(cfg.model, f"median of {R} interleaved repetitions ({clock.kind}), batch {B}, G={G}, "
+                                     f"{T} text tokens")
         ctx.metric(f"prefill_ms.{n}", m["prefill_ms"].median_ms, "ms", "lower", note=note + "; LLM only",
                    stderr=m["prefill_ms"].iqr_ms / 1.349 / math.sqrt(R))
         ctx.metric(f"ttft_ms.{n}", m["ttft_ms"].median_ms, "ms", "lower", note=note,
                    stderr=m["ttft_ms"].iqr_ms / 1.349 / math.sqrt(R))
         ctx.metric(f"decode_tok_s.{n}", m["decode_tok_s"].median_ms, "tok/s", "higher", note=note)
         ctx.metric(f"e2e_ms.{n}", sp, "ms", "lower", note=note, stderr=m["e2e_ms"].iqr_ms / 1.349 / math.sqrt(R))
+        if n in peak_mb:
+            row["peak memory MiB"] = peak_mb[n]
+            ctx.metric(f"peak_mem_mb.{n}", peak_mb[n], "MiB", "lower", note=speed_note(
+                cfg.model, "torch.cuda.max_memory_allocated during generate, reset between budgets"))
         if n != base:
-            ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher", kind="timing",
-                       note=f"median e2e at {base} / at {n} tokens; paper: 31.2% faster generation (7B, GPU)")
-            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", kind="timing", note=f"vs {base} tokens")
-            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher", kind="timing",
-                       note=f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine")
+            ctx.metric(f"e2e_speedup.{n}", row["e2e speedup"], "x", "higher", kind="timing", note=speed_note(
+                cfg.model, f"median e2e at {base} / at {n} tokens; paper: 31.2% faster generation (7B, GPU)"))
+            ctx.metric(f"ttft_speedup.{n}", row["TTFT speedup"], "x", "higher", kind="timing",
+                       note=speed_note(cfg.model, f"vs {base} tokens"))
+            ctx.metric(f"e2e_cpu_speedup.{n}", row["e2e CPU-time speedup"], "x", "higher", kind="timing", note=speed_note(
+                cfg.model, f"process CPU time (all threads) at {base} / at {n}: robust to other load on the machine"))
     machine = ctx.record.env.get("device_name", device)
     env = f"{machine}, {torch.get_num_threads()} threads, {str(dtype).replace('torch.', '')}, batch {B}, G={G}"
     ctx.table("speed", f"Generation speed — {cfg.model.name} ({n_params / 1e6:.1f}M params, random weights "
-              f"if not hub), {env}", rows,
+              f"if not hub), {env}, {clock.kind}", rows,
               [f"paper: 31.2% faster generation than LLaVA-v1.5-7B (GPU, setup not retrievable) = e2e speedup 1.312",
                f"prefill = LLM forward over the prompt embeddings (no vision); TTFT = pixels to first token "
                f"(vision, compressor, projector, prefill); decode tok/s over the G-1 later tokens; IQR = spread",
@@ -351,18 +348,20 @@ def speed(ctx: RunContext) -> None:
     c = int(model.config.vision_config.hidden_size)
     comp_rows = []
     for n_side in [int(x) for x in e.dct_grids]:
-        x = torch.randn(1, n_side * n_side, c, generator=g)
+        x = torch.randn(1, n_side * n_side, c, generator=g).to(device)
         k = max(1, n_side // 3)
         row = {"grid": f"{n_side}x{n_side}", "channels": c, "k": k}
         for method in ("dct", "dct_dense"):
             tc = TokenCompressor(method, k=k)
-            t = time_call(lambda: tc(x), repeats=max(3, R), warmup=1)
+            t = time_call(lambda: tc(x), repeats=max(3, R), warmup=1, device=device)
             row[f"{method} ms"] = t.median_ms
-            ctx.metric(f"compress_ms.{method}.{n_side}", t.median_ms, "ms", "lower", note=f"C={c}, k={k}")
+            ctx.metric(f"compress_ms.{method}.{n_side}", t.median_ms, "ms", "lower",
+                       note=speed_note(cfg.model, f"C={c}, k={k}, {clock.kind}"))
         row["dense / fft"] = row["dct_dense ms"] / row["dct ms"]
         comp_rows.append(row)
     ctx.table("compressor_time", "Compressor alone: FFT (Makhoul) vs dense DCT matrix", comp_rows,
-              ["one image, fp32, median; the dense path builds N x N matrices, the FFT path none"], digits=3)
+              [f"one image, fp32, {device}, median ({clock.kind}); the dense path builds N x N matrices, the FFT "
+               "path none"], digits=3)
 
     # Drawn from speed.csv, speed_samples.csv and compressor_time.csv by the code the report uses.
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
