@@ -58,6 +58,7 @@ class RunContext:
     out_dir: Path
     record: Record
     log_lines: list[str] = field(default_factory=list)
+    resumed_seconds: float = 0.0  # compute time of earlier legs of a resumed run (added to duration_s)
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -144,7 +145,7 @@ def run(paper: str, cfg: Any) -> Path:
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
     t0 = time.time()
     fn(ctx)
-    record.duration_s = round(time.time() - t0, 1)
+    record.duration_s = round(time.time() - t0 + ctx.resumed_seconds, 1)
     record.config = _plain(cfg)
     path = write_record(out, record)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")

@@ -14,7 +14,8 @@ from tests.conftest import CONFIGS, compose
 
 SMALL = ["scale.speed_caches=[32]", "scale.speed_tokens=2", "scale.attn_sentences=4", "scale.attn_late_position=128",
          "scale.table1_tokens=1500", "scale.ablation_tokens=1200", "scale.long_tokens=3000",
-         "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64"]
+         "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64",
+         "scale.long_book_tokens=250", "scale.fresh_tokens=200"]
 
 
 def _cfg(tmp_path, experiment: str, extra=()):
@@ -27,7 +28,9 @@ def _cfg(tmp_path, experiment: str, extra=()):
                     "ppl.newline4.4+60", "ratio.streaming_over_recompute"]),
     ("ppl_sinks", ["ppl.window.0+64", "ppl.streaming.1+63", "ppl.streaming.8+56"]),
     ("ppl_cache", ["ppl.streaming.4+12", "ppl.streaming.4+28"]),
-    ("ppl_4m", ["ppl.streaming.4+60", "non_finite_nll", "kv_cache_mb.growth"]),
+    ("ppl_4m", ["ppl.streaming.4+60", "non_finite_nll", "kv_cache_mb.growth", "ppl_ratio.median", "ppl_ratio.max",
+                "ppl_ratio.slope_per_1m", "ppl_ratio.slope_z", "ppl_ratio.drift_upper_2se",
+                "ppl.in_stream.a_dolls_house", "ppl.fresh.a_dolls_house", "ppl_ratio.a_dolls_house"]),
     ("speed", ["latency_ms.streaming.32", "latency_ms.recompute.32", "speedup.32", "peak_mem_mb.streaming.32"]),
     ("attention", ["sink_share.layer0", "sink_share.layer1", "sink_share.median_layers_ge2"]),
 ])
