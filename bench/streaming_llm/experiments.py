@@ -180,6 +180,9 @@ def ppl_table1(ctx: RunContext) -> None:
     # scores every position with a full window (paper profile, GPU); otherwise a seeded uniform sample
     # without replacement, and streaming is scored on the same positions for a paired ratio.
     samples = e.recompute_samples
+    if samples is not None and int(samples) < 2:
+        raise ConfigError("experiment.recompute_samples", f"{samples} recompute positions: need >= 2 for a "
+                          "standard error, or null to recompute every position")
     pos = recompute_positions(n, L, None if samples is None else int(samples), int(ctx.cfg.seed))
     k, population = pos.numel(), n - L + 1
     full = k == population

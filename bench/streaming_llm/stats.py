@@ -49,9 +49,11 @@ def paired_ppl_ratio(nll_a: torch.Tensor, nll_b: torch.Tensor, population: int |
     if n < 2:
         return PairedRatio(r, float("nan"), float("nan"), n, N)
     se_delta = r * float(d.std()) / math.sqrt(n) * fpc
+    if fpc == 0.0:  # every position scored: the ratio is exact, nothing to resample
+        return PairedRatio(r, 0.0, 0.0, n, N)
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, n, (n_boot, n), generator=g)  # (n_boot, n) resampled pair indices
-    boot = torch.exp(d[idx].mean(1))  # (n_boot,)
+    boot = torch.cat([torch.exp(d[torch.randint(0, n, (min(100, n_boot - s), n), generator=g)].mean(1))
+                      for s in range(0, n_boot, 100)])  # (n_boot,), 100 resamples of the n pairs at a time
     se_boot = float(boot.std()) * fpc
     return PairedRatio(r, se_delta, se_boot, n, N)
 
