@@ -167,6 +167,10 @@ def ppl_table1(ctx: RunContext) -> None:
     if n <= L:
         raise ConfigError("experiment.cache", f"cache {L} is not smaller than the stream ({n} tokens): "
                           "nothing would be evicted; use a longer book or a smaller cache")
+    samples = e.recompute_samples
+    if samples is not None and int(samples) < 2:
+        raise ConfigError("experiment.recompute_samples", f"{samples} recompute positions: need >= 2 for a "
+                          "standard error, or null to recompute every position")
     rows, curves = [], {}
     stream_pol = _check_cache(ctx, lm, S, L, "experiment.cache")
     _dtype_check(ctx, lm, stream_pol)
@@ -179,10 +183,6 @@ def ppl_table1(ctx: RunContext) -> None:
     # Recompute: exact but O(L^2) per token (one L-token forward per position). `recompute_samples: null`
     # scores every position with a full window (paper profile, GPU); otherwise a seeded uniform sample
     # without replacement, and streaming is scored on the same positions for a paired ratio.
-    samples = e.recompute_samples
-    if samples is not None and int(samples) < 2:
-        raise ConfigError("experiment.recompute_samples", f"{samples} recompute positions: need >= 2 for a "
-                          "standard error, or null to recompute every position")
     pos = recompute_positions(n, L, None if samples is None else int(samples), int(ctx.cfg.seed))
     k, population = pos.numel(), n - L + 1
     full = k == population
@@ -293,6 +293,7 @@ def ppl_4m(ctx: RunContext) -> None:
     _dtype_check(ctx, lm, pol)
     stream = _stream(ctx, lm, e.max_tokens, n_docs=None,
                      max_doc_tokens=None if e.get("max_book_tokens") is None else int(e.max_book_tokens))
+    _fresh_books(ctx, stream)  # a bad fresh-book setting fails now, not after the stream
     seg = int(e.segment)
     mem: list[tuple[int, float, float]] = []
     next_mark = [0]
@@ -339,18 +340,11 @@ def ppl_4m(ctx: RunContext) -> None:
                                     books_csv=ctx.out_dir / "fig5_books.csv"))
 
 
-def _in_stream_vs_fresh(ctx: RunContext, lm: LoadedModel, pol: CachePolicy, stream: Stream,
-                        nll: torch.Tensor) -> None:
-    """Fig. 5 against the same text: book k's first T tokens inside the stream / from an empty cache.
-
-    Content cancels in the ratio, so what is left is the book's position in the stream: a cache that
-    degrades over a long stream raises the ratio of late books. Book 0 is the control: its first T tokens
-    open the stream, so both runs are the same computation and its ratio is exactly 1; it is kept out of
-    the headline statistics (median, max, trend).
-    """
+def _fresh_books(ctx: RunContext, stream: Stream) -> tuple[int, int | None, list[int]]:
+    """Validate `experiment.fresh_tokens` / `fresh_books` against the stream (before it is evaluated) and
+    pick the books: returns (T, count, book indices)."""
     e = ctx.cfg.experiment
     T = int(e.fresh_tokens)
-    n = nll.numel()
     n0 = stream.doc_span(0)[1] - stream.doc_span(0)[0]
     if T < 1 or n0 < T:
         raise ConfigError("experiment.fresh_tokens", f"{T} fresh tokens per book, but the first book "
@@ -363,6 +357,20 @@ def _in_stream_vs_fresh(ctx: RunContext, lm: LoadedModel, pol: CachePolicy, stre
     if len(books) < 3:
         raise ConfigError("experiment.fresh_tokens", f"only {len(books)} book(s) have {T:,} tokens in the "
                           "stream; lower experiment.fresh_tokens or lengthen the stream")
+    return T, count, books
+
+
+def _in_stream_vs_fresh(ctx: RunContext, lm: LoadedModel, pol: CachePolicy, stream: Stream,
+                        nll: torch.Tensor) -> None:
+    """Fig. 5 against the same text: book k's first T tokens inside the stream / from an empty cache.
+
+    Content cancels in the ratio, so what is left is the book's position in the stream: a cache that
+    degrades over a long stream raises the ratio of late books. Book 0 is the control: its first T tokens
+    open the stream, so both runs are the same computation and its ratio is exactly 1; it is kept out of
+    the headline statistics (median, max, trend).
+    """
+    T, count, books = _fresh_books(ctx, stream)
+    n = nll.numel()
     fresh_timing = EvalTiming()
     rows, ratios, xs = [], [], []
     for i, k in enumerate(books):
