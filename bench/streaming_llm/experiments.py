@@ -7,7 +7,6 @@ metrics named `ppl.<method>.<S>+<R>`, `ppl.recompute.<L>`, `ppl.dense`, tables, 
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
