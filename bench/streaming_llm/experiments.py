@@ -335,7 +335,7 @@ def ppl_4m(ctx: RunContext) -> None:
                      f"non-finite NLL: {bad}; KV cache max {float(kv.max()):.2f} MiB"])
     _in_stream_vs_fresh(ctx, lm, pol, stream, nll)
     ctx.figures(figures.long_stream(ctx.out_dir / "fig5_segments.csv", ctx.out_dir / "fig5_long_stream.png",
-                                    f"{lm.name}: {n / 1e6:.1f}M-token concatenated stream, {S}+{L - S}",
+                                    f"{lm.name}: {figures.token_count(n)}-token concatenated stream, {S}+{L - S}",
                                     books_csv=ctx.out_dir / "fig5_books.csv"))
 
 

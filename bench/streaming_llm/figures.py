@@ -41,6 +41,11 @@ def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | Non
     return save(fig, out_png)
 
 
+def token_count(n: float) -> str:
+    """A stream length for a title: "4.0M" for millions, "20,000" below (a 0.0M title says nothing)."""
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{int(n):,}"
+
+
 def long_stream(segments_csv: Path, out_png: Path, title: str, books_csv: Path | None = None) -> list[Path]:
     """Fig. 5 style: PPL per segment over the whole stream, with KV-cache memory underneath, and (when the
     run compared books against an empty cache) each sampled book's in-stream/fresh PPL ratio against its
@@ -130,7 +135,7 @@ def rebuild(run_dir: Path, record: dict) -> list[Path]:
     if exp == "ppl_4m" and (run_dir / "fig5_segments.csv").exists():
         n = record["metrics"].get("tokens", {}).get("value") or 0
         out += long_stream(run_dir / "fig5_segments.csv", run_dir / "fig5_long_stream.png",
-                           f"{model}: {n / 1e6:.1f}M-token concatenated stream",
+                           f"{model}: {token_count(n)}-token concatenated stream",
                            books_csv=run_dir / "fig5_books.csv")
     for name, title in (("table2", "Table 2 — number of initial tokens"), ("table6", "Table 6 — cache size")):
         if (run_dir / f"{name}.csv").exists():
