@@ -14,7 +14,8 @@ from tests.conftest import CONFIGS, compose
 
 SMALL = ["scale.speed_caches=[32]", "scale.speed_tokens=2", "scale.attn_sentences=4", "scale.attn_late_position=128",
          "scale.table1_tokens=1500", "scale.ablation_tokens=1200", "scale.long_tokens=3000",
-         "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64"]
+         "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64",
+         "scale.long_book_tokens=250", "scale.fresh_tokens=200"]
 
 
 def _cfg(tmp_path, experiment: str, extra=()):
@@ -27,7 +28,9 @@ def _cfg(tmp_path, experiment: str, extra=()):
                     "ppl.newline4.4+60", "ratio.streaming_over_recompute"]),
     ("ppl_sinks", ["ppl.window.0+64", "ppl.streaming.1+63", "ppl.streaming.8+56"]),
     ("ppl_cache", ["ppl.streaming.4+12", "ppl.streaming.4+28"]),
-    ("ppl_4m", ["ppl.streaming.4+60", "non_finite_nll", "kv_cache_mb.growth"]),
+    ("ppl_4m", ["ppl.streaming.4+60", "non_finite_nll", "kv_cache_mb.growth", "ppl_ratio.median", "ppl_ratio.max",
+                "ppl_ratio.slope_per_1m", "ppl_ratio.slope_z", "ppl_ratio.drift_upper_2se",
+                "ppl.in_stream.a_dolls_house", "ppl.fresh.a_dolls_house", "ppl_ratio.a_dolls_house"]),
     ("speed", ["latency_ms.streaming.32", "latency_ms.recompute.32", "speedup.32", "peak_mem_mb.streaming.32"]),
     ("attention", ["sink_share.layer0", "sink_share.layer1", "sink_share.median_layers_ge2"]),
 ])
@@ -95,6 +98,10 @@ def test_books_are_scored_separately_and_the_cache_carries_over():
       "model.context=256"], "experiment.allow_beyond_context"),
     (["experiment=ppl_4m", "scale.long_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
      "scale"),  # more tokens than the data has
+    (["experiment=ppl_4m", "scale.fresh_books=2"], "experiment.fresh_books"),
+    (["experiment=ppl_4m", "scale.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
+    (["experiment=ppl_table1", "scale.table1_tokens=300", "scale.recompute_samples=1"],
+     "experiment.recompute_samples"),
 ])
 def test_bad_settings_name_the_setting(tmp_path, data_dir, overrides, setting):
     (tmp_path / "one_book").mkdir()
@@ -150,3 +157,140 @@ def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
     assert "setting to fix: `experiment.sink_counts`" in out.stderr
+
+
+def test_fresh_book_sample_spreads_over_the_stream():
+    from bench.streaming_llm.ppl import build_stream, sample_books
+
+    docs = [(f"b{k:02d}", list(range(101))) for k in range(20)] + [("short", list(range(31)))]
+    s = build_stream(docs, None)
+    assert s.doc_span(3) == (300, 400) and s.book_prefix(3, 40).inputs.tolist() == list(range(40))
+    picks = sample_books(s, 50, 9, seed=0)
+    assert picks == sample_books(s, 50, 9, seed=0)  # seeded
+    assert picks != sample_books(s, 50, 9, seed=1)
+    assert len(picks) == 9 and picks[0] == 0 and picks[-1] == 19  # the short last book is not eligible
+    assert picks == sorted(set(picks))
+    # one pick per stratum of the 18 books between: consecutive picks are never more than 2 strata apart
+    assert all(b - a <= 5 for a, b in zip(picks, picks[1:]))
+    assert sample_books(s, 50, None, seed=0) == list(range(20))
+    assert sample_books(s, 20, None, seed=0) == list(range(21))
+
+
+def test_paired_ratio_stderr_matches_the_spread_of_the_estimate():
+    """The delta-method (and bootstrap) standard error of the paired PPL ratio, with the finite-population
+    correction, must match the actual spread of the estimate over repeated samples of one population."""
+    from bench.streaming_llm.stats import paired_ppl_ratio
+
+    g = torch.Generator().manual_seed(0)
+    N, n = 4000, 1000
+    base = torch.rand(N, generator=g) * 6  # per-position NLL, shared by both methods (cancels when paired)
+    a = base + 0.3 * torch.randn(N, generator=g) ** 3  # heavy-tailed paired differences
+    b = base
+    truth = paired_ppl_ratio(a, b, population=N)
+    assert truth.stderr_delta == 0.0 and truth.stderr_bootstrap == 0.0  # every position: exact
+    ests, ses, boots = [], [], []
+    for _ in range(300):
+        idx = torch.randperm(N, generator=g)[:n]
+        pr = paired_ppl_ratio(a[idx], b[idx], population=N, n_boot=300)
+        ests.append(pr.value)
+        ses.append(pr.stderr_delta)
+        boots.append(pr.stderr_bootstrap)
+    spread = float(torch.tensor(ests).std())
+    assert abs(float(torch.tensor(ses).mean()) / spread - 1) < 0.15
+    assert abs(float(torch.tensor(boots).mean()) / spread - 1) < 0.15
+    # without pairing (or without the FPC) the error would be far off: the test can fail
+    assert abs(float(torch.tensor(ses).mean()) / (spread / (1 - n / N) ** 0.5) - 1) > 0.1
+
+
+def test_ols_trend_against_the_matrix_formula():
+    from bench.streaming_llm.stats import ols_trend
+
+    x = [0.1, 0.5, 0.9, 1.7, 2.2, 3.0, 3.6, 3.9]
+    y = [1.01, 0.99, 1.02, 1.00, 1.03, 0.98, 1.01, 1.04]
+    tr = ols_trend(x, y)
+    X = torch.tensor([[1.0, v] for v in x], dtype=torch.float64)
+    Y = torch.tensor(y, dtype=torch.float64)
+    beta = torch.linalg.solve(X.T @ X, X.T @ Y)
+    resid = Y - X @ beta
+    cov = torch.linalg.inv(X.T @ X) * float(resid @ resid) / (len(x) - 2)
+    assert abs(tr.slope - float(beta[1])) < 1e-12 and abs(tr.intercept - float(beta[0])) < 1e-12
+    assert abs(tr.stderr - float(cov[1, 1]) ** 0.5) < 1e-12
+    assert abs(tr.z - tr.slope / tr.stderr) < 1e-12
+
+
+def test_recompute_scores_the_last_position_and_resumes(tmp_path):
+    import torch.nn.functional as F
+
+    from bench.core.checkpoint import Checkpoint
+    from bench.streaming_llm.ppl import EvalTiming, build_stream, recompute_nll, recompute_positions
+    from tests.streaming_llm.models import tiny_llama
+
+    model = tiny_llama()
+    stream = build_stream([("a", torch.randint(0, 101, (300,), generator=torch.Generator().manual_seed(1)).tolist())],
+                          None)
+    L = 32
+    pos = recompute_positions(stream.inputs.numel(), L, None, seed=0)
+    assert pos.tolist() == list(range(L - 1, stream.inputs.numel()))  # every position with a full window
+    assert recompute_positions(stream.inputs.numel(), L, 40, 0).tolist() == \
+        recompute_positions(stream.inputs.numel(), L, 40, 0).tolist()
+    pos = pos[::9]
+    got = recompute_nll(model, stream, L, pos, batch=4)
+    with torch.no_grad():  # reference: the full forward of each window, all logits, last row scored
+        ref = torch.stack([F.cross_entropy(model(input_ids=stream.inputs[p - L + 1:p + 1][None]).logits[0, -1],
+                                           stream.targets[p]) for p in pos.tolist()])
+    assert (got - ref).abs().max() < 1e-5
+    ck = Checkpoint(tmp_path, "rc", "k")
+    part = recompute_nll(model, stream, L, pos, batch=4, checkpoint=ck, checkpoint_every_s=0, stop_after_batches=2)
+    assert torch.isnan(part).sum() == pos.numel() - 8
+    t = EvalTiming()
+    resumed = recompute_nll(model, stream, L, pos, batch=4, checkpoint=ck, timing=t)
+    assert torch.equal(resumed, got) and t.earlier_s > 0 and t.total_s > t.leg_s
+
+
+def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
+    """The paper profile's path (recompute_samples: null): every full-window position, exact ratio."""
+    cfg = _cfg(tmp_path, "ppl_table1", ["scale.table1_tokens=300", "scale.recompute_samples=null",
+                                        "eval.recompute_batch=16"])
+    rec = read_record(run("streaming_llm", cfg))
+    m = rec["metrics"]
+    assert m["recompute.positions"]["value"] == 300 - 64 + 1
+    assert m["ratio.streaming_over_recompute"].get("stderr") is None
+    assert m["ratio.streaming_over_recompute.upper_2se"]["value"] == m["ratio.streaming_over_recompute"]["value"]
+    assert "exact" in m["ppl.recompute.64"]["note"]
+    ratio = m["ppl.streaming_at_recompute_positions.4+60"]["value"] / m["ppl.recompute.64"]["value"]
+    assert abs(ratio / m["ratio.streaming_over_recompute"]["value"] - 1) < 1e-9
+
+
+def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch):
+    """Throughput and duration after a resume count the earlier legs (issue 14): an interrupted and
+    resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""
+    import time as _time
+
+    from bench.streaming_llm import experiments as ex
+
+    extra = ["scale.long_tokens=12000", "scale.long_book_tokens=1000", "scale.fresh_books=3", "eval.checkpoint_every_s=0"]
+    whole = read_record(run("streaming_llm", _cfg(tmp_path / "a", "ppl_4m", extra)))
+    real = ex.evaluate
+
+    def interrupted(*a, **kw):
+        if kw.get("desc", "").startswith("streaming"):
+            real(*a, stop_after_chunks=150, **kw)  # 150 of 188 chunks, then the process "dies"
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    cfg = _cfg(tmp_path / "b", "ppl_4m", extra)
+    monkeypatch.setattr(ex, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("streaming_llm", cfg)
+    monkeypatch.setattr(ex, "evaluate", real)
+    ck = next((tmp_path / "b").rglob("streaming_4+60.pt"))
+    earlier = torch.load(ck, weights_only=False)["elapsed_s"]
+    t0 = _time.time()
+    resumed = read_record(run("streaming_llm", cfg))
+    leg2 = _time.time() - t0
+    ratio = resumed["metrics"]["throughput"]["value"] / whole["metrics"]["throughput"]["value"]
+    assert 0.4 < ratio < 2.5, ratio  # last-leg-only timing would read ~5x
+    assert resumed["metrics"]["stream_seconds"]["value"] >= earlier
+    assert earlier <= resumed["duration_s"] <= earlier + leg2 + 0.2
+    assert resumed["duration_s"] >= resumed["metrics"]["stream_seconds"]["value"] + \
+        resumed["metrics"]["fresh_seconds"]["value"] - 0.2
