@@ -100,7 +100,7 @@ def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     run_dir = Path(run_dir)
     exp, profile = record["experiment"], record.get("profile", "?")
     task = ((record.get("config") or {}).get("task") or {}).get("name", "?")
-    if exp == "bon":
+    if exp in ("bon", "bon_released"):
         return bon_figure(run_dir / "bon_long.csv", run_dir / "bon_accuracy_vs_n.png",
                           f"Best-of-N on {task} ({profile})")
     if exp == "cost":
