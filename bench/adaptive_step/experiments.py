@@ -17,6 +17,7 @@ from bench.adaptive_step import figures
 from bench.adaptive_step import pipeline as P
 from bench.adaptive_step import steps as S
 from bench.adaptive_step.bon import bon_sweep, groups_of, score_pick
+from bench.adaptive_step.oracle import add_oracle
 from bench.adaptive_step.tvd import run_tvd
 from bench.core.errors import ConfigError
 from bench.core.plots import run_view
@@ -55,6 +56,7 @@ def bon(ctx: RunContext) -> None:
     for split in cfg.method.splits:
         scores[f"{split}_prm"], _, _ = P.train_and_score(cfg, b, split, ctx.log)
     scores["orm"] = P.train_and_score_orm(cfg, b, ctx.log)
+    add_oracle(ctx, b, scores)  # synthetic task: the exact step checker as arm, annotator and PRM labels
 
     correct = [bool(r["correct"]) for r in b.test_rows]
     # math: the GSM8K number / MATH500 box; code: the normalised program (tasks.CodeTask.answer_key)
@@ -63,7 +65,7 @@ def bon(ctx: RunContext) -> None:
 
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
-        aggs = ["min"] if name == "orm" else list(cfg.method.aggregations)
+        aggs = ["min"] if name in ("orm", "oracle") else list(cfg.method.aggregations)
         for agg in aggs:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation

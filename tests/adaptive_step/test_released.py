@@ -210,3 +210,44 @@ def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data
     correct, answers = Cd.candidate_truth(cfg, rows, sha)
     assert correct == [True, False, True, False]
     assert answers[0] is not None and answers[0] != answers[1]
+
+
+def test_authors_candidates_on_cpu_without_prms(tmp_path, monkeypatch, data_dir):
+    """The real-format fixture: the authors' own evaluation file (5 GSM8K questions x 256 MetaMath-Llama-3.1-8B
+    candidates with their step markers). Loading, gold checking, majority vote, pass@N and random pick run on
+    CPU; PRM scoring needs the released 7B PRMs, so it is skipped here (no `released.arms` off the paper profile)."""
+    from bench.core.runner import run
+
+    path = data_dir / "asprm_bon" / "Example_Llama31_GSM8k_testset_bo256.jsonl"
+    if not path.exists():
+        pytest.skip("data/asprm_bon not in the data directory")
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    cfg = compose("adaptive_step", ["experiment=bon_released", "profile=smoke", f"results_dir={tmp_path / 'res'}",
+                                    "scale.bon_n=[1,4,16,64]", "scale.bon_seeds=2", "pipeline.progress=false"])
+    assert cfg.task.name == "gsm8k" and "arms" not in cfg.released
+    m = json.loads(run("adaptive_step", cfg).read_text())["metrics"]
+
+    # gold check, independently of the suite's checker: MetaMath candidates end with "The answer is: <number>"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ok = []
+    for r in rows:
+        for p in r["pred"]:
+            a = re.search(r"The answer is:\s*\$?(-?[\d,]*\.?\d+)", p)
+            ok.append(bool(a) and abs(float(a.group(1).replace(",", "")) - float(r["answer"])) < 1e-6)
+    assert len(rows) == 5 and len(ok) == 5 * 256
+    assert m["released.candidate_acc"]["value"] == pytest.approx(100 * sum(ok) / len(ok))
+    # the authors' marker counts per split rule (MANIFEST: 4396 / 5903 / 6400) and the paper-side 0.74 ratio
+    assert m["released.markers.math_confidence_list"]["value"] == 4396
+    assert m["released.markers.math_hard_list"]["value"] == 5903
+    assert m["released.markers.math_random_list"]["value"] == 6400
+    assert m["ratio.markers.confidence_over_newline"]["value"] == pytest.approx(4396 / 5903)
+    # PRM-free arms on real candidates: equal at N = 1, none above pass@N, pass@N = solvable share at N = 64
+    assert not any(k.startswith("bon_acc.asprm") for k in m)
+    v1 = [m[f"bon_acc.{a}.1"]["value"] for a in ("majority", "random", "pass_at_n")]
+    assert max(v1) - min(v1) < 1e-9
+    for n in (4, 16, 64):
+        assert max(m[f"bon_acc.{a}.{n}"]["value"] for a in ("majority", "random")) <= m[f"bon_acc.pass_at_n.{n}"]["value"]
+    solvable = [any(ok[q * 256:(q + 1) * 256]) for q in range(5)]
+    assert m["bon_acc.pass_at_n.64"]["value"] == pytest.approx(100 * sum(solvable) / 5)
+    # majority vote of 64 on these questions: the right answer dominates every pool (>= 142 of 256 right)
+    assert m["bon_acc.majority.64"]["value"] == pytest.approx(100.0)
