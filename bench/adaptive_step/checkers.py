@@ -251,7 +251,7 @@ def normalize_program(code: str) -> str | None:
     """Program text for majority voting on code: AST round trip without docstrings, comments or layout.
 
     Only `ast.parse` / `ast.unparse` (no execution). Two programs vote together when they are the same after
-    normalisation; an unparsable program gives None (never wins a vote, see `pipeline.majority_pick`).
+    normalisation; an unparsable program gives None (never wins a vote, see `bon.majority_pick`).
     """
     import ast
 
@@ -300,19 +300,47 @@ def _chain_ok(lines: Sequence[str]) -> tuple[bool, int | None]:
     return True, prev
 
 
-def synthetic_prefix_ok(prefix: str) -> bool:
-    """Oracle label of a step prefix: every *completed* line so far is an exact, chained `a op b = c`.
+_OPEN = re.compile(r"^(-?\d*)\s*(?:([+\-*])\s*(?:(-?\d+)\s*(?:=\s*(-?\d*))?)?)?$")
+_OPEN_ANSWER = re.compile(r"^(#{1,4})\s*(-?\d*)$")
 
-    The line being written when the prefix ends (after its last newline) is not judged yet: a confidence
-    boundary often falls inside a number. An answer line reached inside the prefix ends the check there.
+
+def _open_line_ok(line: str, prev: int | None) -> bool:
+    """Whether a line still being written can be completed into the next exact, chained step (or answer)."""
+    s = line.strip()
+    if not s:
+        return True
+    if s.startswith("#"):
+        m = _OPEN_ANSWER.match(s)
+        if m is None or prev is None or (len(m.group(1)) < 4 and m.group(2)):
+            return False
+        return m.group(2) in ("", "-") or str(prev).startswith(m.group(2))
+    m = _OPEN.match(s)
+    if m is None:
+        return False
+    a, op, b, c = m.groups()
+    if prev is not None and not (a == str(prev) if op else str(prev).startswith(a)):
+        return False  # the step does not start from the previous result
+    if op and b is not None and c not in (None, "", "-"):
+        return str(_OPS[op](int(a), int(b))).startswith(c)
+    return True
+
+
+def synthetic_prefix_ok(prefix: str) -> bool:
+    """Oracle label of a step prefix: it can still be completed into an exact, chained solution.
+
+    Every completed line so far must be an exact `a op b = c` starting from the previous result, and the line
+    being written when the prefix ends (a confidence boundary often falls inside a number) must agree with
+    that as far as it goes: `19 * 3 = 5` is still on track, `19 * 3 = 2` is not. The operand `b` is never
+    judged: it comes from the question, which this checker does not read.
     """
-    done = prefix.split("\n")[:-1]
-    steps = []
-    for line in done:
-        if line.strip().startswith("####"):
-            break
-        steps.append(line)
-    return _chain_ok(steps)[0]
+    lines = prefix.split("\n")
+    ok, prev = True, None
+    for k, line in enumerate(lines[:-1]):
+        if line.strip().startswith("####"):  # answer line completed: judged with the steps before it
+            ok, prev = _chain_ok(lines[:k])
+            return ok and prev is not None and gsm8k_equal(extract_gsm8k_answer(line, False), str(prev))
+    ok, prev = _chain_ok(lines[:-1])
+    return ok and _open_line_ok(lines[-1], prev)
 
 
 def synthetic_solution_ok(text: str) -> bool:

@@ -102,9 +102,9 @@ def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[st
 def oracle_labels(pol: Policy, rows: Sequence[dict[str, Any]], bounds: Sequence[Sequence[int]]) -> list[list[int]]:
     """Exact step labels of synthetic solutions: one per marker, the closing one included.
 
-    The label at a boundary judges the prefix before it (what the MC rollouts continue from): 1 when every
-    completed `a op b = c` line of the prefix is exact and chained. The closing marker's label is the oracle
-    verdict on the whole solution (`checkers.synthetic_solution_ok`: exact steps, consistent answer).
+    The label at a boundary judges the prefix before it (what the MC rollouts continue from): 1 while it can
+    still be completed into exact, chained `a op b = c` steps (`checkers.synthetic_prefix_ok`). The closing
+    marker's label is the oracle verdict on the whole solution (`checkers.synthetic_solution_ok`).
     """
     out = []
     for r, bnd in zip(rows, bounds):

@@ -69,7 +69,7 @@ def label_quality(b: Built) -> tuple[list[dict[str, Any]], dict[str, list[list[i
 def oracle_prm_scores(cfg: Any, b: Built, split: str, oracle: list[list[int]], log: Log) -> list[list[float]]:
     """`prm_oracle`: the MC-label PRM's recipe (same model, examples, markers, `prm` settings) on the oracle
     labels of split `split`; then its step scores of every test candidate."""
-    key = config_key(["oracle", b.keys["division"], split])
+    key = config_key(["oracle", b.keys["division"], split, oracle])  # by content: a changed checker retrains
     prm, prm_key = train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split], oracle, "oracle",
                              key, log)
     return score_candidates(cfg, b.pol, prm, prm_key, b.test_probs, b.test_rows, b.division["test"][split], False,
@@ -95,7 +95,8 @@ def add_oracle(ctx: Any, b: Built, scores: dict[str, list[list[float]]]) -> None
     ctx.table("label_quality", "Monte-Carlo step labels vs the exact oracle labels (PRM data)", rows, notes=[
         "interior markers only (the closing marker's MC label is the final answer's correctness)",
         "fp_rate = P(MC good | oracle bad); fn_rate = P(MC bad | oracle good); soft labels count as good at >= 0.5",
-        "oracle label of a prefix: every completed `a op b = c` line so far is exact and chained"], digits=3)
+        "oracle label of a prefix: it can still be completed into exact, chained `a op b = c` steps "
+        "(checkers.synthetic_prefix_ok)"], digits=3)
     split = str(ocfg.get("split", "confidence"))
     if ocfg.get("prm", True) and split in oracle:
         scores["oracle_prm"] = oracle_prm_scores(cfg, b, split, oracle[split], ctx.log)

@@ -37,8 +37,14 @@ def test_step_checker_cases():
     assert not C.synthetic_solution_ok("3 + 4 = 7\n#### 8")               # answer line inconsistent
     assert not C.synthetic_solution_ok("3 + 4 = 7")                        # no answer line
     assert not C.synthetic_solution_ok("3 + 4 = 7\nthen more\n#### 7")    # text that is not a step
-    assert C.synthetic_prefix_ok("3 + 4 = 8")                              # the open line is not judged yet
-    assert not C.synthetic_prefix_ok("3 + 4 = 8\n8")
+    # a prefix is good while it can still be completed into an exact, chained solution
+    assert C.synthetic_prefix_ok("19 * 3 = 5") and not C.synthetic_prefix_ok("19 * 3 = 2")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n5") and not C.synthetic_prefix_ok("19 * 3 = 57\n6")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n57 - ") and not C.synthetic_prefix_ok("19 * 3 = 57\n56 - ")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n#### 5") and not C.synthetic_prefix_ok("19 * 3 = 57\n#### 6")
+    assert C.synthetic_prefix_ok("19") and C.synthetic_prefix_ok("")
+    assert not C.synthetic_prefix_ok("3 + 4 = 8\n8") and not C.synthetic_prefix_ok("#### 7")
+    assert not C.synthetic_prefix_ok("3 + 4 = 7\n#### 8\n")
 
 
 def test_label_confusion_rates():
