@@ -1,4 +1,5 @@
-"""AdaptiveStep experiments: `bon` (Best-of-N, Figs. 4-5 / Tables 2, 3, 6), `tvd` (Table 1), `cost` (§4.4).
+"""AdaptiveStep experiments on the miniature: `bon` (Best-of-N, Figs. 4-5 / Tables 2, 3, 6), `tvd` (Table 1),
+`cost` (§4.4). The released-PRM Best-of-N is `released.bon_released`; lm-eval greedy accuracy `greedy.greedy`.
 
 Every experiment runs the cached pipeline (`bench.adaptive_step.pipeline`) up to what it needs, then
 reports metrics named as in issue 5: `bon_acc.<arm>.<N>`, `acc.greedy` / `acc.tvd` / `prm_calls`,
@@ -8,7 +9,6 @@ Accuracies are in percent, like the paper's tables.
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import numpy as np
@@ -16,20 +16,23 @@ import numpy as np
 from bench.adaptive_step import figures
 from bench.adaptive_step import pipeline as P
 from bench.adaptive_step import steps as S
+from bench.adaptive_step.bon import bon_sweep, groups_of, score_pick
+from bench.adaptive_step.oracle import add_oracle
+from bench.adaptive_step.tvd import run_tvd
 from bench.core.errors import ConfigError
 from bench.core.plots import run_view
-from bench.core.runner import RunContext, register
+from bench.core.runner import RunContext
 
 PAPER = "adaptive_step"
 
 
 def _check_runnable(ctx: RunContext) -> None:
-    # `bon` with `released:` (paper profile) dispatches to bench/adaptive_step/released.py before this check.
-    if ctx.cfg.get("released") is not None:
-        raise ConfigError("profile", f"`{ctx.experiment}` on the `paper` profile is not implemented: only `bon` "
-                          "(released PRMs scoring released candidates) runs there. TVD and construction cost need "
-                          "the 7B policy in the suite's decoding loop (generation.py), which builds its tensors on "
-                          "the CPU; use profile=smoke or profile=cpu for them")
+    if not ctx.cfg.profile.get("pipeline", True):  # the `paper` profile: 7B policies
+        hint = ("use experiment=bon_released (released PRMs scoring released candidates)"
+                if ctx.experiment == "bon" else
+                "TVD and construction cost need the 7B policy in the suite's decoding loop (generation.py), "
+                "which builds its tensors on the CPU; use profile=smoke or profile=cpu for them")
+        raise ConfigError("profile", f"`{ctx.experiment}` on the `paper` profile is not implemented: {hint}")
 
 
 def _policy_metrics(ctx: RunContext, b: P.Built) -> None:
@@ -42,86 +45,30 @@ def _policy_metrics(ctx: RunContext, b: P.Built) -> None:
     ctx.record.extra["tau"] = b.division["tau"]
 
 
-def _train_and_score(ctx: RunContext, b: P.Built, split: str) -> tuple[list[list[float]], str, Any]:
-    cfg = ctx.cfg
-    lab_key = P.config_key([b.keys["division"], split, int(cfg.scale.rollouts)])
-    prm, key = P.train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split],
-                           b.labels[split]["labels"], split, lab_key, ctx.log)
-    sc = P.score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows, b.division["test"][split], False,
-                            b.keys["samples_test"], ctx.log)
-    return sc, key, prm
-
-
-def bon_sweep(ctx: RunContext, pickers: dict[str, Any], groups: dict[int, list[int]], correct: list[bool],
-              answers: list[Any], note: str) -> tuple[dict[str, dict[int, list[float]]], list[int], list[int],
-                                                       list[dict[str, Any]]]:
-    """Best-of-N for every arm, N and seed; writes `bon_acc.<arm>.<N>` (shared by the miniature and the
-    released-PRM paths, so both report the same arms the same way).
-
-    Args:
-        pickers: arm name -> function choosing one candidate index from a list of drawn candidates; the
-            baseline arms `majority`, `random` and `pass_at_n` are added here.
-        groups: question -> indices of its candidate pool.
-        correct: per candidate, whether its final answer is right.
-        answers: per candidate, its answer key for majority voting (None never wins).
-        note: appended to each metric's note.
-
-    Returns:
-        (results[arm][N] = accuracy per seed in %, the Ns run, the seeds, table rows "mean ± sd" per arm).
-    """
-    cfg = ctx.cfg
-    pickers = {**pickers, "majority": P.majority_pick(answers, random.Random(0)),
-               "random": lambda cand: cand[0],  # candidates are drawn in random order
-               "pass_at_n": lambda cand: next((i for i in cand if correct[i]), cand[0])}
-    ns = [int(n) for n in cfg.experiment.n if int(n) <= min(len(v) for v in groups.values())]
-    seeds = [int(cfg.seed) + s for s in range(int(cfg.experiment.seeds))]
-    results: dict[str, dict[int, list[float]]] = {arm: {} for arm in pickers}
-    for arm, pick in pickers.items():
-        for n in ns:
-            accs = [100 * P.best_of_n(groups, pick, correct, n, seed) for seed in seeds]
-            results[arm][n] = accs
-            ctx.metric(f"bon_acc.{arm}.{n}", float(np.mean(accs)), "%", "higher",
-                       note=f"Best-of-{n}, {len(groups)} questions, mean of {len(seeds)} seeds{note}",
-                       stderr=float(np.std(accs, ddof=1) / np.sqrt(len(accs))) if len(accs) > 1 else None)
-    rows = [{"arm": arm, **{f"N={n}": f"{np.mean(v[n]):.1f} ± {np.std(v[n], ddof=1) if len(v[n]) > 1 else 0:.1f}"
-                            for n in ns}} for arm, v in results.items()]
-    return results, ns, seeds, rows
-
-
-@register(PAPER, "bon")
 def bon(ctx: RunContext) -> None:
     """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N."""
-    if ctx.cfg.get("released") is not None:  # paper profile: released PRMs on released candidates (Tables 2/3/6)
-        from bench.adaptive_step import released
-
-        return released.run_bon(ctx)
     _check_runnable(ctx)
     cfg = ctx.cfg
     b = P.build_data(cfg, ctx.log)
     _policy_metrics(ctx, b)
     scores: dict[str, list[list[float]]] = {}
     for split in cfg.method.splits:
-        scores[f"{split}_prm"], _, _ = _train_and_score(ctx, b, split)
-    first = list(cfg.method.splits)[0]
-    orm, orm_key = P.train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][first],
-                               b.labels[first]["labels"], "orm", b.keys["samples_prm"], ctx.log)
-    scores["orm"] = P.score_candidates(cfg, b.pol, orm, orm_key, b.test_probs, b.test_rows,
-                                       b.division["test"][first], True, b.keys["samples_test"], ctx.log)
+        scores[f"{split}_prm"], _, _ = P.train_and_score(cfg, b, split, ctx.log)
+    scores["orm"] = P.train_and_score_orm(cfg, b, ctx.log)
+    add_oracle(ctx, b, scores)  # synthetic task: the exact step checker as arm, annotator and PRM labels
 
     correct = [bool(r["correct"]) for r in b.test_rows]
-    # math: the GSM8K number / MATH500 box as before; code: the normalised program (pipeline.answer_key)
-    answers = [P.answer_key(cfg, b.pol.decode(r["ids"]), b.test_probs[r["q"]]) for r in b.test_rows]
-    groups: dict[int, list[int]] = {}
-    for i, r in enumerate(b.test_rows):
-        groups.setdefault(r["q"], []).append(i)
+    # math: the GSM8K number / MATH500 box; code: the normalised program (tasks.CodeTask.answer_key)
+    answers = [b.pol.task.answer_key(b.pol.decode(r["ids"]), b.test_probs[r["q"]]) for r in b.test_rows]
+    groups = groups_of([r["q"] for r in b.test_rows])
 
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
-        aggs = ["min"] if name == "orm" else list(cfg.method.aggregations)
+        aggs = ["min"] if name in ("orm", "oracle") else list(cfg.method.aggregations)
         for agg in aggs:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
-            pickers[arm] = P.score_pick(vals)
+            pickers[arm] = score_pick(vals)
             if agg == "min":  # how well the verifier separates correct from wrong candidates
                 w, n_q = S.within_group_auc(vals, correct, groups)
                 ctx.metric(f"prm_auc.{name}.within_question", w, "AUC", "higher",
@@ -140,7 +87,6 @@ def bon(ctx: RunContext) -> None:
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
-@register(PAPER, "tvd")
 def tvd(ctx: RunContext) -> None:
     """Token-level value-guided decoding with the confidence-split PRM vs greedy (Table 1)."""
     _check_runnable(ctx)
@@ -148,8 +94,8 @@ def tvd(ctx: RunContext) -> None:
     split = str(cfg.experiment.prm)
     b = P.build_data(cfg, ctx.log, label_splits=[split])
     _policy_metrics(ctx, b)
-    _, key, prm = _train_and_score(ctx, b, split)
-    out = P.run_tvd(cfg, b.pol, prm, key, ctx.log)
+    _, key, prm = P.train_and_score(cfg, b, split, ctx.log)
+    out = run_tvd(cfg, b.pol, prm, key, ctx.log)
     rows = out["rows"]
     n = len(rows)
     g = 100 * float(np.mean([r["greedy"] for r in rows]))
@@ -172,7 +118,6 @@ def tvd(ctx: RunContext) -> None:
                f"threshold {cfg.tvd.threshold} on the top-1 probability, top-{cfg.tvd.top_k} candidates"])
 
 
-@register(PAPER, "cost")
 def cost(ctx: RunContext) -> None:
     """Construction cost per split (rollouts, tokens, wall time) and split-point token types."""
     _check_runnable(ctx)
@@ -212,4 +157,3 @@ def cost(ctx: RunContext) -> None:
         ctx.metric(f"split_share.{k}", 100 * ss, "%", "none", note=f"all tokens: {100 * sa:.1f}%")
     ctx.table("split_token_types", "Token types at confidence split points vs all sampled tokens", trows)
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from split_token_types.csv, as the report does
-from bench.adaptive_step import greedy as _greedy  # noqa: E402,F401  (registers experiment `greedy`)

@@ -21,9 +21,11 @@ from bench.core.plots import COLORS, NEUTRAL, figure, log_axis, read_rows, save
 
 # Drawing order (and legend order) of the Best-of-N arms; the `_mean` / `_last` aggregation variants are in
 # the table and CSV but left out of the figure, as in the paper's figures (min aggregation only).
-ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "majority", "random", "pass_at_n")
+ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "oracle_prm", "majority", "random", "oracle",
+        "pass_at_n")
 ARM_LABELS = {"confidence_prm": "confidence-PRM (AdaptiveStep)", "newline_prm": "newline-PRM", "random_prm": "random-split PRM",
-              "orm": "ORM", "majority": "majority vote", "random": "random pick", "pass_at_n": "pass@N (oracle)"}
+              "orm": "ORM", "oracle_prm": "PRM on oracle labels", "majority": "majority vote", "random": "random pick",
+              "oracle": "exact step checker", "pass_at_n": "pass@N (oracle)"}
 BON_COLUMNS = ("arm", "n", "seed", "accuracy")
 
 
@@ -100,7 +102,7 @@ def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     run_dir = Path(run_dir)
     exp, profile = record["experiment"], record.get("profile", "?")
     task = ((record.get("config") or {}).get("task") or {}).get("name", "?")
-    if exp == "bon":
+    if exp in ("bon", "bon_released"):
         return bon_figure(run_dir / "bon_long.csv", run_dir / "bon_accuracy_vs_n.png",
                           f"Best-of-N on {task} ({profile})")
     if exp == "cost":

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.adaptive_step import pipeline as P
+from bench.adaptive_step.policy import train_policy
 from bench.core.errors import ConfigError
-from bench.core.runner import RunContext, register
-from bench.core.tiny import to_plain
+from bench.core.runner import RunContext
+from bench.core.cache import to_plain
 
 PAPER = "adaptive_step"
 
@@ -28,7 +28,6 @@ def _acc(res: dict[str, Any], task: str) -> tuple[float, float | None]:
     raise KeyError(f"lm-eval returned no accuracy for {task}: {sorted(r)}")
 
 
-@register(PAPER, "greedy")
 def greedy(ctx: RunContext) -> None:
     """Greedy accuracy per policy and task through lm-eval; pipeline-vs-lm-eval check for the tiny policy."""
     from bench.adaptive_step.lm_eval_model import evaluate_greedy
@@ -42,7 +41,7 @@ def greedy(ctx: RunContext) -> None:
                                   "data_dir": cfg.data_dir}
         pipeline_acc = None
         if source == "pipeline":  # the policy stage's own model (trained and cached by the pipeline)
-            pol = P.train_policy(cfg, ctx.log)
+            pol = train_policy(cfg, ctx.log)
             pipeline_acc = 100 * pol.greedy_acc
             kwargs["folder"] = str(pol.folder)
             kwargs["metadata"] = {"n": int(cfg.scale.greedy_eval_questions), "seed": int(cfg.task.seed),

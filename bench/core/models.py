@@ -131,7 +131,8 @@ def load_model(cfg: Any, dtype: str = "float32", device: str = "cpu", attn: str 
     if source == "random":
         from bench.core.random_models import load_random
 
-        return load_random(cfg, torch_dtype, device, speed_only)
+        model, tok, family, context = load_random(cfg, torch_dtype, device, speed_only)
+        return LoadedModel(str(cfg.get("name")), model, tok, family, context, torch_dtype, str(device))
     if source == "gguf_package":
         folder = smollm2_from_package(cfg.package, cfg.gguf_file)
         model, tok = _from_pretrained(str(folder), torch_dtype, attn, True, "model")

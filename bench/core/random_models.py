@@ -142,14 +142,17 @@ def vocab_size(config: Any) -> int:
     return int(getattr(getattr(config, "text_config", config), "vocab_size"))
 
 
-def load_random(model_cfg: Mapping[str, Any] | Any, dtype: torch.dtype, device: str, speed_only: bool) -> Any:
-    """`load_model`'s `source: random` branch: refuse quality use, else build and wrap as a LoadedModel.
+def load_random(model_cfg: Mapping[str, Any] | Any, dtype: torch.dtype, device: str,
+                speed_only: bool) -> tuple[Any, Any, str, int]:
+    """`load_model`'s `source: random` branch: refuse quality use, else build the model.
+
+    Returns:
+        (model, tokenizer, family, context); `load_model` wraps them as a LoadedModel (this module does not
+        import `models`, so the two form no import loop).
 
     Raises:
         ConfigError("model", ...): when `speed_only` is False (a quality experiment asked for it).
     """
-    from bench.core.models import LoadedModel
-
     name = model_cfg.get("name")
     if not speed_only:
         raise ConfigError("model", f"model {name!r} has seeded random weights ({SPEED_ONLY_NOTE}): this experiment "
@@ -161,4 +164,4 @@ def load_random(model_cfg: Mapping[str, Any] | Any, dtype: torch.dtype, device: 
     text = getattr(config, "text_config", config)
     context = int(model_cfg.get("context") or getattr(text, "max_position_embeddings", 0) or 0)
     family = model_cfg.get("family") or config.model_type
-    return LoadedModel(str(name), model, ByteTokenizer(vocab_size(config)), family, context, dtype, str(device))
+    return model, ByteTokenizer(vocab_size(config)), family, context

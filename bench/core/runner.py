@@ -52,14 +52,6 @@ def resolve_experiment(spec: Any) -> Experiment:
     return fn
 
 
-def register(paper: str, name: str) -> Callable[[Experiment], Experiment]:
-    """TRANSITIONAL no-op, to be deleted with the last `@register` in bench/adaptive_step (task F's split).
-
-    Experiments are found through `experiment.fn` in their YAML; this decorator registers nothing.
-    """
-    return lambda fn: fn
-
-
 @dataclass
 class RunContext:
     """What an experiment gets: the config, its output folder, and writers that register artifacts."""

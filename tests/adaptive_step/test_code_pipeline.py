@@ -1,8 +1,8 @@
 """Code tasks (HumanEval, MBPP) through the pipeline: problems, prompts, completion extraction, sandboxed checks.
 
 A scripted stand-in policy (its greedy output for each prompt is fixed text: the canonical solution, or a wrong
-one) runs through the pipeline's own greedy decoding (`pipeline.greedy_accuracy` -> `generation.sample` ->
-`pipeline.check_answer`), so the answers are checked exactly as the pipeline checks sampled solutions.
+one) runs through the pipeline's own greedy decoding (`policy.greedy_accuracy` -> `generation.sample` ->
+`tasks.CodeTask.check_batch`), so the answers are checked exactly as the pipeline checks sampled solutions.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.adaptive_step import pipeline as P
+from bench.adaptive_step import policy as P
+from bench.adaptive_step.tasks import make_task
 from tests.conftest import compose
 
 
@@ -48,15 +49,16 @@ class ScriptedLM(torch.nn.Module):
 def _policy(cfg, probs, outputs: list[str], style: str) -> P.Policy:
     from bench.core.tiny import train_bpe_tokenizer
 
-    prompts = [P.prompt_text(p, style) for p in probs]
+    task = make_task(cfg)
+    prompts = [task.prompt(p, style) for p in probs]
     tok = train_bpe_tokenizer("\n".join(prompts + outputs), 300)
     scripts = {tuple(tok(pr).input_ids): tok(out).input_ids for pr, out in zip(prompts, outputs)}
     model = ScriptedLM(scripts, len(tok), tok.eos_token_id)
-    return P.Policy(model, tok, "scripted", tok.eos_token_id, 0, 0, 0, Path("."), 0.0, style)
+    return P.Policy(model, tok, "scripted", tok.eos_token_id, 0, 0, 0, Path("."), 0.0, style, task)
 
 
 def _cfg(task: str, extra: list[str] = ()):
-    return compose("adaptive_step", ["experiment=bon", "profile=smoke", f"+task={task}", "scale.max_new=700",
+    return compose("adaptive_step", ["experiment=bon", "profile=smoke", f"task={task}", "scale.max_new=700",
                                      "scale.batch=8", "pipeline.progress=false", *extra])
 
 
@@ -72,11 +74,11 @@ def test_code_task_configs():
 
 def test_humaneval_scripted_policy_checked_in_sandbox(data_dir):
     cfg = _cfg("humaneval")
-    probs = P.load_problems(cfg, "test", 3)
+    probs = make_task(cfg).load("test", 3)
     assert [p.uid for p in probs] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
-    assert P.load_problems(cfg, "prm", 2)[-1].uid == "HumanEval/163"
+    assert make_task(cfg).load("prm", 2)[-1].uid == "HumanEval/163"
     # `qa` (instruct) style: the prompt opens a ```python block; the answer is the whole function, fence, prose
-    prompt = P.prompt_text(probs[0], "qa")
+    prompt = make_task(cfg).prompt(probs[0], "qa")
     assert probs[0].meta["problem"]["prompt"] in prompt and prompt.endswith("```python\n")
     def full(p):  # the canonical function written out as an instruct model would
         hp = p.meta["problem"]
@@ -87,21 +89,21 @@ def test_humaneval_scripted_policy_checked_in_sandbox(data_dir):
     # `plain` (base model) style: the prompt is the signature + docstring, the output the raw body
     outs = [p.solution + "\n\ndef unrelated():\n    pass\n" for p in probs]
     pol = _policy(cfg, probs, outs, "plain")
-    assert P.prompt_text(probs[1], "plain") == probs[1].meta["problem"]["prompt"]
+    assert make_task(cfg).prompt(probs[1], "plain") == probs[1].meta["problem"]["prompt"]
     assert P.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(1.0)
     # majority vote on code: the same program with other comments / layout votes together
-    a = P.answer_key(cfg, probs[0].solution, probs[0])
-    b = P.answer_key(cfg, "    # same thing\n" + probs[0].solution.replace(" = ", "=") + "\n\n", probs[0])
-    assert a is not None and a == b and a != P.answer_key(cfg, "    return True\n", probs[0])
-    assert P.answer_key(cfg, "    return (\n", probs[0]) is None
+    a = make_task(cfg).answer_key(probs[0].solution, probs[0])
+    b = make_task(cfg).answer_key("    # same thing\n" + probs[0].solution.replace(" = ", "=") + "\n\n", probs[0])
+    assert a is not None and a == b and a != make_task(cfg).answer_key("    return True\n", probs[0])
+    assert make_task(cfg).answer_key("    return (\n", probs[0]) is None
 
 
 def test_mbpp_scripted_policy_checked_in_sandbox(data_dir):
     cfg = _cfg("mbpp")
-    probs = P.load_problems(cfg, "test", 2)
+    probs = make_task(cfg).load("test", 2)
     assert [p.uid for p in probs] == ["MBPP/11", "MBPP/12"]
-    assert P.load_problems(cfg, "prm", 1)[0].uid == "MBPP/601"   # policy / PRM data from the train split
-    prompt = P.prompt_text(probs[0], "plain")
+    assert make_task(cfg).load("prm", 1)[0].uid == "MBPP/601"   # policy / PRM data from the train split
+    prompt = make_task(cfg).prompt(probs[0], "plain")
     assert probs[0].question in prompt and "assert remove_Occ" in prompt
     outs = [probs[0].solution + "\n\nprint(remove_Occ('hello', 'l'))\n",     # trailing harness is cut
             f"def {probs[1].answer}(*a):\n    return None\n"]                  # wrong
@@ -111,13 +113,13 @@ def test_mbpp_scripted_policy_checked_in_sandbox(data_dir):
 
 def test_generated_code_runs_in_another_process_with_time_limit(data_dir):
     cfg = _cfg("humaneval", ["task.code_timeout=1.0"])
-    prob = P.load_problems(cfg, "test", 1)[0]
+    prob = make_task(cfg).load("test", 1)[0]
     pid = os.getpid()
     here = (f"    assert __import__('os').getpid() != {pid}\n"       # passes only outside this process
             f"    __import__('builtins').__dict__['_adaptive_step_ran_here'] = True\n" + prob.solution)
     not_here = f"    assert __import__('os').getpid() == {pid}\n" + prob.solution   # passes only in this process
     loop = "    while True:\n        pass\n"
-    res = P.check_answers(cfg, [here, not_here, loop, prob.solution], [prob] * 4)
+    res = make_task(cfg).check_batch([here, not_here, loop, prob.solution], [prob] * 4)
     assert res == [True, False, False, True]
     assert not hasattr(builtins, "_adaptive_step_ran_here")             # nothing ran in the test's interpreter
-    assert P.check_answer(cfg, loop, prob) is False                      # the time limit is the setting (1 s)
+    assert make_task(cfg).check(loop, prob) is False                      # the time limit is the setting (1 s)

@@ -36,10 +36,18 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     assert max(v1.values()) - min(v1.values()) < 1e-9
     for a in ("confidence_prm", "newline_prm", "orm", "majority", "random"):
         assert m[f"bon_acc.{a}.4"]["value"] <= m["bon_acc.pass_at_n.4"]["value"] + 1e-9
+    # issue 11's oracle: the exact step checker as an arm, a PRM on its labels, its labels vs the MC labels
+    for arm in ("oracle", "oracle_prm"):
+        for n in (1, 2, 4):
+            assert m[f"bon_acc.{arm}.{n}"]["value"] <= m[f"bon_acc.pass_at_n.{n}"]["value"] + 1e-9
+    for split in ("confidence", "newline"):
+        for kind in ("hard", "soft"):
+            assert 0 <= m[f"labels.{split}.{kind}.agreement"]["value"] <= 100
     out = tmp_path / "adaptive_step" / "bon" / "smoke"
     assert (out / "bon.md").exists() and (out / "bon_accuracy_vs_n.png").exists()
+    assert (out / "label_quality.csv").exists()
     stages = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "adaptive_step").iterdir())
-    assert {"policy", "samples_prm", "samples_test", "division", "labels_confidence", "prm_orm"} <= set(stages)
+    assert {"policy", "samples_prm", "samples_test", "division", "labels_confidence", "prm_orm", "prm_oracle"} <= set(stages)
 
     # cost reuses the cached policy / samples and adds the random split
     rec = json.loads(run("adaptive_step", _cfg("cost", tmp_path)).read_text())

@@ -5,22 +5,29 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from bench.adaptive_step import pipeline as P
+from bench.adaptive_step import bon as B
+from bench.adaptive_step.stage import stage
+from bench.adaptive_step.tasks import make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def test_stage_cache_keyed_by_settings_and_rerun(tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from bench.core.cache import save_atomic
+
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
-    a = P.Stage("labels_confidence", {"K": 4})
+    cfg = OmegaConf.create({"pipeline": {"rerun": []}})
+    a = stage(cfg, "labels_confidence", {"K": 4})
     assert not a.done
-    a.save("x.pt", [1, 2])
-    a.finish({"n": 2})
-    b = P.Stage("labels_confidence", {"K": 4})
-    assert b.dir == a.dir and b.done and b.load("x.pt") == [1, 2]
-    assert P.Stage("labels_confidence", {"K": 8}).dir != a.dir      # other settings, other folder
-    c = P.Stage("labels_confidence", {"K": 4}, rerun=["labels_confidence"])
-    assert not c.done                                               # rerun removes that stage's output
+    assert a.dir == tmp_path / "adaptive_step" / f"labels_confidence-{a.key}"   # the layout the old Stage had
+    a.get_or_build(lambda work: save_atomic(work / "x.pt", [1, 2]) or {"n": 2})
+    b = stage(cfg, "labels_confidence", {"K": 4})
+    assert b.dir == a.dir and b.done and b.load("x.pt") == [1, 2] and b.info()["n"] == 2
+    assert stage(cfg, "labels_confidence", {"K": 8}).dir != a.dir      # other settings, other folder
+    c = stage(OmegaConf.create({"pipeline": {"rerun": ["labels_confidence"]}}), "labels_confidence", {"K": 4})
+    assert not c.done                                                  # rerun removes that stage's output
 
 
 def test_best_of_n_arms():
@@ -29,15 +36,15 @@ def test_best_of_n_arms():
     groups = {0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9, 10, 11]}
     oracle = lambda cand: next((i for i in cand if correct[i]), cand[0])  # noqa: E731
     worst = lambda cand: next((i for i in cand if not correct[i]), cand[0])  # noqa: E731
-    assert P.best_of_n(groups, oracle, correct, 4, seed=0) == 2 / 3
-    assert P.best_of_n(groups, worst, correct, 4, seed=0) == 1 / 3
+    assert B.best_of_n(groups, oracle, correct, 4, seed=0) == 2 / 3
+    assert B.best_of_n(groups, worst, correct, 4, seed=0) == 1 / 3
     # N = 1: every selector sees one candidate, so all arms coincide for the same seed
-    assert P.best_of_n(groups, oracle, correct, 1, seed=5) == P.best_of_n(groups, worst, correct, 1, seed=5)
+    assert B.best_of_n(groups, oracle, correct, 1, seed=5) == B.best_of_n(groups, worst, correct, 1, seed=5)
 
 
 def test_majority_vote_picks_most_frequent_answer():
     answers = ["3", "5", "5", None, "3", "5"]
-    pick = P.majority_pick(answers, random.Random(0))
+    pick = B.majority_pick(answers, random.Random(0))
     assert answers[pick([0, 1, 2, 3, 4, 5])] == "5"
     assert pick([3, 0]) == 0                 # a missing answer never wins over a real one
     assert pick([3]) == 3
@@ -48,7 +55,7 @@ def test_configs_compose_for_every_profile_and_experiment(tmp_path):
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         for prof in ("smoke", "cpu", "paper"):
-            for exp in ("bon", "tvd", "cost"):
+            for exp in ("bon", "tvd", "cost", "greedy", "bon_released"):
                 cfg = compose(config_name="adaptive_step",
                               overrides=[f"experiment={exp}", f"profile={prof}", f"results_dir={tmp_path}"])
                 assert cfg.experiment.name == exp and cfg.profile.name == prof and cfg.paper == "adaptive_step"
@@ -63,7 +70,8 @@ def test_synthetic_problem_splits_are_disjoint():
     cfg = OmegaConf.create({"task": {"name": "synthetic", "seed": 0,
                                      "difficulty": {"min_ops": 2, "max_ops": 3, "max_start": 20, "max_add": 20,
                                                     "max_mul": 3}}})
-    tr = {p.question for p in P.load_problems(cfg, "policy_train", 2000)}
-    te = [p.question for p in P.load_problems(cfg, "test", 200)]
+    task = make_task(cfg)
+    tr = {p.question for p in task.load("policy_train", 2000)}
+    te = [p.question for p in task.load("test", 200)]
     # templated questions can collide by chance; most test questions must be unseen in training
     assert sum(q in tr for q in te) < 0.2 * len(te)

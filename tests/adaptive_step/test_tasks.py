@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.adaptive_step import checkers as C
 from bench.adaptive_step import tasks as T
 
 
@@ -9,44 +10,44 @@ def test_gsm8k_all_gold_answers_self_consistent(data_dir):
     probs = T.load_gsm8k(str(data_dir), "test")
     assert len(probs) == 1319
     # the full reference solution (with its `####` line) is judged correct against its own gold number
-    assert all(T.check_gsm8k(p.solution, p.answer) for p in probs)
+    assert all(C.check_gsm8k(p.solution, p.answer) for p in probs)
     # and a shifted answer is judged wrong for every question
-    assert not any(T.check_gsm8k(f"#### {float(p.answer) + 1}", p.answer) for p in probs)
+    assert not any(C.check_gsm8k(f"#### {float(p.answer) + 1}", p.answer) for p in probs)
 
 
 def test_gsm8k_numeric_comparison():
-    assert T.check_gsm8k("so 9 * 2 = 18\n#### 18.0", "18")
-    assert T.check_gsm8k("#### $1,200", "1200")
-    assert T.check_gsm8k("the answer is 42.", "42")          # no ####: last number (flexible extract)
-    assert not T.check_gsm8k("#### 17", "18")
-    assert not T.check_gsm8k("no number here", "18")
-    assert T.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
+    assert C.check_gsm8k("so 9 * 2 = 18\n#### 18.0", "18")
+    assert C.check_gsm8k("#### $1,200", "1200")
+    assert C.check_gsm8k("the answer is 42.", "42")          # no ####: last number (flexible extract)
+    assert not C.check_gsm8k("#### 17", "18")
+    assert not C.check_gsm8k("no number here", "18")
+    assert C.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
 
 
 def test_math500_all_gold_answers_self_consistent_via_math_verify(data_dir):
     probs = T.load_math500(str(data_dir))
     assert len(probs) == 500
     # math-verify alone (no string shortcut) must accept every gold answer against itself
-    bad = [p.answer for p in probs if not T.math_equal(p.answer, p.answer, string_fallback=False)]
+    bad = [p.answer for p in probs if not C.math_equal(p.answer, p.answer, string_fallback=False)]
     assert bad == []
     # and the boxed answer of every reference solution matches the gold answer
-    assert all(T.check_math(p.solution, p.answer) for p in probs)
+    assert all(C.check_math(p.solution, p.answer) for p in probs)
 
 
 def test_math_equivalence_and_rejection():
-    assert T.math_equal("0.5", "\\frac{1}{2}")
-    assert T.math_equal("\\dfrac{1}{2}", "\\frac12")
-    assert not T.math_equal("\\frac{1}{3}", "\\frac{1}{2}")
-    assert not T.math_equal(None, "1")
-    assert T.last_boxed("a \\boxed{\\frac{a}{b}} then \\boxed{x^{2}}") == "x^{2}"
-    assert T.check_math("so $\\boxed{2\\sqrt{2}}$", "\\sqrt{8}")
+    assert C.math_equal("0.5", "\\frac{1}{2}")
+    assert C.math_equal("\\dfrac{1}{2}", "\\frac12")
+    assert not C.math_equal("\\frac{1}{3}", "\\frac{1}{2}")
+    assert not C.math_equal(None, "1")
+    assert C.last_boxed("a \\boxed{\\frac{a}{b}} then \\boxed{x^{2}}") == "x^{2}"
+    assert C.check_math("so $\\boxed{2\\sqrt{2}}$", "\\sqrt{8}")
 
 
 def test_humaneval_few_canonical_pass_and_wrong_fails(data_dir):
     probs = T.load_humaneval(str(data_dir), limit=3)
-    res = T.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
+    res = C.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
     assert [r["passed"] for r in res] == [True, True, True]
-    wrong = T.run_code_checks([probs[0].meta["problem"]], ["    return not True\n"])
+    wrong = C.run_code_checks([probs[0].meta["problem"]], ["    return not True\n"])
     assert wrong[0]["passed"] is False
 
 
@@ -57,27 +58,27 @@ def test_code_runs_outside_this_process_with_time_limit():
     prob = {"task_id": "t/0", "prompt": "def f():\n", "entry_point": "f",
             "test": f"def check(c):\n    assert {pid} not in c()\n"}
     # the program's process and its parent are both other processes than this test's interpreter
-    res = T.run_code_checks([prob, prob], ["    import os\n    return (os.getpid(), os.getppid())\n",
+    res = C.run_code_checks([prob, prob], ["    import os\n    return (os.getpid(), os.getppid())\n",
                                            "    while True:\n        pass\n"], timeout=1.0)
     assert res[0]["passed"] is True, res[0]
     assert res[1]["passed"] is False and "timed out" in res[1]["result"]
     # a program that reports this interpreter's pid would fail: the check is not vacuous
-    assert T.run_code_checks([prob], [f"    return ({pid},)\n"])[0]["passed"] is False
+    assert C.run_code_checks([prob], [f"    return ({pid},)\n"])[0]["passed"] is False
 
 
 def test_humaneval_all_164_canonical_pass(data_dir):
     # ~3.5 s on an idle 2-core machine (one child interpreter, one fork per problem): kept in the default suite
     probs = T.load_humaneval(str(data_dir))
     assert len(probs) == 164
-    res = T.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
+    res = C.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
     assert sum(r["passed"] for r in res) == 164
 
 
 def test_mbpp_reference_code_passes_and_wrong_fails(data_dir):
     probs = T.load_mbpp(str(data_dir), limit=3)
-    res = T.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
+    res = C.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
     assert all(r["passed"] for r in res), res
-    bad = T.run_code_checks([probs[0].meta["problem"]], [f"def {probs[0].answer}(*a):\n    return None\n"])
+    bad = C.run_code_checks([probs[0].meta["problem"]], [f"def {probs[0].answer}(*a):\n    return None\n"])
     assert bad[0]["passed"] is False
 
 
@@ -98,4 +99,4 @@ def test_synthetic_task_deterministic_and_consistent():
             assert {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op] == int(rhs) >= 0
             assert prev is None or int(x) == prev
             prev = int(rhs)
-        assert T.check_gsm8k(p.solution, p.answer)
+        assert C.check_gsm8k(p.solution, p.answer)

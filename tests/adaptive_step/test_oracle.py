@@ -1,0 +1,62 @@
+"""The exact step checker of the synthetic task (issue 11's oracle) and the MC-vs-oracle label comparison."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.adaptive_step import checkers as C
+from bench.adaptive_step.oracle import label_confusion
+from bench.adaptive_step.tasks import synthetic_task
+
+
+def test_reference_solutions_pass_and_any_wrong_result_fails():
+    probs = synthetic_task(200, seed=1, split="test")
+    rng = random.Random(0)
+    for p in probs:
+        assert C.synthetic_solution_ok(p.solution)
+        lines = p.solution.split("\n")
+        # every prefix of a reference solution is on track, wherever it is cut
+        for cut in range(1, len(p.solution)):
+            assert C.synthetic_prefix_ok(p.solution[:cut])
+        # one step's result off by a nonzero amount: that step, and the solution, are wrong
+        k = rng.randrange(len(lines) - 1)
+        a, rest = lines[k].rsplit("= ", 1)
+        bad = lines[:k] + [f"{a}= {int(rest) + rng.choice([-2, -1, 1, 3])}"] + lines[k + 1:]
+        assert C.synthetic_step_ok(bad[k]) is False
+        assert not C.synthetic_solution_ok("\n".join(bad))
+        assert not C.synthetic_prefix_ok("\n".join(bad[:k + 1]) + "\n")
+
+
+def test_step_checker_cases():
+    assert C.synthetic_step_ok("12 * 3 = 36") and C.synthetic_step_ok(" 7 - 7 = 0 ")
+    assert C.synthetic_step_ok("12 * 3 = 35") is False
+    assert C.synthetic_step_ok("#### 36") is None and C.synthetic_step_ok("so 12 * 3") is None
+    assert not C.synthetic_solution_ok("3 + 4 = 7\n8 * 2 = 16\n#### 16")   # not chained
+    assert not C.synthetic_solution_ok("3 + 4 = 7\n#### 8")               # answer line inconsistent
+    assert not C.synthetic_solution_ok("3 + 4 = 7")                        # no answer line
+    assert not C.synthetic_solution_ok("3 + 4 = 7\nthen more\n#### 7")    # text that is not a step
+    # a prefix is good while it can still be completed into an exact, chained solution
+    assert C.synthetic_prefix_ok("19 * 3 = 5") and not C.synthetic_prefix_ok("19 * 3 = 2")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n5") and not C.synthetic_prefix_ok("19 * 3 = 57\n6")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n57 - ") and not C.synthetic_prefix_ok("19 * 3 = 57\n56 - ")
+    assert C.synthetic_prefix_ok("19 * 3 = 57\n#### 5") and not C.synthetic_prefix_ok("19 * 3 = 57\n#### 6")
+    assert C.synthetic_prefix_ok("19") and C.synthetic_prefix_ok("")
+    assert not C.synthetic_prefix_ok("3 + 4 = 8\n8") and not C.synthetic_prefix_ok("#### 7")
+    assert not C.synthetic_prefix_ok("3 + 4 = 7\n#### 8\n")
+
+
+def test_label_confusion_rates():
+    # 2 solutions; closing markers (last) are ignored
+    oracle = [[1, 1, 0, 1], [1, 0, 0]]
+    hard = [[1, 0, 1, 0], [1, 0, 1]]        # interior: MC (1,0,1 | 1,0) vs oracle (1,1,0 | 1,0)
+    r = label_confusion(hard, oracle)
+    assert r["markers"] == 5
+    assert r["agreement"] == pytest.approx(3 / 5)
+    assert r["fp_rate"] == pytest.approx(1 / 2)    # oracle bad: 2 markers, MC says good on one
+    assert r["fn_rate"] == pytest.approx(1 / 3)    # oracle good: 3 markers, MC says bad on one
+    soft = [[1.0, 0.25, 0.5, 0.0], [0.75, 0.0, 1.0]]
+    assert label_confusion(soft, oracle) == r       # soft >= 0.5 counts as good: same verdicts here
+    with pytest.raises(ValueError):
+        label_confusion([[1, 0]], [[1, 1, 0]])
