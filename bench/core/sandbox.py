@@ -23,6 +23,7 @@ environment and a temporary work folder, and every result says "UNSAFE: not isol
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import logging
@@ -51,6 +52,17 @@ _ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
 # Non-secret files a Python program may need: the dynamic loader's cache (ctypes, extension modules),
 # the time zone, user names, and the alternatives links some /usr/bin entries point through.
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "alternatives")
+
+
+_USAGE: collections.Counter[str] = collections.Counter()  # programs run in this process, per isolation
+
+
+def usage() -> dict[str, int]:
+    """How many programs this process has run, per isolation (`bwrap`, "UNSAFE: not isolated").
+
+    The runner stores the difference over one experiment in its record (`env.code_execution`).
+    """
+    return dict(_USAGE)
 
 
 @dataclass(frozen=True)
@@ -200,6 +212,7 @@ def run_programs(programs: Sequence[str], timeout: float = 3.0, batch_timeout: f
     problem = isolation_problem()
     if problem is None:
         res = _run_batch(bwrap_command(sys.executable, limits), programs, timeout, limit, limits, None)
+        _USAGE[ISOLATED] += len(programs)
         return [{**r, "isolation": ISOLATED} for r in res]
     if not allow_unsafe:
         raise ConfigError(unsafe_setting, f"generated code is only run isolated, but {problem}; install "
@@ -207,4 +220,5 @@ def run_programs(programs: Sequence[str], timeout: float = 3.0, batch_timeout: f
     log.warning("%s: running %d generated programs without a sandbox (%s)", UNSAFE, len(programs), problem)
     with tempfile.TemporaryDirectory(prefix="bench-unsafe-") as work:
         res = _run_batch([sys.executable, "-I", str(RUNNER)], programs, timeout, limit, limits, work)
+    _USAGE[UNSAFE] += len(programs)
     return [{**r, "isolation": UNSAFE} for r in res]

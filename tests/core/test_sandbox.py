@@ -290,3 +290,21 @@ def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
     assert took < 60.0, f"164 canonical solutions took {took:.1f} s"
     wrong = check_completions(probs[:2], ["    return None\n", "    return 0\n"])
     assert [r["passed"] for r in wrong] == [False, False]
+
+
+def test_adaptive_step_code_checks_name_the_unsafe_setting(data_dir, monkeypatch):
+    """Without isolation the AdaptiveStep code path stops with `sandbox.allow_unsafe`; =true runs UNSAFE."""
+    from bench.adaptive_step import pipeline as P
+    from tests.conftest import compose
+
+    monkeypatch.setattr(S, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
+    cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "+task=humaneval"])
+    assert cfg.sandbox.allow_unsafe is False
+    prob = P.load_problems(cfg, "test", 1)[0]
+    with pytest.raises(ConfigError) as e:
+        P.check_answers(cfg, [prob.solution], [prob])
+    assert e.value.setting == "sandbox.allow_unsafe"
+    before = S.usage().get(S.UNSAFE, 0)
+    cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "+task=humaneval", "sandbox.allow_unsafe=true"])
+    assert P.check_answers(cfg, [prob.solution, "    return None\n"], [prob] * 2) == [True, False]
+    assert S.usage()[S.UNSAFE] - before == 2  # what the runner writes into the record's env.code_execution
