@@ -12,11 +12,23 @@ used: its `reliability_guard()` is, in its authors' words, not a security sandbo
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
-from bench.core.sandbox import run_programs
+from bench.core.errors import ConfigError
+from bench.core.sandbox import require_isolation, run_programs
 
 UNSAFE_SETTING = "sandbox.allow_unsafe"
+
+
+def allow_unsafe(cfg: Any) -> Any:
+    """The `sandbox.allow_unsafe` setting (false when the config has no `sandbox:` block)."""
+    return (cfg.get("sandbox") or {}).get("allow_unsafe", False)
+
+
+def require_sandbox(cfg: Any) -> str:
+    """Fail before any long work when generated code could not be checked (`sandbox.require_isolation`)."""
+    return require_isolation(allow_unsafe(cfg), UNSAFE_SETTING)
 
 
 def program(problem: dict[str, Any], completion: str) -> str:
@@ -25,7 +37,7 @@ def program(problem: dict[str, Any], completion: str) -> str:
 
 
 def check_completions(problems: Sequence[dict[str, Any]], completions: Sequence[str], timeout: float = 3.0,
-                      batch_timeout: float | None = None, *, allow_unsafe: bool = False) -> list[dict[str, Any]]:
+                      batch_timeout: float | None = None, *, unsafe: bool = False) -> list[dict[str, Any]]:
     """Check each completion against its HumanEval-format problem; one sandbox for the whole batch.
 
     Returns:
@@ -34,7 +46,9 @@ def check_completions(problems: Sequence[dict[str, Any]], completions: Sequence[
     """
     if len(problems) != len(completions):
         raise ValueError("one problem per completion")
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ConfigError("task.code_timeout", f"seconds per program must be a number > 0, got {timeout!r}")
     res = run_programs([program(p, c) for p, c in zip(problems, completions)], timeout, batch_timeout,
-                       allow_unsafe=allow_unsafe, unsafe_setting=UNSAFE_SETTING)
+                       allow_unsafe=unsafe, unsafe_setting=UNSAFE_SETTING)
     return [{"task_id": p["task_id"], "passed": r["status"] == "passed", "result": r["message"],
              "isolation": r["isolation"]} for p, r in zip(problems, res)]

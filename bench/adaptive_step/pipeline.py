@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.adaptive_step import code_exec as CE
 from bench.adaptive_step import steps as S
 from bench.adaptive_step import tasks as T
 from bench.adaptive_step.generation import label_scores, sample
@@ -133,6 +134,8 @@ def load_problems(cfg: Any, split: str, n: int) -> list[T.Problem]:
     if task.name == "math500":
         probs = T.load_math500(cfg.data_dir)
         return probs[:n] if split == "test" else probs[-n:]
+    if task.name in CODE_TASKS:  # stop now, not after training, when the programs could not be checked
+        CE.require_sandbox(cfg)
     if task.name == "humaneval":  # 164 problems, no train split: PRM data from the end (overlaps if n is large)
         probs = T.load_humaneval(cfg.data_dir)
         return probs[:n] if split == "test" else probs[-n:]
@@ -195,7 +198,7 @@ def check_answers(cfg: Any, texts: Sequence[str], problems: Sequence[T.Problem])
     hp = [p.meta["problem"] for p in problems]
     res = T.run_code_checks(hp, [T.code_completion(h, t) for h, t in zip(hp, texts)],
                             timeout=float(cfg.task.get("code_timeout", 3.0)),
-                            allow_unsafe=(cfg.get("sandbox") or {}).get("allow_unsafe", False))
+                            allow_unsafe=CE.allow_unsafe(cfg))
     return [bool(r["passed"]) for r in res]
 
 

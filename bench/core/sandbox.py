@@ -30,6 +30,7 @@ import collections
 import functools
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -84,10 +85,21 @@ class Limits:
     tmpfs_mb: int = 64
 
 
+@functools.lru_cache(maxsize=None)
+def _bwrap_options() -> str:
+    """`bwrap --help`: options newer than bubblewrap 0.4 (`--disable-userns` 0.8, `--size` 0.5) are optional."""
+    try:
+        return subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+
+
 def bwrap_command(python: str, limits: Limits) -> list[str]:
     """The bubblewrap command line that runs `python -I <runner>` in a fresh sandbox."""
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--disable-userns",
+    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534",
            "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv"]
+    if "--disable-userns" in _bwrap_options():
+        cmd.append("--disable-userns")
     for k, v in _ENV.items():
         cmd += ["--setenv", k, v]
     cmd += ["--ro-bind", "/usr", "/usr"]
@@ -108,9 +120,10 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
             if os.path.abspath(prefix) != real:
                 cmd += ["--symlink", real, os.path.abspath(prefix)]
     cmd += ["--ro-bind", str(RUNNER), _IN_SANDBOX_RUNNER,
-            "--proc", "/proc", "--dev", "/dev",
-            "--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp",
-            "--chdir", "/tmp", "--", python, "-I", _IN_SANDBOX_RUNNER]
+            "--proc", "/proc", "--dev", "/dev"]
+    if "--size" in _bwrap_options():
+        cmd += ["--size", str(limits.tmpfs_mb * 1024 * 1024)]
+    cmd += ["--tmpfs", "/tmp", "--chdir", "/tmp", "--", python, "-I", _IN_SANDBOX_RUNNER]
     return cmd
 
 
@@ -180,6 +193,25 @@ def _run_batch(cmd: list[str], programs: Sequence[str], timeout: float, batch_ti
     return [results.get(i, dict(missing)) for i in range(len(programs))]
 
 
+def require_isolation(allow_unsafe: bool, unsafe_setting: str = "sandbox.allow_unsafe") -> str:
+    """The mode programs will run in here (`ISOLATED` or `UNSAFE`); call early to fail before long work.
+
+    Raises:
+        ConfigError: naming `unsafe_setting`, when isolation is unavailable and `allow_unsafe` is false
+            (or is not a boolean).
+    """
+    if not isinstance(allow_unsafe, bool):
+        raise ConfigError(unsafe_setting, f"must be true or false, got {allow_unsafe!r}")
+    problem = isolation_problem()
+    if problem is None:
+        return ISOLATED
+    if not allow_unsafe:
+        raise ConfigError(unsafe_setting, f"generated code is only run isolated, but {problem}; install bubblewrap "
+                          "(it needs user namespaces, or root), or set "
+                          f"{unsafe_setting}=true to run it UNSAFE, not isolated, on this machine")
+    return UNSAFE
+
+
 def run_programs(programs: Sequence[str], timeout: float = 3.0, batch_timeout: float | None = None, *,
                  limits: Limits = Limits(), allow_unsafe: bool = False,
                  unsafe_setting: str = "sandbox.allow_unsafe") -> list[dict[str, Any]]:
@@ -200,22 +232,18 @@ def run_programs(programs: Sequence[str], timeout: float = 3.0, batch_timeout: f
     Raises:
         ConfigError: isolation is unavailable and `allow_unsafe` is false.
     """
-    if not isinstance(allow_unsafe, bool):
-        raise ConfigError(unsafe_setting, f"must be true or false, got {allow_unsafe!r}")
-    if timeout <= 0:
-        raise ConfigError("timeout", f"the per-program time limit must be > 0, got {timeout}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"the per-program time limit must be > 0 seconds, got {timeout}")
+    mode = require_isolation(allow_unsafe, unsafe_setting)
     if not programs:
         return []
     limit = batch_timeout or (timeout + 2.0) * len(programs) + 30.0
-    problem = isolation_problem()
-    if problem is None:
+    if mode == ISOLATED:
         res = _run_batch(bwrap_command(sys.executable, limits), programs, timeout, limit, limits, None)
         _USAGE[ISOLATED] += len(programs)
         return [{**r, "isolation": ISOLATED} for r in res]
-    if not allow_unsafe:
-        raise ConfigError(unsafe_setting, f"generated code is only run isolated, but {problem}; install "
-                          f"bubblewrap, or set {unsafe_setting}=true to run it UNSAFE, not isolated, here")
-    log.warning("%s: running %d generated programs without a sandbox (%s)", UNSAFE, len(programs), problem)
+    log.warning("%s: running %d generated programs without a sandbox (%s)", UNSAFE, len(programs),
+                isolation_problem())
     with tempfile.TemporaryDirectory(prefix="bench-unsafe-") as work:
         res = _run_batch([sys.executable, "-I", str(RUNNER)], programs, timeout, limit, limits, work)
     _USAGE[UNSAFE] += len(programs)

@@ -293,18 +293,22 @@ def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
 
 
 def test_adaptive_step_code_checks_name_the_unsafe_setting(data_dir, monkeypatch):
-    """Without isolation the AdaptiveStep code path stops with `sandbox.allow_unsafe`; =true runs UNSAFE."""
+    """Without isolation the AdaptiveStep code path stops with `sandbox.allow_unsafe` (already when it loads
+    the problems, before any training); =true runs UNSAFE."""
     from bench.adaptive_step import pipeline as P
+    from bench.adaptive_step import tasks as T
     from tests.conftest import compose
 
     monkeypatch.setattr(S, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
     cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "+task=humaneval"])
     assert cfg.sandbox.allow_unsafe is False
-    prob = P.load_problems(cfg, "test", 1)[0]
-    with pytest.raises(ConfigError) as e:
-        P.check_answers(cfg, [prob.solution], [prob])
-    assert e.value.setting == "sandbox.allow_unsafe"
+    prob = T.load_humaneval(str(data_dir), limit=1)[0]
+    for call in (lambda: P.load_problems(cfg, "test", 1), lambda: P.check_answers(cfg, [prob.solution], [prob])):
+        with pytest.raises(ConfigError) as e:
+            call()
+        assert e.value.setting == "sandbox.allow_unsafe"
     before = S.usage().get(S.UNSAFE, 0)
     cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "+task=humaneval", "sandbox.allow_unsafe=true"])
+    assert P.load_problems(cfg, "test", 1)[0].uid == prob.uid
     assert P.check_answers(cfg, [prob.solution, "    return None\n"], [prob] * 2) == [True, False]
     assert S.usage()[S.UNSAFE] - before == 2  # what the runner writes into the record's env.code_execution
