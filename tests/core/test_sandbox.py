@@ -312,3 +312,29 @@ def test_adaptive_step_code_checks_name_the_unsafe_setting(data_dir, monkeypatch
     assert P.load_problems(cfg, "test", 1)[0].uid == prob.uid
     assert P.check_answers(cfg, [prob.solution, "    return None\n"], [prob] * 2) == [True, False]
     assert S.usage()[S.UNSAFE] - before == 2  # what the runner writes into the record's env.code_execution
+
+
+def test_record_says_how_generated_code_was_contained(tmp_path, monkeypatch):
+    """The runner writes `env.code_execution` (programs per mode) into the record of an experiment."""
+    import json as _json
+
+    from omegaconf import OmegaConf
+
+    from bench.core import runner
+    from tests.conftest import compose
+
+    @runner.register("adaptive_step", "_sandbox_probe")
+    def _probe(ctx):
+        with monkeypatch.context() as m:
+            m.setattr(S, "isolation_problem", lambda: "forced by the test")
+            S.run_programs(["x = 1", "x = 2", "assert False"], allow_unsafe=True)
+        ctx.record.add("n", 1.0, "count", "higher")
+
+    cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", f"results_dir={tmp_path}"])
+    OmegaConf.set_struct(cfg, False)
+    cfg.experiment.name = "_sandbox_probe"
+    try:
+        path = runner.run("adaptive_step", cfg)
+    finally:
+        runner._REGISTRY.pop(("adaptive_step", "_sandbox_probe"), None)
+    assert _json.loads(Path(path).read_text())["env"]["code_execution"] == {S.UNSAFE: 3}
