@@ -62,7 +62,7 @@ def _child(src: str, wfd: int, limits: dict, cpu_s: int) -> None:
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
         os.closerange(3, wfd)
-        os.closerange(wfd + 1, 65536)
+        os.closerange(wfd + 1, min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1 << 20))
         _set_limits(limits, cpu_s)
         code = compile(src, "program.py", "exec")
         exec(code, {"__name__": "__main__", "__builtins__": __builtins__})  # noqa: S102 (the point)
@@ -71,7 +71,7 @@ def _child(src: str, wfd: int, limits: dict, cpu_s: int) -> None:
     except MemoryError:
         msg = f"FMemoryError (memory limit {limits['memory_mb']} MB)"
     except BaseException as e:  # noqa: BLE001 (every failure of the program is a result, SystemExit included)
-        text = str(e) if not isinstance(e, SystemExit) else f"SystemExit({e.code!r})"
+        text = str(e) if not isinstance(e, SystemExit) else f"exit code {e.code!r}"
         msg = f"F{type(e).__name__}: {text}" if text else f"F{type(e).__name__}"
     try:
         os.write(wfd, msg[: _MAX_MESSAGE + 1].encode("utf-8", "replace"))
