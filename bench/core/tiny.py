@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from bench.core.data import read_text
 from bench.core.errors import ConfigError
 from bench.core.paths import cache_dir, data_dir as resolve_data_dir
 
@@ -44,7 +45,7 @@ def read_corpus(root: Path, entries: Sequence[str], max_chars: int) -> str:
         for f in files:
             if not f.exists():
                 raise ConfigError("model.train.corpus", f"training text {f} not found in the data directory")
-            text = f.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+            text = read_text(f, "model.train.corpus")
             parts.append(text)
             total += len(text)
             if total >= max_chars:
