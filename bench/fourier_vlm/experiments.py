@@ -85,9 +85,10 @@ def _meta_count(model_cfg: Any, tokens: int, text_tokens: int, side: int) -> flo
 def flops(ctx: RunContext) -> None:
     """Claim 1: FLOPs of LLaVA-1.5 at each image-token budget, under each counting convention."""
     e = ctx.cfg.experiment
-    tokens = _tokens_list(ctx, e.tokens, "experiment.tokens")
-    if tokens[0] != int(ctx.cfg.fourier.base_side) ** 2:
-        raise ConfigError("experiment.tokens", "the first entry must be the uncompressed count (the baseline)")
+    # The table's budgets are the compressor's (`fourier.budgets`, k*k tokens each), after the uncompressed
+    # baseline: one setting says which budgets every experiment uses.
+    side = int(ctx.cfg.fourier.base_side)
+    tokens = [side * side] + [k * k for k in _budgets(ctx) if k != side]
     G = int(e.decode_tokens)
     convs = all_conventions(tuple(int(t) for t in e.text_tokens))
     paper_conv = Convention.parse(str(e.paper_convention))
