@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from bench.core.errors import ConfigError
 from bench.core.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
@@ -32,6 +33,7 @@ from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
 from bench.fourier_vlm.dct import dctn, idctn
 from bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
+from bench.fourier_vlm.settings import MAX_NEW_TOKENS
 
 PAPER = "fourier_vlm"
 PAPER_FLOPS_REDUCTION_64 = 0.838  # abstract: "up to 83.8% fewer inference FLOPs" (LLaVA-1.5-7B)
@@ -225,6 +227,8 @@ def speed(ctx: RunContext) -> None:
     G, T, R, B = int(e.new_tokens), int(e.text_tokens), int(e.repeats), int(e.batch)
     if G < 2:
         raise ConfigError("experiment.new_tokens", "need at least 2 new tokens to time decoding")
+    if G > MAX_NEW_TOKENS:  # also checked up front (settings.py); here for direct callers
+        raise ConfigError("experiment.new_tokens", f"{G} new tokens is over the bound {MAX_NEW_TOKENS}")
     side = int(model.config.vision_config.image_size) // int(model.config.vision_config.patch_size)
     if side != int(cfg.fourier.base_side):
         raise ConfigError("fourier.base_side", f"the model's patch grid is {side}x{side}, not {cfg.fourier.base_side}")
@@ -281,10 +285,14 @@ def speed(ctx: RunContext) -> None:
             return 1e3 * (time.perf_counter() - t0)
 
     budgets = list(setups)
+    # Progress over every timed generation (warm-up included): a long G is visible, never silent.
+    bar = tqdm(total=(int(e.warmup) + R) * len(budgets), desc=f"speed G={G}", unit="gen", mininterval=2.0,
+               leave=False)
     for _ in range(int(e.warmup)):
         for n in budgets:
             run_generate(n)
             run_prefill(n)
+            bar.update(1)
     samples: dict[int, dict[str, list[float]]] = {n: {"ttft_ms": [], "e2e_ms": [], "decode_tok_s": [],
                                                       "prefill_ms": [], "e2e_cpu_ms": []} for n in budgets}
     rng = random.Random(int(cfg.seed))
@@ -297,7 +305,9 @@ def speed(ctx: RunContext) -> None:
             for key, v in s.items():
                 samples[n][key].append(v)
             samples[n]["prefill_ms"].append(run_prefill(n))
+            bar.update(1)
         ctx.log(f"repetition {rep + 1}/{R} done ({time.time() - t_start:.0f} s)")
+    bar.close()
     base = budgets[0]
     med = {n: {key: summarize(v) for key, v in d.items()} for n, d in samples.items()}
     rows = []
