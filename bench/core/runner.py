@@ -148,14 +148,14 @@ def run(paper: str, cfg: Any) -> Path:
     `history/`); a failed one leaves the published run untouched and its partial output in `.failed-run/`.
     With `skip_if_current=true` a run whose record was made by the same code and config is not repeated.
     """
-    import numpy as np
-    import torch
-
     from bench.core.validate import validate
 
     name = cfg.experiment.name
+    validate(paper, cfg)  # before anything heavy is imported or built: a bad setting costs a second
     fn = get_experiment(paper, name)
-    validate(paper, cfg)
+
+    import numpy as np
+    import torch
     profile = cfg.profile.name
     out = run_dir(cfg.results_dir, paper, name, profile)
     tag = run_tag(cfg)

@@ -112,6 +112,22 @@ class ListOf:
 
 
 @dataclass(frozen=True)
+class MapOf:
+    """A mapping whose values are all `value` (keys are free, e.g. token counts)."""
+
+    value: Any
+
+    def check(self, v: Any) -> str | None:
+        if not isinstance(v, dict):
+            return f"must be a mapping (got {v!r})"
+        for k, x in v.items():
+            msg = self.value.check(x)
+            if msg:
+                return f"entry {k!r}: {msg}"
+        return None
+
+
+@dataclass(frozen=True)
 class Rule:
     """A relation between settings: `ok(*values)` must hold; `setting` is the one named on failure."""
 
@@ -145,36 +161,59 @@ COMMON: dict[str, Any] = {
 }
 
 
-def _select(cfg: Any, key: str) -> Any:
-    from omegaconf import OmegaConf
-    from omegaconf.errors import MissingMandatoryValue
+def resolved(cfg: Any) -> dict[str, Any]:
+    """The composed config as plain containers, every interpolation resolved once.
 
+    Raises:
+        ConfigError: naming the key that has no value (`???`) or whose interpolation fails.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+    if not OmegaConf.is_config(cfg):
+        return cfg
     try:
-        v = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=True)
-    except MissingMandatoryValue:
-        raise ConfigError(key, f"`{key}` has no value (???) and must be given") from None
-    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)  # type: ignore[return-value]
+    except MissingMandatoryValue as e:
+        raise ConfigError(str(e.full_key), f"`{e.full_key}` has no value (???) and must be given") from None
+    except OmegaConfBaseException as e:  # e.g. an interpolation pointing at nothing
+        key = str(getattr(e, "full_key", "") or "config")
+        raise ConfigError(key, f"`{key}` cannot be resolved ({str(e).splitlines()[0]})") from None
+
+
+def _select(plain: dict[str, Any], key: str) -> Any:
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
 
 
 def source_key(cfg: Any, key: str) -> str:
-    """The key a user sets for `key`: the target of a plain `${...}` interpolation, else `key` itself."""
+    """The key a user sets for `key`: where a plain `${...}` interpolation on `key` or on one of its parents
+    points (`experiment.arch.heads` -> `scale.pretrain_arch.heads`), else `key` itself."""
     from omegaconf import OmegaConf
 
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    try:
-        raw = OmegaConf.to_container(node, resolve=False).get(leaf)  # type: ignore[union-attr]
-    except Exception:
-        return key
-    if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") and raw.count("${") == 1:
-        inner = raw[2:-1]
-        if ":" not in inner:  # a resolver call (oc.env, ...) is not a key
-            return source_key(cfg, inner)
+    parts = key.split(".")
+    for i in range(1, len(parts) + 1):
+        parent = ".".join(parts[:i - 1])
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if not OmegaConf.is_dict(node):
+            return key
+        raw = OmegaConf.to_container(node, resolve=False).get(parts[i - 1])
+        if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") and raw.count("${") == 1 \
+                and ":" not in raw:  # a resolver call (oc.env, ...) is not a key
+            return source_key(cfg, ".".join([raw[2:-1], *parts[i:]]))
     return key
 
 
 def load_spec(paper: str, experiment: str | None = None) -> tuple[dict[str, Any], list[Rule]]:
     """`COMMON`, the paper's `SPEC` and its `EXPERIMENTS[experiment]` entries; the paper's `RULES`."""
+    from bench.core.runner import PAPERS
+
+    if paper not in PAPERS:
+        raise ConfigError("paper", f"unknown paper {paper!r}; expected one of {PAPERS}")
     mod = importlib.import_module(f"bench.{paper}.settings")
     per_experiment = getattr(mod, "EXPERIMENTS", {}).get(experiment, {})
     return {**COMMON, **mod.SPEC, **per_experiment}, list(getattr(mod, "RULES", []))
@@ -186,11 +225,12 @@ def validate(paper: str, cfg: Any) -> None:
     Raises:
         ConfigError: for the first bad setting, naming it.
     """
-    spec, rules = load_spec(paper, _select(cfg, "experiment.name"))
+    plain = resolved(cfg)
+    spec, rules = load_spec(paper, _select(plain, "experiment.name"))
     for key, typ in spec.items():
         if typ is None:
             continue
-        v = _select(cfg, key)
+        v = _select(plain, key)
         if v is _MISSING:
             continue
         msg = typ.check(v)
@@ -198,7 +238,7 @@ def validate(paper: str, cfg: Any) -> None:
             name = source_key(cfg, key)
             raise ConfigError(name, f"{name} {msg}")
     for rule in rules:
-        values = [_select(cfg, k) for k in rule.keys]
+        values = [_select(plain, k) for k in rule.keys]
         if any(v is _MISSING for v in values):
             continue
         try:
@@ -208,8 +248,8 @@ def validate(paper: str, cfg: Any) -> None:
         if not ok:
             name = source_key(cfg, rule.setting or rule.keys[0])
             raise ConfigError(name, rule.message.format(*values))
-    _check_encodings(_select(cfg, "data.encodings"))
-    check_results_dir(str(_select(cfg, "results_dir")))
+    _check_encodings(_select(plain, "data.encodings"))
+    check_results_dir(str(_select(plain, "results_dir")))
 
 
 def _check_encodings(enc: Any) -> None:
@@ -266,7 +306,8 @@ def numeric_leaves(cfg: Any, skip: Sequence[str] = ("model", "hydra", "released"
 
 def covered(paper: str, cfg: Any, key: str) -> bool:
     """Whether `key` is declared, directly or as the source of a declared (interpolated) key."""
-    spec, _ = load_spec(paper, _select(cfg, "experiment.name"))
-    if key in spec:
+    plain = resolved(cfg)
+    spec, _ = load_spec(paper, _select(plain, "experiment.name"))
+    if any(key == k or key.startswith(k + ".") for k in spec):  # a declared key or an entry of a declared map
         return True
-    return any(source_key(cfg, k) == key for k in spec if _select(cfg, k) is not _MISSING)
+    return any(source_key(cfg, k) == key for k in spec if _select(plain, k) is not _MISSING)

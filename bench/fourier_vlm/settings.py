@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.core.validate import Choice, Flag, ListOf, Rule, Text, nonneg_int, pos_int
+from bench.core.validate import Choice, Flag, ListOf, MapOf, Rule, Text, nonneg_int, pos_float, pos_int
 
 SPEC = {
     "fourier.method": Choice(("dct", "dct_dense", "avgpool", "drop", "none")),
@@ -20,7 +20,8 @@ EXPERIMENTS = {
               "experiment.decode_tokens": nonneg_int(hi=1 << 20),
               "experiment.crosscheck_tokens": ListOf(pos_int(hi=1 << 20), min_len=0),
               "experiment.crosscheck_text_tokens": nonneg_int(hi=1 << 20),
-              "experiment.paper_convention": Text()},
+              "experiment.paper_convention": Text(),
+              "experiment.third_party_tflops": MapOf(pos_float(hi=1e6))},  # image tokens -> TFLOPs
     "speed": {"experiment.new_tokens": pos_int(hi=MAX_NEW_TOKENS), "experiment.text_tokens": nonneg_int(hi=1 << 20),
               "experiment.repeats": pos_int(hi=1000), "experiment.warmup": nonneg_int(hi=100),
               "experiment.batch": pos_int(hi=256), "experiment.dct_grids": ListOf(pos_int(hi=4096), min_len=0)},
