@@ -189,8 +189,8 @@ def run(paper: str, cfg: Any) -> Path:
             (staging / "comparison.md").write_text(text)
     except BaseException:  # KeyboardInterrupt too: nothing half-written is ever published
         failed = records_mod.discard(staging, out)
-        print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}",
-              file=sys.stderr, flush=True)
+        # stdout: stderr keeps the one error line the entry point prints
+        print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}", flush=True)
         raise
     path = records_mod.publish(staging, out)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
