@@ -48,7 +48,7 @@ EXPERIMENTS = {
 
 RULES = [
     Rule(("experiment.n_sink", "experiment.cache"), lambda s, c: s < c,
-         "the {0} sink tokens must leave room for recent tokens in a cache of {1}", "experiment.n_sink"),
+         "{0} sink tokens in a cache of {1} leave no room for recent tokens", "experiment.n_sink"),
     Rule(("experiment.n_sink", "experiment.cache_sizes"), lambda s, cs: s < min(cs),
          "every cache size ({1}) must exceed the {0} sink tokens", "experiment.cache_sizes"),
     Rule(("experiment.sink_counts", "experiment.cache"), lambda ss, c: max(ss) < c,

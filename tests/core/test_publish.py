@@ -14,7 +14,7 @@ from bench.core.errors import ConfigError
 from bench.core.records import read_record
 from tests.conftest import REPO, compose
 
-KEY = ("streaming_llm", "ppl_cache")  # a real experiment slot; its function is replaced by the fakes below
+KEY = ("streaming_llm", "ppl_cache")  # a real experiment slot (its config); its function is replaced by fakes
 
 
 def _cfg(tmp_path, *extra):
@@ -40,9 +40,9 @@ def _fake(value: float, fail: bool = False, calls: list | None = None):
 
 @pytest.fixture
 def fake_slot(monkeypatch):
-    runner.experiments("streaming_llm")  # import the real registry first, then replace one entry
+    """Replace the experiment the runner resolves for KEY (without importing the real experiment modules)."""
     def use(fn):
-        monkeypatch.setitem(runner._REGISTRY, KEY, fn)
+        monkeypatch.setattr(runner, "get_experiment", lambda paper, name: fn if (paper, name) == KEY else None)
     return use
 
 
@@ -161,3 +161,13 @@ def test_make_reproduce_passes_results_dir_and_resumes_unless_forced():
     r = subprocess.run(["make", "-n", "reproduce", "RESULTS_DIR=/tmp/elsewhere"], cwd=REPO, capture_output=True,
                        text=True)
     assert "reproduce.report --results /tmp/elsewhere" in r.stdout
+
+
+def test_fourier_speed_shows_progress(tmp_path, capfd):
+    """Fourier `speed` reports every timed generation (a long run is never silent; its G is bounded up front)."""
+    cfg = compose("fourier_vlm", ["experiment=speed", "profile=smoke", f"results_dir={tmp_path}", "fourier.budgets=[6]",
+                                  "scale.repeats=1", "scale.warmup=0", "scale.dct_grids=[24]", "scale.new_tokens=2",
+                                  "scale.text_tokens=1"])
+    runner.run("fourier_vlm", cfg)
+    err = capfd.readouterr().err
+    assert "speed G=2:" in err and "0/2" in err  # 2 budgets (576 and 36 tokens) x 1 repetition
