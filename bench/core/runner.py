@@ -8,6 +8,7 @@ environment and writes `results/<paper>/<experiment>/<profile>/record.json`.
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import sys
 import time
@@ -137,7 +138,9 @@ def current_record(out: Path, cfg: Any) -> Path | None:
         return None
     if rec is None or rec.get("env", {}).get("code_hash") != env_mod.code_hash():
         return None
-    return path if _comparable(rec.get("config") or {}) == _comparable(_plain(cfg)) else None
+    # Compared as JSON reads it back (a mapping keyed by numbers has string keys in the record).
+    now = json.loads(json.dumps(_plain(cfg)))
+    return path if _comparable(rec.get("config") or {}) == _comparable(now) else None
 
 
 def run(paper: str, cfg: Any) -> Path:

@@ -42,7 +42,7 @@ def _fake(value: float, fail: bool = False, calls: list | None = None):
 def fake_slot(monkeypatch):
     """Replace the experiment the runner resolves for KEY (without importing the real experiment modules)."""
     def use(fn):
-        monkeypatch.setattr(runner, "get_experiment", lambda paper, name: fn if (paper, name) == KEY else None)
+        monkeypatch.setattr(runner, "get_experiment", lambda paper, name: fn)
     return use
 
 
@@ -171,3 +171,12 @@ def test_fourier_speed_shows_progress(tmp_path, capfd):
     runner.run("fourier_vlm", cfg)
     err = capfd.readouterr().err
     assert "speed G=2:" in err and "0/2" in err  # 2 budgets (576 and 36 tokens) x 1 repetition
+
+
+def test_skip_if_current_with_a_config_keyed_by_numbers(tmp_path, fake_slot):
+    """fourier_vlm flops has `third_party_tflops: {576: ...}`: JSON turns its keys into strings."""
+    calls: list = []
+    fake_slot(_fake(1.0, calls=calls))
+    cfg = compose("fourier_vlm", ["experiment=flops", "profile=smoke", f"results_dir={tmp_path}", "skip_if_current=true"])
+    first = runner.run("fourier_vlm", cfg)
+    assert runner.run("fourier_vlm", cfg) == first and len(calls) == 1
