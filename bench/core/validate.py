@@ -216,10 +216,10 @@ def source_key(cfg: Any, key: str) -> str:
 
 def load_spec(paper: str, experiment: str | None = None) -> tuple[dict[str, Any], list[Rule]]:
     """`COMMON`, the paper's `SPEC` and its `EXPERIMENTS[experiment]` entries; the paper's `RULES`."""
-    from bench.core.runner import PAPERS
+    import importlib.util
 
-    if paper not in PAPERS:
-        raise ConfigError("paper", f"unknown paper {paper!r}; expected one of {PAPERS}")
+    if not paper.isidentifier() or importlib.util.find_spec(f"bench.{paper}.settings") is None:
+        raise ConfigError("paper", f"unknown paper {paper!r}: no bench/{paper}/settings.py declares its settings")
     mod = importlib.import_module(f"bench.{paper}.settings")
     per_experiment = getattr(mod, "EXPERIMENTS", {}).get(experiment, {})
     return {**COMMON, **mod.SPEC, **per_experiment}, list(getattr(mod, "RULES", []))

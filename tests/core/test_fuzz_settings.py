@@ -19,6 +19,15 @@ from bench.core.errors import ConfigError
 from bench.core.validate import covered, numeric_leaves, source_key
 from tests.conftest import CONFIGS, REPO
 
+
+def patch_experiment(mp, fn) -> None:
+    """Make the runner run `fn` whatever experiment the config names (registry or `experiment.fn` lookup),
+    without importing the real experiment modules."""
+    if hasattr(runner, "resolve_experiment"):
+        mp.setattr(runner, "resolve_experiment", lambda spec: fn)
+    else:
+        mp.setattr(runner, "get_experiment", lambda paper, name: fn)
+
 EXPERIMENTS = {
     "streaming_llm": ["ppl_table1", "ppl_sinks", "ppl_cache", "ppl_4m", "speed", "attention", "sink_pretrain", "chat"],
     "fourier_vlm": ["flops", "lowpass", "speed"],
@@ -81,7 +90,7 @@ def _run_noop(paper: str, name: str, cfg, results) -> tuple[bool, ConfigError | 
     calls: list[int] = []
     OmegaConf.update(cfg, "results_dir", str(results))
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(runner, "get_experiment", lambda p, n: lambda ctx: calls.append(1))
+        patch_experiment(mp, lambda ctx: calls.append(1))
         mp.setattr(runner.env_mod, "capture", lambda device="cpu": {"code_hash": "fuzz"})
         mp.setattr(runner, "_comparison", lambda *a: "")
         try:

@@ -13,6 +13,7 @@ from bench.core import env as env_mod, runner
 from bench.core.errors import ConfigError
 from bench.core.records import read_record
 from tests.conftest import REPO, compose
+from tests.core.test_fuzz_settings import patch_experiment
 
 KEY = ("streaming_llm", "ppl_cache")  # a real experiment slot (its config); its function is replaced by fakes
 
@@ -42,7 +43,7 @@ def _fake(value: float, fail: bool = False, calls: list | None = None):
 def fake_slot(monkeypatch):
     """Replace the experiment the runner resolves for KEY (without importing the real experiment modules)."""
     def use(fn):
-        monkeypatch.setattr(runner, "get_experiment", lambda paper, name: fn)
+        patch_experiment(monkeypatch, fn)
     return use
 
 
