@@ -38,13 +38,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-reproduce: $(STAMP) $(addprefix reproduce-,$(PAPERS))
-	$(BIN)/python -m reproduce.report
+# make reproduce [PROFILE=smoke] [RESULTS_DIR=<folder>] [FORCE=1]
+# Resumes: an experiment whose record was made by the same code (env.code_hash) and resolved config is
+# skipped (skip_if_current=true); FORCE=1 reruns everything. RESULTS_DIR sends every record elsewhere.
+RESULTS_DIR ?= results
+FORCE ?=
+REPRODUCE_ARGS = profile=$(PROFILE) results_dir=$(RESULTS_DIR) $(if $(filter 1 true yes,$(FORCE)),,skip_if_current=true)
 
-# One paper's experiments: make reproduce-streaming_llm [PROFILE=smoke]
+reproduce: $(STAMP) $(addprefix reproduce-,$(PAPERS))
+	$(BIN)/python -m reproduce.report --results $(RESULTS_DIR)
+
+# One paper's experiments: make reproduce-streaming_llm [PROFILE=smoke] [RESULTS_DIR=...] [FORCE=1]
 $(addprefix reproduce-,$(PAPERS)): reproduce-%: $(STAMP)
 	@set -e; for e in $(EXPERIMENTS_$*); do \
-	  echo "== $* $$e ($(PROFILE))"; $(BIN)/python -m reproduce.$* experiment=$$e profile=$(PROFILE); done
+	  echo "== $* $$e ($(PROFILE))"; $(BIN)/python -m reproduce.$* experiment=$$e $(REPRODUCE_ARGS); done
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

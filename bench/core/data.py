@@ -7,6 +7,7 @@ The project never ships data. `text_dir` reads a folder under the data directory
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 from bench.core.errors import ConfigError
@@ -17,6 +18,34 @@ from bench.core.paths import data_dir as resolve_data_dir
 class Document:
     name: str
     text: str
+
+
+def read_text(path: Path, setting: str, encoding: str = "utf-8") -> str:
+    """A text file decoded strictly (a leading UTF-8 BOM dropped, CRLF/CR line ends made LF).
+
+    Replacement characters would turn a binary or Latin-1 file into a plausible-looking stream whose
+    perplexity is meaningless (a random-bytes book scored PPL 100,614 with exit 0), so a file that does not
+    decode, or decodes to control characters, stops the run instead.
+
+    Args:
+        path: the file.
+        setting: the setting that chose the file (named in the error).
+        encoding: its declared encoding; UTF-8 unless the data config names another for this file.
+
+    Raises:
+        ConfigError: naming the file and `setting`.
+    """
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding)
+    except UnicodeDecodeError as e:
+        raise ConfigError(setting, f"{path} is not {encoding} text ({e.reason} at byte {e.start}); convert it "
+                          "to UTF-8 (e.g. iconv -f latin1 -t utf-8), or declare its encoding under "
+                          "data.encodings") from e
+    bad = next((c for c in text if c < " " and c not in "\t\n\r\f"), None)
+    if bad is not None:  # decodable bytes can still be binary: books never hold NUL/ESC/... characters
+        raise ConfigError(setting, f"{path} holds the control character {bad!r}: a binary file, not text")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def load_documents(cfg: Any, data_dir_setting: str | None, limit: int | None = None) -> list[Document]:
@@ -35,10 +64,11 @@ def load_documents(cfg: Any, data_dir_setting: str | None, limit: int | None = N
         files = sorted(root.glob("*.txt"))
         if not files:
             raise ConfigError("data.subdir", f"text folder {root} has no .txt files")
+        # Files that are not UTF-8 must be declared by name (data.encodings), never guessed.
+        encodings = dict(cfg.get("encodings") or {})
         docs = []
         for f in files[: limit or None]:
-            # Gutenberg files: most start with a UTF-8 BOM, a few use CRLF; normalise both.
-            text = f.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+            text = read_text(f, "data.subdir", str(encodings.get(f.stem, "utf-8")))
             if text.strip():
                 docs.append(Document(f.stem, text))
         if not docs:

@@ -45,17 +45,32 @@ def device_name(device: str) -> str:
     return f"cpu: {cpu_model()} ({os.cpu_count()} cores)"
 
 
-def source_hash() -> str:
-    """sha256 over the suite's code and configs (bench/, reproduce/, configs/): pins the exact code a record
-    ran, even from a working tree with uncommitted changes."""
+CODE_DIRS = ("bench", "configs", "reproduce")
+
+
+def code_files() -> list:
+    """The suite's code and configs: git's tracked plus untracked-not-ignored files under `CODE_DIRS` in a
+    checkout (so caches and build output never count), every file but bytecode otherwise."""
+    from pathlib import Path
+
+    listed = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", *CODE_DIRS)
+    if listed is not None:
+        files = [REPO_ROOT / p for p in listed.split("\0") if p]
+    else:
+        files = [p for top in CODE_DIRS for p in Path(REPO_ROOT, top).rglob("*")
+                 if "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return sorted(p for p in files if p.is_file())  # a tracked file deleted in the work tree is gone
+
+
+def code_hash() -> str:
+    """sha256 over the path and content of every `code_files()` entry, as they are in the work tree: it names
+    the exact code a record ran (uncommitted edits included), and `skip_if_current` compares it."""
     import hashlib
 
     h = hashlib.sha256()
-    for top in ("bench", "reproduce", "configs"):
-        for p in sorted((REPO_ROOT / top).rglob("*")):
-            if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts:
-                h.update(str(p.relative_to(REPO_ROOT)).encode())
-                h.update(p.read_bytes())
+    for p in code_files():
+        h.update(str(p.relative_to(REPO_ROOT)).encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()[:16]
 
 
@@ -77,7 +92,7 @@ def capture(device: str = "cpu") -> dict[str, Any]:
         "packages": versions,
         "git_sha": _git("rev-parse", "HEAD"),
         "git_dirty": bool(dirty) if dirty is not None else None,
-        "source_hash": source_hash(),
+        "code_hash": code_hash(),
         "device": device,
         "device_name": device_name(device),
         "torch_threads": torch.get_num_threads(),

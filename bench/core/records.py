@@ -137,29 +137,105 @@ def run_dir(results_dir: str | Path, paper: str, experiment: str, profile: str) 
     return Path(results_dir) / paper / experiment / profile
 
 
+STAGING_PREFIX = ".staging-"
+FAILED = ".failed-run"  # the partial output of the last failed run in this folder (replaced each time)
+
+
 def write_record(directory: Path, record: Record) -> Path:
-    """Write `record.json` atomically; an earlier record is moved to `history/`, never overwritten silently."""
+    """Write `record.json` atomically; an earlier run in `directory` is first moved whole to `history/`."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "record.json"
     if path.exists():
-        history = directory / "history"
-        history.mkdir(exist_ok=True)
-        try:
-            old_created = json.loads(path.read_text()).get("created", "")
-        except (OSError, json.JSONDecodeError):
-            old_created = ""
-        stamp = (old_created or now_iso()).replace(":", "").replace("+0000", "Z")
-        target = history / f"record-{stamp}.json"
-        n = 1
-        while target.exists():
-            target = history / f"record-{stamp}-{n}.json"
-            n += 1
-        shutil.move(path, target)
-        print(f"[records] earlier record kept as {target}")
+        archive_run(directory)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _run_files(directory: Path) -> list[Path]:
+    """The files of the run published in `directory`: its record, the artifacts it lists, and every other
+    plain top-level file. Hidden entries (checkpoints, staging), `history/` and sub-folders (the sweep jobs
+    beside it, `run_tag`) belong to other runs and are never included."""
+    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
+    try:
+        arts = json.loads((directory / "record.json").read_text()).get("artifacts") or {}
+    except (OSError, ValueError, AttributeError):
+        arts = {}
+    for rel in (r for lst in arts.values() if isinstance(lst, list) for r in lst):
+        p = directory / str(rel)
+        if p.is_file() and ".." not in Path(rel).parts and p not in files:
+            files.append(p)
+    return files
+
+
+def archive_run(directory: Path) -> Path | None:
+    """Move the run published in `directory` to `history/<its created stamp>/` (same relative paths)."""
+    files = _run_files(directory)
+    if not files:
+        return None
+    try:
+        created = json.loads((directory / "record.json").read_text()).get("created", "")
+    except (OSError, ValueError, AttributeError):
+        created = ""
+    stamp = (created or f"unrecorded-{now_iso()}").replace(":", "").replace("+0000", "Z")
+    target = directory / "history" / stamp
+    n = 1
+    while target.exists():
+        target = directory / "history" / f"{stamp}-{n}"
+        n += 1
+    for f in files:
+        dest = target / f.relative_to(directory)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(f, dest)
+    print(f"[records] earlier run kept as {target}")
+    return target
+
+
+def stage_dir(directory: Path) -> Path:
+    """A fresh staging folder `<directory>/.staging-<pid>/` for one run; stagings left by dead processes
+    (a kill -9) are removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob(STAGING_PREFIX + "*"):
+        pid = old.name[len(STAGING_PREFIX):]
+        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+    staging = directory / f"{STAGING_PREFIX}{os.getpid()}"
+    staging.mkdir()
+    return staging
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def publish(staging: Path, directory: Path) -> Path:
+    """Publish a finished run: the earlier run moves to `history/`, then every staged file moves in, the
+    record last (a reader never sees the new record beside the old CSVs). Returns the record path."""
+    if (directory / "record.json").exists() or _run_files(directory):
+        archive_run(directory)
+    staged = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == "record.json")
+    for f in staged:
+        dest = directory / f.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(f, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+    return directory / "record.json"
+
+
+def discard(staging: Path, directory: Path) -> Path:
+    """A failed run publishes nothing: its partial output is kept as `<directory>/.failed-run/` (the
+    previous failed run's is replaced) for inspection, and the published run is untouched."""
+    failed = directory / FAILED
+    shutil.rmtree(failed, ignore_errors=True)
+    os.replace(staging, failed)
+    return failed
 
 
 def validate(data: Any, source: str) -> dict[str, Any]:

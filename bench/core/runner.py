@@ -9,6 +9,7 @@ the resolved config and the environment and writes `results/<paper>/<experiment>
 from __future__ import annotations
 
 import importlib
+import json
 import random
 import sys
 import time
@@ -20,6 +21,7 @@ from bench.core import env as env_mod
 from bench.core import sandbox
 from bench.core.cache import to_plain
 from bench.core.errors import ConfigError
+from bench.core import records as records_mod
 from bench.core.records import Record, run_dir, write_record
 from bench.core.tables import write_csv, write_markdown
 
@@ -61,16 +63,18 @@ class RunContext:
     paper: str
     experiment: str
     profile: str
-    out_dir: Path
+    out_dir: Path  # where this run writes: a staging folder, published whole when the run succeeds
     record: Record
     log_lines: list[str] = field(default_factory=list)
     # Seconds the earlier legs of a resumed run took (an experiment resuming from its checkpoint sets it);
     # the record's duration_s is this leg plus these, so a resumed run reports the time of all its work.
     resumed_seconds: float = 0.0
+    publish_dir: Path | None = None  # the run folder the staging folder is published into
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.out_dir / ".checkpoint"
+        """Resume state lives in the run folder itself, so it survives a failed or interrupted run."""
+        return (self.publish_dir or self.out_dir) / ".checkpoint"
 
     def log(self, msg: str) -> None:
         line = f"[{self.paper}/{self.experiment}/{self.profile}] {msg}"
@@ -127,49 +131,97 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return plain  # type: ignore[return-value]
 
 
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config minus the switches that do not change what a run measures."""
+    return {k: v for k, v in config.items() if k != "skip_if_current"}
+
+
+def current_record(out: Path, cfg: Any) -> Path | None:
+    """`out/record.json` when it was made by this code (`env.code_hash`) from this resolved config, else None."""
+    from bench.core.records import RecordError, read_record
+
+    path = out / "record.json"
+    try:
+        rec = read_record(path) if path.exists() else None
+    except RecordError:
+        return None
+    if rec is None or rec.get("env", {}).get("code_hash") != env_mod.code_hash():
+        return None
+    # Compared as JSON reads it back (a mapping keyed by numbers has string keys in the record).
+    now = json.loads(json.dumps(_plain(cfg)))
+    return path if _comparable(rec.get("config") or {}) == _comparable(now) else None
+
+
 def run(paper: str, cfg: Any) -> Path:
-    """Run the experiment `cfg.experiment` names (`fn`) and write its record. Returns the record path."""
+    """Run the experiment `cfg.experiment.name` of `paper` and publish its run folder. Returns the record path.
+
+    Every setting is validated first. The run writes into a staging folder inside its run folder; only a
+    run that finishes publishes (record, tables, CSVs and figures together, the earlier run moved whole to
+    `history/`); a failed one leaves the published run untouched and its partial output in `.failed-run/`.
+    With `skip_if_current=true` a run whose record was made by the same code and config is not repeated.
+    """
+    from bench.core.validate import validate
+
+    name = cfg.experiment.name
+    validate(paper, cfg)  # before anything heavy is imported or built: a bad setting costs a second
+    fn = resolve_experiment(cfg.experiment.get("fn"))
+
     import numpy as np
     import torch
 
-    name = cfg.experiment.name
-    fn = resolve_experiment(cfg.experiment.get("fn"))
     profile = cfg.profile.name
+    out = run_dir(cfg.results_dir, paper, name, profile)
+    tag = run_tag(cfg)
+    if tag:
+        out = out / tag
+    if cfg.get("skip_if_current"):
+        done = current_record(out, cfg)
+        if done is not None:
+            print(f"[{paper}/{name}/{profile}] up to date (same code and config): {done}; FORCE=1 reruns", flush=True)
+            return done
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     seed = int(cfg.get("seed", 0))
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    out = run_dir(cfg.results_dir, paper, name, profile)
-    tag = run_tag(cfg)
-    if tag:
-        out = out / tag
-    out.mkdir(parents=True, exist_ok=True)
+    staging = records_mod.stage_dir(out)
     record = Record(paper=paper, experiment=name, profile=profile)
-    ctx = RunContext(cfg, paper, name, profile, out, record)
+    ctx = RunContext(cfg, paper, name, profile, staging, record, publish_dir=out)
     ctx.log(f"start -> {out}")
     # The environment (git sha included) is taken when the run starts: it names the code that ran.
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
     t0, ran = time.time(), sandbox.usage()
-    fn(ctx)
-    record.duration_s = round(time.time() - t0 + float(ctx.resumed_seconds), 1)
-    ran = {k: n - ran.get(k, 0) for k, n in sandbox.usage().items() if n > ran.get(k, 0)}
-    if ran:  # generated code ran: the record says how it was contained ("UNSAFE: not isolated" or bwrap)
-        record.env["code_execution"] = ran
-    record.config = _plain(cfg)
-    path = write_record(out, record)
+    try:
+        fn(ctx)
+        record.duration_s = round(time.time() - t0 + float(ctx.resumed_seconds), 1)
+        ran = {k: n - ran.get(k, 0) for k, n in sandbox.usage().items() if n > ran.get(k, 0)}
+        if ran:  # generated code ran: the record says how it was contained ("UNSAFE: not isolated" or bwrap)
+            record.env["code_execution"] = ran
+        record.config = _plain(cfg)
+        write_record(staging, record)
+        text = _comparison(paper, record, name)
+        if text:
+            (staging / "comparison.md").write_text(text)
+    except BaseException:  # KeyboardInterrupt too: nothing half-written is ever published
+        failed = records_mod.discard(staging, out)
+        # stdout: stderr keeps the one error line the entry point prints
+        print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}", flush=True)
+        raise
+    path = records_mod.publish(staging, out)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
+    if text:
+        print(text)
+    return path
+
+
+def _comparison(paper: str, record: Record, name: str) -> str:
     try:
         from bench.core.references import comparison_markdown
 
-        text = comparison_markdown(paper, [record.to_dict()], experiment=name)
-        if text:
-            (out / "comparison.md").write_text(text)
-            print(text)
+        return comparison_markdown(paper, [record.to_dict()], experiment=name) or ""
     except FileNotFoundError:  # no references/<paper>.yaml yet
-        pass
-    return path
+        return ""
 
 
 def run_tag(cfg: Any) -> str | None:

@@ -16,6 +16,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bench.core.cache import CacheEntry, to_plain  # to_plain: re-exported for older importers
+from bench.core.checkpoint import Checkpoint
+from bench.core.data import read_text
 from bench.core.errors import ConfigError
 from bench.core.paths import data_dir as resolve_data_dir
 
@@ -30,7 +32,7 @@ def read_corpus(root: Path, entries: Sequence[str], max_chars: int) -> str:
         for f in files:
             if not f.exists():
                 raise ConfigError("model.train.corpus", f"training text {f} not found in the data directory")
-            text = f.read_text(encoding="utf-8-sig", errors="replace").replace("\r\n", "\n")
+            text = read_text(f, "model.train.corpus")
             parts.append(text)
             total += len(text)
             if total >= max_chars:
@@ -70,7 +72,8 @@ def llama_config(arch: dict[str, Any], vocab_size: int, context: int):
 def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
                     batch_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     log: Callable[[str], None] = print,
-                    on_step: Callable[[int, float], None] | None = None) -> list[float]:
+                    on_step: Callable[[int, float], None] | None = None,
+                    checkpoint: Checkpoint | None = None, every_steps: int = 0) -> list[float]:
     """Train `model` on random windows of the token stream `ids` with AdamW and cosine decay.
 
     Args:
@@ -80,6 +83,11 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         batch_fn: optional transform of each (B, T) batch (e.g. prepend a sink token).
         on_step: optional callback after every optimizer step with (step index, loss), e.g. a progress bar
             or a periodic probe of the model (the model is in train mode when it is called).
+        checkpoint: optional resume state (`bench.core.checkpoint.Checkpoint`, keyed by the caller on
+            everything that defines the run). Model, optimizer, batch-sampler and torch RNG state and the
+            losses so far are saved every `every_steps` steps; a matching checkpoint resumes from there with
+            bit-identical losses. It is cleared once training finishes.
+        every_steps: checkpoint interval in optimizer steps (0 = never save).
 
     Returns:
         The loss after every step.
@@ -91,11 +99,19 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
     gen = torch.Generator().manual_seed(int(train["seed"]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=float(train.get("weight_decay", 0.1)),
                             betas=(0.9, 0.95))
-    losses = []
+    losses: list[float] = []
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        losses = list(state["losses"])
+        log(f"[tiny] resumed from {checkpoint.path} at step {len(losses)}/{steps}")
     device = next(model.parameters()).device
     model.train()
     t0 = time.time()
-    for step in range(steps):
+    for step in range(len(losses), steps):
         scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for g in opt.param_groups:
             g["lr"] = lr * max(scale, 0.05)
@@ -111,10 +127,15 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
+        if checkpoint is not None and every_steps > 0 and (step + 1) % every_steps == 0 and step + 1 < steps:
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses})
         if on_step is not None:
             on_step(step, losses[-1])
         if step % max(1, steps // 10) == 0 or step == steps - 1:
             log(f"[tiny] step {step + 1}/{steps} loss {loss.item():.3f} ({time.time() - t0:.0f}s)")
+    if checkpoint is not None:
+        checkpoint.clear()
     model.eval()
     return losses
 

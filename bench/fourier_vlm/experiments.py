@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from bench.core.errors import ConfigError
 from bench.fourier_vlm.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
@@ -34,6 +35,7 @@ from bench.fourier_vlm import figures
 from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
 from bench.fourier_vlm.dct import dctn, idctn
 from bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
+from bench.fourier_vlm.settings import MAX_NEW_TOKENS
 
 PAPER = "fourier_vlm"
 
@@ -86,9 +88,10 @@ def flops(ctx: RunContext) -> None:
     e = ctx.cfg.experiment
     # Abstract: "up to 83.8% fewer inference FLOPs" (LLaVA-1.5-7B); the number lives in the reference file.
     paper_red = paper_value(PAPER, "flops_reduction_64")
-    tokens = _tokens_list(ctx, e.tokens, "experiment.tokens")
-    if tokens[0] != int(ctx.cfg.fourier.base_side) ** 2:
-        raise ConfigError("experiment.tokens", "the first entry must be the uncompressed count (the baseline)")
+    # The table's budgets are the compressor's (`fourier.budgets`, k*k tokens each), after the uncompressed
+    # baseline: one setting says which budgets every experiment uses.
+    side = int(ctx.cfg.fourier.base_side)
+    tokens = [side * side] + [k * k for k in _budgets(ctx) if k != side]
     G = int(e.decode_tokens)
     convs = all_conventions(tuple(int(t) for t in e.text_tokens))
     paper_conv = Convention.parse(str(e.paper_convention))
@@ -217,6 +220,8 @@ def speed(ctx: RunContext) -> None:
     G, T, R, B = int(e.new_tokens), int(e.text_tokens), int(e.repeats), int(e.batch)
     if G < 2:
         raise ConfigError("experiment.new_tokens", "need at least 2 new tokens to time decoding")
+    if G > MAX_NEW_TOKENS:  # also checked up front (settings.py); here for direct callers
+        raise ConfigError("experiment.new_tokens", f"{G} new tokens is over the bound {MAX_NEW_TOKENS}")
     side = int(model.config.vision_config.image_size) // int(model.config.vision_config.patch_size)
     if side != int(cfg.fourier.base_side):
         raise ConfigError("fourier.base_side", f"the model's patch grid is {side}x{side}, not {cfg.fourier.base_side}")
@@ -272,10 +277,14 @@ def speed(ctx: RunContext) -> None:
             return clock.time(lambda: model.lm_head(lm(inputs_embeds=emb, use_cache=False).last_hidden_state[:, -1:]))
 
     budgets = list(setups)
+    # Progress over every timed generation (warm-up included): a long G is visible, never silent.
+    bar = tqdm(total=(int(e.warmup) + R) * len(budgets), desc=f"speed G={G}", unit="gen", mininterval=2.0,
+               leave=False)
     for _ in range(int(e.warmup)):
         for n in budgets:
             run_generate(n)
             run_prefill(n)
+            bar.update(1)
     samples: dict[int, dict[str, list[float]]] = {n: {"ttft_ms": [], "e2e_ms": [], "decode_tok_s": [],
                                                       "prefill_ms": [], "e2e_cpu_ms": []} for n in budgets}
     rng = random.Random(int(cfg.seed))
@@ -288,7 +297,9 @@ def speed(ctx: RunContext) -> None:
             for key, v in s.items():
                 samples[n][key].append(v)
             samples[n]["prefill_ms"].append(run_prefill(n))
+            bar.update(1)
         ctx.log(f"repetition {rep + 1}/{R} done ({time.time() - t_start:.0f} s)")
+    bar.close()
     base = budgets[0]
     med = {n: {key: summarize(v) for key, v in d.items()} for n, d in samples.items()}
     rows = []

@@ -55,8 +55,8 @@ def test_lowpass_smoke(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("experiment,extra,setting", [
-    ("flops", ["fourier.budgets=[30]"], None),  # flops reads experiment.tokens, budgets unused
-    ("flops", ["experiment.tokens=[576,50]"], "experiment.tokens"),
+    ("flops", ["fourier.budgets=[30]"], "fourier.budgets"),  # flops tabulates fourier.budgets (issue 14)
+    ("flops", ["fourier.budgets=[7.5]"], "fourier.budgets"),
     ("flops", ["experiment.paper_convention=llm_ffn5_prefill"], "experiment.conventions"),
     ("speed", ["fourier.budgets=[30]"], "fourier.budgets"),
     ("speed", ["fourier.method=wavelet"], "fourier.method"),

@@ -86,7 +86,7 @@ def test_chat_sinks_must_leave_room(tmp_path, data_dir, n_sink):
                                     f"experiment.conversation={CONVERSATION}"])
     with pytest.raises(ConfigError, match="no room") as e:
         run("streaming_llm", cfg)
-    assert e.value.setting == "experiment.cache"
+    assert e.value.setting == "experiment.n_sink"  # checked up front (bench/streaming_llm/settings.py)
 
 
 def test_conversation_formats(tmp_path):

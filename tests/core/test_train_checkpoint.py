@@ -1,0 +1,47 @@
+"""`train_causal_lm` resumes from its checkpoint with bit-identical losses (issue 14, part 5)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.core.checkpoint import Checkpoint
+from bench.core.tiny import llama_config, train_causal_lm
+
+ARCH = {"hidden": 16, "intermediate": 32, "layers": 1, "heads": 2, "kv_heads": 1}
+TRAIN = {"steps": 12, "batch": 2, "seq_len": 16, "lr": 0.01, "seed": 3, "warmup": 2}
+
+
+class Stop(Exception):
+    pass
+
+
+def _model():
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM(llama_config(ARCH, 50, 64))
+
+
+def test_resumed_training_matches_uninterrupted(tmp_path):
+    ids = torch.randint(0, 50, (400,), generator=torch.Generator().manual_seed(1))
+    full_model = _model()
+    full = train_causal_lm(full_model, ids, TRAIN, log=lambda s: None)
+
+    ck = Checkpoint(tmp_path, "policy", "key-1")
+
+    def interrupt(step, loss):
+        if step == 6:  # killed after step 7; the last checkpoint is after step 6 (every 3 steps)
+            raise Stop
+
+    with pytest.raises(Stop):
+        train_causal_lm(_model(), ids, TRAIN, log=lambda s: None, on_step=interrupt, checkpoint=ck, every_steps=3)
+    assert ck.load() is not None and len(ck.load()["losses"]) == 6
+    resumed_model = _model()
+    resumed = train_causal_lm(resumed_model, ids, TRAIN, log=lambda s: None, checkpoint=ck, every_steps=3)
+    assert resumed == full  # bit-identical, not approximately equal
+    for a, b in zip(full_model.parameters(), resumed_model.parameters()):
+        assert torch.equal(a, b)
+    assert not ck.path.exists()  # cleared once training finished
+    other = Checkpoint(tmp_path, "policy", "key-2")  # a checkpoint of other settings is never used
+    assert train_causal_lm(_model(), ids, TRAIN, log=lambda s: None, checkpoint=other, every_steps=3) == full
