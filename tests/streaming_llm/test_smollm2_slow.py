@@ -33,9 +33,9 @@ def test_smollm2_chunked_equals_token_by_token(smollm2, data_dir):
 
 
 def test_smollm2_sink_cache_rebases_keep_it_exact(smollm2, data_dir):
-    """Cache 4+508 over 1,600 tokens of a book with the default re-base (every 512 tokens once full: at
-    1,024 and 1,536): the token path equals the chunked path. A control continues from token 1,024 with keys
-    at ~64K positions and no re-base (what a long session did before): it drifts past 1e-4."""
+    """Cache 4+124 over 1,200 tokens of a book with the default re-base (every 512 tokens once full: at
+    640 and 1,152): the token path equals the chunked path. A control continues from token 512 with keys at
+    ~64K positions and no re-base (what a long session did before): it drifts past 1e-4."""
     import copy
 
     from bench.streaming_llm.adapters import adapter_for
@@ -44,17 +44,18 @@ def test_smollm2_sink_cache_rebases_keep_it_exact(smollm2, data_dir):
     from bench.streaming_llm.sink_cache import SinkCache
 
     text = (data_dir / "gutenberg" / "moby_dick.txt").read_text(encoding="utf-8-sig")[:40000]
-    ids = torch.tensor(smollm2.tokenizer(text).input_ids[:1601])
+    ids = torch.tensor(smollm2.tokenizer(text).input_ids[:1201])
     model = smollm2.model
-    ref = token_by_token(model, ids, 4, 508)  # default rebase_every
-    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(4, 508))
+    ref = token_by_token(model, ids, 4, 124)  # default rebase_every
+    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(4, 124))
     parts, state = [], None
-    for s in range(0, 1600, 512):
-        parts.append(ev.nll(ids[s:s + 512], ids[s + 1:s + 513]))
-        if s + 512 == 1024:
+    x, y = ids[:-1], ids[1:]
+    for s in range(0, x.numel(), 256):
+        parts.append(ev.nll(x[s:s + 256], y[s:s + 256]))
+        if s + 256 == 512:
             state = copy.deepcopy(ev.state)
     got = torch.cat(parts)
     assert (got - ref).abs().max().item() <= 1e-4
-    far = SinkCache.from_stream_state(state, rope_of(model), 4, 508, rebase_every=10**9, base=1024 - 65536)
-    drift = _token_path(model, far, ids, 1024, 200) - got[1024:1224]
+    far = SinkCache.from_stream_state(state, rope_of(model), 4, 124, rebase_every=10**9, base=512 - 65536)
+    drift = _token_path(model, far, ids, 512, 100) - got[512:612]
     assert drift.abs().max().item() > 1e-4
