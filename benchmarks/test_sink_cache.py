@@ -8,7 +8,7 @@ from transformers import DynamicCache
 
 from bench.core.timing import time_interleaved
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 pytestmark = pytest.mark.benchmark
 CACHE = 1024
@@ -19,18 +19,18 @@ def test_sink_cache_step_overhead(benchmark, smollm2):
     model = smollm2.model
     ids = torch.randint(0, 40000, (1, CACHE + 400))
     sink = SinkCache(4, CACHE - 4, rope_of(model))
-    model(ids[:, :CACHE], past_key_values=sink, position_ids=sink.position_ids(CACHE), use_cache=True)
+    model(ids[:, :CACHE], position_ids=sink.position_ids(CACHE), use_cache=True, **cache_kwargs(model, sink))
     step = iter(range(CACHE, CACHE + 400))  # 5 + 60 timed + 20 pedantic steps < 400
 
     def sink_step():  # steady state: every step evicts one token and re-rotates the sinks
         t = next(step)
-        model(ids[:, t:t + 1], past_key_values=sink, position_ids=sink.position_ids(1), use_cache=True)
+        model(ids[:, t:t + 1], position_ids=sink.position_ids(1), use_cache=True, **cache_kwargs(model, sink))
 
     dyn = DynamicCache()
-    model(ids[:, :CACHE], past_key_values=dyn, use_cache=True)
+    model(ids[:, :CACHE], use_cache=True, **cache_kwargs(model, dyn))
 
     def dyn_step():  # same attended length: crop back to CACHE keys after each step
-        model(ids[:, :1], past_key_values=dyn, use_cache=True)
+        model(ids[:, :1], use_cache=True, **cache_kwargs(model, dyn))
         dyn.crop(-1)  # transformers 5: remove the token just added
 
     # interleaved (dyn, sink, dyn, sink, ...): both see the same machine state, so the ratio is stable

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 S, R, WARM, TIMED, CHUNK = 4, 1020, 1024, 64, 512
 
@@ -36,12 +36,12 @@ def test_chunked_vs_token_by_token(benchmark, smollm2):
     model, ids = smollm2.model, _ids(smollm2.tokenizer)
     # Token by token: dense prefill of the first WARM tokens (fits the cache: exact), then one token per call.
     cache = SinkCache(S, R, rope_of(model))
-    model(ids[None, :WARM], past_key_values=cache, position_ids=cache.position_ids(WARM), use_cache=True)
+    model(ids[None, :WARM], position_ids=cache.position_ids(WARM), use_cache=True, **cache_kwargs(model, cache))
     ref, times = [], []
     for t in range(WARM, WARM + TIMED):
         t0 = time.perf_counter()
-        logits = model(ids[None, t:t + 1], past_key_values=cache, position_ids=cache.position_ids(1),
-                       use_cache=True).logits[0, -1]
+        logits = model(ids[None, t:t + 1], position_ids=cache.position_ids(1), use_cache=True,
+                       **cache_kwargs(model, cache)).logits[0, -1]
         times.append(time.perf_counter() - t0)
         ref.append(F.cross_entropy(logits.float()[None], ids[t + 1:t + 2]))
     per_token_ref = sorted(times)[len(times) // 2]

@@ -1,12 +1,19 @@
 """Per-layer access to transformers models for the chunked evaluator.
 
-The evaluator needs each layer's query/key/value *before* RoPE, so that it can place keys at
-cache-relative positions itself. An adapter splits a decoder layer into `qkv` (norm + projections) and
-`finish` (output projection, residuals, MLP), reusing the model's own modules and weights.
+The evaluator needs each layer's query/key/value *before* any position is applied, so that it can place
+keys at cache-relative positions itself (paper Sec. 3.2). An adapter splits a decoder layer into `qkv`
+(norm + projections) and `finish` (output projection, residuals, MLP), reusing the model's own modules and
+weights, so the arithmetic is transformers' own.
 
-Supported: Llama family (Llama-2/3, Mistral, SmolLM2, Qwen2: `model.layers[i].self_attn`) and GPT-NeoX
-(Pythia: fused QKV, partial rotary, parallel residual). Falcon and MPT run through the token-by-token
-`SinkCache` path (see README, "Falcon and MPT").
+Supported (`model_type`):
+- `llama`, `mistral`, `qwen2`: Llama family (Llama-2/3, Mistral, SmolLM2; Qwen2 has biases on q/k/v,
+  which live inside the projections).
+- `gpt_neox` (Pythia): fused QKV laid out per head as [q | k | v], partial rotary, parallel residual.
+- `falcon`: fused QKV in three layouts (multi-head, multi-query, "new decoder architecture" with grouped
+  KV heads), RoPE, parallel attention/MLP.
+- `mpt`: ALiBi instead of RoPE: `rope` is None and `alibi_slopes` gives the per-head slope; the engine then
+  adds the distance bias itself (`bench.streaming_llm.alibi`).
+Anything else is refused with an error naming the `model` setting.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from typing import Protocol
 
 import torch
 
+from bench.core.errors import ConfigError
 from bench.streaming_llm.rope import Rope, rope_of
 
 
@@ -24,7 +32,8 @@ class Adapter(Protocol):
     n_kv_heads: int
     head_dim: int
     scaling: float
-    rope: Rope
+    rope: Rope | None  # None for ALiBi models, which set alibi_slopes instead
+    alibi_slopes: torch.Tensor | None  # (n_heads,) fp32, or None for RoPE models
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor: ...
     def qkv(self, i: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
@@ -32,8 +41,17 @@ class Adapter(Protocol):
     def logits(self, h: torch.Tensor) -> torch.Tensor: ...
 
 
+def _rope(model) -> Rope:
+    rope = rope_of(model)
+    if rope is None:
+        raise ConfigError("model", f"{model.config.model_type} model without a rotary embedding")
+    return rope
+
+
 class LlamaAdapter:
     """Llama-family decoder: h -> h + o(attn(norm1 h)) -> + mlp(norm2 .)."""
+
+    alibi_slopes = None
 
     def __init__(self, model):
         cfg = model.config
@@ -44,9 +62,7 @@ class LlamaAdapter:
         self.n_kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.scaling = self.layers[0].self_attn.scaling
-        rope = rope_of(model)
-        assert rope is not None, "Llama-family model without rotary embedding"
-        self.rope = rope
+        self.rope = _rope(model)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.model.embed_tokens(ids)
@@ -73,6 +89,8 @@ class LlamaAdapter:
 class NeoXAdapter:
     """GPT-NeoX (Pythia): fused QKV laid out per head as [q | k | v], partial rotary, parallel residual."""
 
+    alibi_slopes = None
+
     def __init__(self, model):
         cfg = model.config
         self.model = model
@@ -82,9 +100,7 @@ class NeoXAdapter:
         self.head_dim = cfg.hidden_size // cfg.num_attention_heads
         self.scaling = self.layers[0].attention.scaling
         self.parallel = bool(cfg.use_parallel_residual)
-        rope = rope_of(model)
-        assert rope is not None
-        self.rope = rope
+        self.rope = _rope(model)
 
     def embed(self, ids):
         return self.model.gpt_neox.embed_in(ids)
@@ -110,15 +126,135 @@ class NeoXAdapter:
         return head(self.model.gpt_neox.final_layer_norm(h))
 
 
+class FalconAdapter:
+    """Falcon (`FalconDecoderLayer`), RoPE variants.
+
+    Fused QKV layouts (transformers `FalconAttention._split_heads`):
+    - new decoder architecture (Falcon-40B/180B): per KV group [q_1 .. q_G | k | v], G = Hq / Hkv;
+    - multi-query (Falcon-7B): [q_1 .. q_H | k | v] with one KV head;
+    - neither: per head [q | k | v].
+    The KV heads are returned once (not broadcast to Hq as transformers does); the engine's GQA handling
+    maps query head h to KV head h // G, the same grouping.
+    Residual: parallel attention/MLP (`parallel_attn` or the new architecture, with one or two input norms),
+    else sequential like Llama.
+    """
+
+    alibi_slopes = None
+
+    def __init__(self, model):
+        cfg = model.config
+        if getattr(cfg, "alibi", False):
+            raise ConfigError("model", "Falcon with alibi=True (e.g. falcon-rw) has no chunked-evaluator adapter; "
+                                       "only the RoPE Falcon models (falcon-7b/40b/180b) have one")
+        self.model = model
+        self.layers = model.transformer.h
+        self.n_layers = len(self.layers)
+        self.n_heads = cfg.num_attention_heads
+        self.head_dim = cfg.hidden_size // cfg.num_attention_heads
+        self.new_arch = bool(cfg.new_decoder_architecture)
+        self.multi_query = bool(cfg.multi_query)
+        if self.new_arch:
+            self.n_kv_heads = cfg.num_kv_heads
+        else:
+            self.n_kv_heads = 1 if self.multi_query else self.n_heads
+        self.parallel = bool(cfg.parallel_attn)
+        self.two_norms = hasattr(self.layers[0], "ln_attn")  # new architecture with num_ln_in_parallel_attn == 2
+        self.scaling = self.layers[0].self_attention.inv_norm_factor
+        self.rope = _rope(model)
+
+    def embed(self, ids):
+        return self.model.transformer.word_embeddings(ids)
+
+    def qkv(self, i, h):
+        layer = self.layers[i]
+        x = layer.ln_attn(h) if self.two_norms else layer.input_layernorm(h)
+        fused = layer.self_attention.query_key_value(x)
+        b, t, _ = fused.shape
+        d, hq, hkv = self.head_dim, self.n_heads, self.n_kv_heads
+        if self.new_arch:
+            g = fused.view(b, t, hkv, hq // hkv + 2, d)
+            q, k, v = g[:, :, :, :-2].reshape(b, t, hq, d), g[:, :, :, -2], g[:, :, :, -1]
+        elif self.multi_query:
+            g = fused.view(b, t, hq + 2, d)
+            q, k, v = g[:, :, :-2], g[:, :, -2:-1], g[:, :, -1:]
+        else:
+            g = fused.view(b, t, hq, 3, d)
+            q, k, v = g[..., 0, :], g[..., 1, :], g[..., 2, :]
+        # (B, Hq, T, D), (B, Hkv, T, D), (B, Hkv, T, D)
+        return q.transpose(1, 2), k.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
+
+    def finish(self, i, h, attn):
+        layer = self.layers[i]
+        a = layer.self_attention.dense(attn)
+        # Same operation order as FalconDecoderLayer.forward: residual + (mlp + attn).
+        if self.new_arch or self.parallel:
+            x = layer.ln_mlp(h) if self.two_norms else layer.input_layernorm(h)
+            return h + (layer.mlp(x) + a)
+        h = h + a
+        return h + layer.mlp(layer.post_attention_layernorm(h))
+
+    def logits(self, h):
+        return self.model.lm_head(self.model.transformer.ln_f(h))
+
+
+class MptAdapter:
+    """MPT (`MptBlock`): fused Wqkv as [q | k | v] over the hidden size, optional clip_qkv, ALiBi.
+
+    ALiBi (Press et al. 2022) adds -slope_h * distance to each score instead of rotating q and k. The slopes
+    are read from the model's own `build_mpt_alibi_tensor`, the function transformers uses (it ignores the
+    config's alibi_bias_max, so reading the config would not match).
+    """
+
+    rope = None
+
+    def __init__(self, model):
+        cfg = model.config
+        self.model = model
+        self.layers = model.transformer.blocks
+        self.n_layers = len(self.layers)
+        self.n_heads = self.n_kv_heads = cfg.n_heads
+        self.head_dim = cfg.hidden_size // cfg.n_heads
+        self.scaling = float(self.layers[0].attn.softmax_scale)
+        self.clip = self.layers[0].attn.clip_qkv
+        bias = model.transformer.build_mpt_alibi_tensor(self.n_heads, 2, device="cpu")  # (H, 1, 2): [-slope, 0]
+        self.alibi_slopes = (-bias[:, 0, 0]).float()  # (H,)
+
+    def embed(self, ids):
+        return self.model.transformer.wte(ids)
+
+    def qkv(self, i, h):
+        att = self.layers[i].attn
+        x = self.layers[i].norm_1(h)
+        mixed = att.Wqkv(x)
+        if self.clip:
+            mixed = mixed.clamp(min=-self.clip, max=self.clip)
+        b, t, _ = mixed.shape
+        q, k, v = (z.reshape(b, t, self.n_heads, self.head_dim).transpose(1, 2) for z in mixed.chunk(3, dim=2))
+        return q, k.contiguous(), v.contiguous()  # each (B, H, T, D)
+
+    def finish(self, i, h, attn):
+        layer = self.layers[i]
+        h = layer.attn.out_proj(attn) + h  # MptBlock: resid_attn_dropout(attn) + residual
+        return layer.ffn(layer.norm_2(h), h)  # MptMLP adds the residual itself
+
+    def logits(self, h):
+        return self.model.lm_head(self.model.transformer.norm_f(h))
+
+
+ADAPTERS = {"llama": LlamaAdapter, "mistral": LlamaAdapter, "qwen2": LlamaAdapter,
+            "gpt_neox": NeoXAdapter, "falcon": FalconAdapter, "mpt": MptAdapter}
+
+
 def adapter_for(model) -> Adapter:
-    """The adapter for a loaded model, or a clear error for architectures only the token path supports."""
+    """The adapter for a loaded model.
+
+    Raises:
+        ConfigError (`model`): the architecture has no adapter. Matching by `model_type` rather than by
+            module names keeps look-alikes out (Qwen3 and Gemma have q_proj too, but also q/k norms or
+            other changes the Llama adapter would silently skip).
+    """
     kind = model.config.model_type
-    if hasattr(model, "model") and hasattr(model.model, "layers") and hasattr(model.model.layers[0], "self_attn") \
-            and hasattr(model.model.layers[0].self_attn, "q_proj"):
-        return LlamaAdapter(model)
-    if kind == "gpt_neox":
-        return NeoXAdapter(model)
-    raise NotImplementedError(
-        f"the chunked evaluator has no adapter for model_type {kind!r}; run it token by token with "
-        "evaluator=token (the SinkCache path works for any RoPE model, and for ALiBi models such as MPT)"
-    )
+    if kind not in ADAPTERS:
+        raise ConfigError("model", f"the chunked evaluator has no adapter for model_type {kind!r} "
+                                   f"(supported: {', '.join(sorted(ADAPTERS))})")
+    return ADAPTERS[kind](model)

@@ -14,6 +14,7 @@ import statistics
 import torch
 import torch.nn.functional as F
 
+from bench.core.errors import ConfigError
 from bench.core.plots import run_view
 from bench.core.runner import RunContext
 from bench.streaming_llm import figures
@@ -22,7 +23,14 @@ from bench.streaming_llm.adapters import adapter_for
 
 @torch.no_grad()
 def last_row_attention(adapter, ids: torch.Tensor) -> torch.Tensor:
-    """Attention probabilities of the last query over all keys, per layer and head: (layers, Hq, T)."""
+    """Attention probabilities of the last query over all keys, per layer and head: (layers, Hq, T).
+
+    Raises:
+        ConfigError("model"): for ALiBi models (MPT), which this RoPE re-implementation does not cover.
+    """
+    if adapter.rope is None:
+        raise ConfigError("model", "experiment=attention re-computes RoPE attention per layer; this model has "
+                          "no rotary embedding (ALiBi, e.g. MPT): pick a RoPE model (Llama family, NeoX, Falcon)")
     h = adapter.embed(ids[None])  # (1, T, d)
     t = ids.numel()
     pos = torch.arange(t, device=ids.device)
@@ -69,7 +77,6 @@ def short_sentences(text: str, tokenizer, length: int, count: int) -> torch.Tens
 
 def attention(ctx: RunContext) -> None:
     from bench.core.data import load_documents
-    from bench.core.errors import ConfigError
     from bench.core.models import load_model
 
     e, cfg = ctx.cfg.experiment, ctx.cfg

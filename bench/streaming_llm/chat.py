@@ -30,7 +30,7 @@ from bench.core.runner import RunContext
 from bench.streaming_llm import figures
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 PAPER = "streaming_llm"
 SETTING = "experiment.conversation"
@@ -168,8 +168,8 @@ class StreamingChat:
             n = max(1, min(len(ids) - i, self.capacity + 1 - self.fed))
             x = torch.tensor([list(ids[i:i + n])], device=self.device)  # (1, n)
             pos = self.cache.position_ids(n, self.device)
-            out = self.model(input_ids=x, past_key_values=self.cache, position_ids=pos, use_cache=True,
-                             logits_to_keep=1)
+            out = self.model(input_ids=x, position_ids=pos, use_cache=True, logits_to_keep=1,
+                             **cache_kwargs(self.model, self.cache))
             logits = out.logits[0, -1]
             self._check(n)
             self.fed += n

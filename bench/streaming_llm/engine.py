@@ -14,6 +14,9 @@ run, so every layer's KV, and every next-token NLL, are the same (tests check <=
 The two RoPE frames are merged into one scaled-dot-product call by concatenating along the head dim:
 q' = [rope(q, band pos) | rope(q, sink pos)], band key' = [rope(k) | 0], sink key' = [0 | rope(k_sink)],
 so q'.k' is the band score for band keys and the sink score for sink keys, under one softmax.
+
+ALiBi models (MPT: the adapter has `rope=None` and `alibi_slopes`) take a separate branch: the same
+distances become a per-head additive bias over [sink keys | band keys] (`alibi.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.streaming_llm.adapters import Adapter
+from bench.streaming_llm.alibi import alibi_attention, chunk_bias
 
 
 @dataclass
@@ -167,6 +171,10 @@ class ChunkedEvaluator:
             sink_mask = sink_idx[None, :] <= t[:, None]  # (C, Ks)
             cap = S + (R if R is not None else 10**12)
             sink_qpos = torch.minimum(t, torch.full_like(t, cap))
+        alibi = getattr(a, "alibi_slopes", None)
+        if alibi is not None:  # ALiBi models (MPT): one distance bias for all layers (alibi.py)
+            n_sink_add = max(0, min(S - n, C))
+            bias = chunk_bias(alibi, t, j, band, n_sink_prev + n_sink_add, S + R if R is not None else n + C)
         h = a.embed(ids)
         rope = a.rope
         for i in range(a.n_layers):
@@ -176,6 +184,14 @@ class ChunkedEvaluator:
                 v_ctx = torch.cat([st.recent_v[i], v], dim=-2)
             else:
                 k_ctx, v_ctx = k, v
+            if alibi is not None:  # ---- ALiBi branch: keys [sinks | band], unrotated, under the bias ----
+                sk = torch.cat([st.sink_k[i], k[:, :, :n_sink_add]], -2) if n_sink_prev else k[:, :, :n_sink_add]
+                sv = torch.cat([st.sink_v[i], v[:, :, :n_sink_add]], -2) if n_sink_prev else v[:, :, :n_sink_add]
+                out = alibi_attention(q, torch.cat([sk, k_ctx], -2), torch.cat([sv, v_ctx], -2), bias, a.scaling)
+                h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
+                self._update_state(i, k, v, n, C)
+                continue
+            # ---- RoPE path ----
             qb = rope.apply(q, band_qpos)
             kb = rope.apply(k_ctx, band_kpos)
             if use_sinks:

@@ -31,7 +31,7 @@ from bench.core.timing import DeviceClock, is_cuda, summarize
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 
 def _reset_peak(device: str) -> None:
@@ -98,15 +98,15 @@ def sink_cache_rate(model: Any, policy: CachePolicy, ids: torch.Tensor, steps: i
                           f"take {warmup}+{steps} steps")
     ids = ids.to(device)
     cache = SinkCache(policy.n_sink, policy.window, rope_of(model))
-    model(ids[None, :cap], past_key_values=cache, position_ids=cache.position_ids(cap, device), use_cache=True)
+    model(ids[None, :cap], position_ids=cache.position_ids(cap, device), use_cache=True, **cache_kwargs(model, cache))
     clock = DeviceClock(device)
     samples = []
     _reset_peak(device)
     for i in range(warmup + steps):
         t = cap + i
         a = clock.mark()
-        logits = model(ids[None, t:t + 1], past_key_values=cache, position_ids=cache.position_ids(1, device),
-                       use_cache=True).logits[0, -1]
+        logits = model(ids[None, t:t + 1], position_ids=cache.position_ids(1, device),
+                       use_cache=True, **cache_kwargs(model, cache)).logits[0, -1]
         F.cross_entropy(logits.float()[None], ids[t + 1:t + 2])
         dt = clock.ms(a, clock.mark())
         if i >= warmup:

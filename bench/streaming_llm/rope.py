@@ -59,6 +59,8 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def rope_of(model) -> Rope | None:
     """The RoPE spec of a transformers model, or None for models without RoPE (e.g. MPT's ALiBi)."""
     cfg = model.config
+    if getattr(cfg, "alibi", False):  # Falcon with alibi=True builds a rotary module it never uses
+        return None
     rotary = None
     for path in ("model.rotary_emb", "gpt_neox.rotary_emb", "transformer.rotary_emb"):
         obj = model

@@ -9,14 +9,18 @@ Implementation (cheap per step, exact): transformers rotates keys before `Cache.
 cannot un-rotate them for free. Instead the caller takes positions from `SinkCache.position_ids(n)`:
 recent keys stay rotated at the positions they were given (relative distances are then already true), and
 only the S sink keys are re-rotated each step by `position - kv_len` so that they sit at distance
-kv_len - i. Positions are re-based every `rebase_every` tokens (one rotation of the recent keys) so RoPE
-angles stay small and exact in fp32. For models without RoPE (ALiBi, e.g. MPT) pass `rope=None`: the
-bias is built from cache indices, which already are cache-relative.
+kv_len - i. Once the cache is full, positions are re-based every `rebase_every` tokens (one rotation of the
+recent keys) so that RoPE angles stay below capacity + rebase_every: fp32 angles p * inv_freq lose
+precision in proportion to p, and with the old 16K re-base the token-by-token NLL drifted from the exact
+chunked path by up to 4e-4 after 3,000 tokens (issue 10, part 5). With 512 the positions are as small as the
+chunked path's own (R + chunk), and the cost is one rotation of R keys per layer every 512 tokens. For
+models without RoPE (ALiBi, e.g. MPT) pass `rope=None`: the bias is built from cache indices, which already
+are cache-relative (Falcon with `alibi=True` likewise; `rope_of` returns None for it).
 
 Use:
     cache = SinkCache(n_sink=4, window=1020, rope=rope_of(model))
     pos = cache.position_ids(ids.shape[1])
-    out = model(ids, past_key_values=cache, position_ids=pos, use_cache=True)
+    out = model(ids, position_ids=pos, use_cache=True, **cache_kwargs(model, cache))
 
 Feeding several tokens in one call is allowed only while no eviction happens inside the call (prefill of
 a prompt that fits); past that, feed one token per call, as the paper does. `bench.streaming_llm.engine`
@@ -25,10 +29,35 @@ gives the same numbers as this cache for long inputs, in parallel.
 
 from __future__ import annotations
 
+import functools
+import inspect
+from typing import TYPE_CHECKING
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from bench.streaming_llm.rope import Rope
+
+if TYPE_CHECKING:
+    from bench.streaming_llm.engine import StreamState
+
+REBASE_EVERY = 512  # tokens between re-bases once the cache is full (see the module docstring)
+
+
+def cache_kwargs(model, cache: Cache | None) -> dict:
+    """The keyword argument that hands a KV cache to `model(...)`.
+
+    transformers 5.24 renamed `past_key_values` to `cache` (the old name warns and goes away in 5.40);
+    earlier 5.x releases only know `past_key_values` and would silently drop an unknown `cache=`. The name
+    is read from the forward's signature, so both work.
+    """
+    return {_cache_arg(type(model)): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_arg(cls: type) -> str:
+    params = inspect.signature(cls.forward).parameters  # follows deprecate_kwarg's functools.wraps
+    return "cache" if "cache" in params else "past_key_values"
 
 
 class SinkLayer(CacheLayerMixin):
@@ -103,15 +132,18 @@ class SinkCache(Cache):
         n_sink: S, initial tokens kept forever.
         window: R, most recent tokens kept.
         rope: the model's RoPE (`rope.rope_of(model)`), or None for ALiBi / no-position models.
-        rebase_every: re-base positions once they exceed this value.
+        rebase_every: once the cache is full, re-base positions every this many tokens (query positions
+            then stay below n_sink + window + rebase_every).
     """
 
-    def __init__(self, n_sink: int, window: int, rope: Rope | None, rebase_every: int = 16384):
+    def __init__(self, n_sink: int, window: int, rope: Rope | None, rebase_every: int = REBASE_EVERY):
         if n_sink < 0 or window < 1:
             raise ValueError(f"SinkCache needs n_sink >= 0 and window >= 1 (got {n_sink}+{window})")
+        if rebase_every < 1:
+            raise ValueError(f"SinkCache needs rebase_every >= 1 (got {rebase_every})")
         self.n_sink, self.window, self.capacity = n_sink, window, n_sink + window
         self.rope = rope
-        self.rebase_every = max(rebase_every, 2 * (n_sink + window))
+        self.rebase_every = rebase_every
         self.seen = 0  # tokens of finished forwards
         self.base = 0  # stream index that has position 0 in the current frame
         self._pending = 0
@@ -131,7 +163,8 @@ class SinkCache(Cache):
                 f"{self.capacity}); feed them one at a time or use the chunked evaluator"
             )
         self._pending = n_new
-        if self.rope is not None and self.current_position > self.rebase_every and self.seen > self.capacity:
+        if self.rope is not None and self.seen > self.capacity \
+                and self.current_position >= self.capacity + self.rebase_every:
             self._rebase()
         start = self.current_position
         return torch.arange(start, start + n_new, device=device)[None]
@@ -148,3 +181,37 @@ class SinkCache(Cache):
     def nbytes(self) -> int:
         """Bytes held by keys and values of all layers."""
         return sum(layer.nbytes() for layer in self.layers)
+
+    @classmethod
+    def from_stream_state(cls, state: "StreamState", rope: Rope | None, n_sink: int, window: int,
+                          rebase_every: int = REBASE_EVERY, base: int | None = None) -> "SinkCache":
+        """A cache that continues, token by token, a stream the chunked evaluator has read so far.
+
+        The chunked evaluator keeps pre-RoPE keys; here they are rotated into a cache frame. By default the
+        frame is the one right after a re-base (oldest recent key at position n_sink), a state the cache also
+        reaches by itself, so a long stream can be continued without feeding every earlier token.
+
+        Args:
+            state: `ChunkedEvaluator.state` of the same model and S+R policy.
+            base: stream index at position 0 instead (0: keys at their true stream positions).
+        """
+        cache = cls(n_sink, window, rope, rebase_every)
+        if not state.recent_k:
+            return cache
+        s, r = state.sink_k[0].shape[-2], state.recent_k[0].shape[-2]
+        cache.seen = state.seen
+        cache.base = state.seen - r - s if base is None else base
+        first = state.seen - r - cache.base  # position of the oldest recent key
+
+        def rotate(x: torch.Tensor, start: int) -> torch.Tensor:  # x (B, Hkv, T, D), pre-RoPE
+            if rope is None:
+                return x.clone()
+            return rope.apply(x, torch.arange(start, start + x.shape[-2], device=x.device))
+
+        for sk, sv, rk, rv in zip(state.sink_k, state.sink_v, state.recent_k, state.recent_v):
+            layer = SinkLayer(cache)
+            layer.lazy_initialization(rk, rv)
+            layer.sink_k, layer.sink_v = rotate(sk, 0), sv.clone()  # sinks at their true positions 0..s-1
+            layer.recent_k, layer.recent_v = rotate(rk, first), rv.clone()
+            cache.layers.append(layer)
+        return cache

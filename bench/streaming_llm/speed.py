@@ -24,7 +24,7 @@ from bench.core.timing import DeviceClock, summarize
 from bench.streaming_llm import figures
 from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 
 def _peak_mb(device: str) -> float:
@@ -50,7 +50,7 @@ def measure(model, prompt: torch.Tensor, cache_len: int, n_sink: int, tokens: in
     """Per-token latencies (ms) of both methods at one cache size, interleaved, plus memory."""
     ids = prompt[:cache_len].to(device)[None]  # (1, L)
     sink = SinkCache(n_sink, cache_len - n_sink, rope_of(model))
-    out = model(ids, past_key_values=sink, position_ids=sink.position_ids(cache_len, device), use_cache=True)
+    out = model(ids, position_ids=sink.position_ids(cache_len, device), use_cache=True, **cache_kwargs(model, sink))
     nxt_s = out.logits[:, -1:].argmax(-1)
     window = ids.clone()  # recompute's context: the last L tokens
     nxt_r = nxt_s.clone()
@@ -60,7 +60,7 @@ def measure(model, prompt: torch.Tensor, cache_len: int, n_sink: int, tokens: in
     for step in range(warmup + tokens):
         _reset_peak(device)
         a = clock.mark()
-        out = model(nxt_s, past_key_values=sink, position_ids=sink.position_ids(1, device), use_cache=True)
+        out = model(nxt_s, position_ids=sink.position_ids(1, device), use_cache=True, **cache_kwargs(model, sink))
         nxt_s = out.logits[:, -1:].argmax(-1)
         dt_s = clock.ms(a, clock.mark())  # waits for the step's kernels on CUDA
         mem_s = max(mem_s, _peak_mb(device))

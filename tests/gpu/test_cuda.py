@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bench.streaming_llm import engine
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from tests.streaming_llm.models import tiny_llama
 from tests.streaming_llm.test_engine import chunked, token_by_token
 
@@ -91,12 +91,12 @@ def test_sink_band_attention_portable_matches_cpu_kernel(device):
 def _greedy_sink(model, prompt: torch.Tensor, n_new: int, device: str) -> tuple[list[int], torch.Tensor]:
     cache = SinkCache(4, 12, rope_of(model), rebase_every=32)
     ids = prompt.to(device)[None]
-    out = model(ids, past_key_values=cache, position_ids=cache.position_ids(ids.shape[1], device), use_cache=True)
+    out = model(ids, position_ids=cache.position_ids(ids.shape[1], device), use_cache=True, **cache_kwargs(model, cache))
     toks, logits = [], []
     nxt = out.logits[:, -1:].argmax(-1)
     for _ in range(n_new):  # far past the 16-token capacity: evicts and re-bases
         toks.append(int(nxt))
-        out = model(nxt, past_key_values=cache, position_ids=cache.position_ids(1, device), use_cache=True)
+        out = model(nxt, position_ids=cache.position_ids(1, device), use_cache=True, **cache_kwargs(model, cache))
         logits.append(out.logits[0, -1].float().cpu())
         nxt = out.logits[:, -1:].argmax(-1)
     return toks, torch.stack(logits)

@@ -10,22 +10,23 @@ from transformers import DynamicCache
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
 from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache
+from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from tests.streaming_llm.models import tiny_llama, tiny_neox
 
 
 @torch.no_grad()
 def token_by_token(model, ids: torch.Tensor, n_sink: int, window: int | None, rope="model",
-                   rebase_every: int = 16384) -> torch.Tensor:
+                   rebase_every: int | None = None) -> torch.Tensor:
     """Reference: transformers' own forward, one token per call, through SinkCache (or a dense cache)."""
     if window is None:
         cache = DynamicCache()
     else:
-        cache = SinkCache(n_sink, window, rope_of(model) if rope == "model" else rope, rebase_every=rebase_every)
+        kw = {} if rebase_every is None else {"rebase_every": rebase_every}
+        cache = SinkCache(n_sink, window, rope_of(model) if rope == "model" else rope, **kw)
     out = []
     for t in range(ids.numel() - 1):
         kw = {} if window is None else {"position_ids": cache.position_ids(1)}
-        logits = model(ids[t:t + 1][None], past_key_values=cache, use_cache=True, **kw).logits[0, -1]
+        logits = model(ids[t:t + 1][None], use_cache=True, **cache_kwargs(model, cache), **kw).logits[0, -1]
         out.append(F.cross_entropy(logits.float()[None], ids[t + 1:t + 2]))
     return torch.stack(out)
 
@@ -67,7 +68,8 @@ def test_sink_cache_memory_is_bounded():
     sizes = []
     with torch.no_grad():
         for t in range(80):
-            model(torch.tensor([[t % 101]]), past_key_values=cache, position_ids=cache.position_ids(1), use_cache=True)
+            model(torch.tensor([[t % 101]]), position_ids=cache.position_ids(1), use_cache=True,
+                  **cache_kwargs(model, cache))
             sizes.append(cache.get_seq_length())
     assert max(sizes) == 20 and sizes[-1] == 20
     assert cache.nbytes() <= 2 * 3 * 21 * 2 * 32 * 4  # layers*(k,v)*tokens*heads*dim*bytes
