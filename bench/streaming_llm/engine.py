@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.streaming_llm.adapters import Adapter
+from bench.streaming_llm.split_attention import merge_lse, sink_scores, split_band_attention
 
 
 @dataclass
@@ -110,22 +111,11 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
     out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale)
     if qs is None or ks.shape[-2] == 0:
         return out_b
-    b, hq, c, d = qs.shape
     # Queries that are sinks themselves (t < S) have no band key: their band block must weigh nothing.
     has_band = band_mask.any(dim=-1)  # (C,)
     lse_b = lse_b.masked_fill(~has_band, float("-inf"))
     out_b = out_b.masked_fill(~has_band[:, None], 0.0)
-    hkv = ks.shape[1]
-    g = hq // hkv
-    qs32 = qs.float().reshape(b, hkv, g * c, d)
-    z = (qs32 @ ks.float().transpose(-1, -2)) * scale  # (B, Hkv, G*C, S)
-    z = z.masked_fill(~sink_mask.repeat(g, 1), float("-inf")).reshape(b, hq, c, -1)
-    m = torch.maximum(lse_b, z.amax(dim=-1))  # (B, Hq, C) — shift for stable exponentials
-    w_b = torch.exp(lse_b - m)  # weight of the whole band block
-    w_s = torch.exp(z - m[..., None])  # (B, Hq, C, S)
-    vs_rep = vs.float().repeat_interleave(g, dim=1)  # (B, Hq, S, D), S is tiny
-    num = w_b[..., None] * out_b.float() + w_s @ vs_rep
-    return (num / (w_b + w_s.sum(-1))[..., None]).to(qb.dtype)
+    return merge_lse([(out_b, lse_b)], sink_scores(qs, ks, scale, sink_mask), vs, qb.dtype)
 
 
 class ChunkedEvaluator:
@@ -134,12 +124,16 @@ class ChunkedEvaluator:
     Args:
         adapter: per-layer access to the model (`adapters.adapter_for(model)`).
         policy: the cache policy.
+        split: compute the band as unmasked pieces (`split_attention`, CPU flash kernel; default on CPU)
+            wherever the chunk allows it (no sink inside the chunk, chunk <= window); False always uses the
+            masked band (`sink_band_attention`), kept as the reference and for other devices.
     """
 
-    def __init__(self, adapter: Adapter, policy: CachePolicy):
+    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = None):
         self.a = adapter
         self.policy = policy
         self.state = StreamState()
+        self.split = split
 
     @torch.no_grad()
     def forward_chunk(self, ids: torch.Tensor) -> torch.Tensor:
@@ -155,10 +149,11 @@ class ChunkedEvaluator:
         n_recent_prev = st.recent_k[0].shape[-2] if have_state else 0
         ctx_start = n - n_recent_prev  # stream index of the first band key
         j = torch.arange(ctx_start, n + C, device=dev)  # stream index of each band key
-        # Band mask (C, Kc): causal, inside the window, and not a sink (sinks live in their own block).
-        band = (j[None, :] <= t[:, None]) & (j[None, :] >= S)
-        if R is not None:
-            band &= j[None, :] >= (t[:, None] - R)
+        split = (dev.type == "cpu" if self.split is None else self.split) and n >= S and (R is None or C <= R)
+        if not split:  # band mask (C, Kc): causal, inside the window, not a sink (sinks have their own block)
+            band = (j[None, :] <= t[:, None]) & (j[None, :] >= S)
+            if R is not None:
+                band &= j[None, :] >= (t[:, None] - R)
         band_qpos, band_kpos = t - ctx_start, j - ctx_start  # local frame: true distances
         use_sinks = S > 0
         if use_sinks:
@@ -169,32 +164,45 @@ class ChunkedEvaluator:
             sink_qpos = torch.minimum(t, torch.full_like(t, cap))
         h = a.embed(ids)
         rope = a.rope
+        # Every layer rotates at the same positions: cos/sin tables once per chunk, not once per layer.
+        cs_qb, cs_kb = rope.cos_sin(band_qpos, h.dtype), rope.cos_sin(band_kpos, h.dtype)
+        if use_sinks:
+            cs_qs, cs_ks = rope.cos_sin(sink_qpos, h.dtype), rope.cos_sin(sink_idx, h.dtype)
+        offset = None if R is None else R - n_recent_prev
         for i in range(a.n_layers):
             q, k, v = a.qkv(i, h)  # q (B,Hq,C,D); k,v (B,Hkv,C,D), pre-RoPE
             if have_state:
-                k_ctx = torch.cat([st.recent_k[i], k], dim=-2)
+                k_ctx = torch.cat([st.recent_k[i], k], dim=-2)  # (B, Hkv, r+C, D)
                 v_ctx = torch.cat([st.recent_v[i], v], dim=-2)
             else:
                 k_ctx, v_ctx = k, v
-            qb = rope.apply(q, band_qpos)
-            kb = rope.apply(k_ctx, band_kpos)
+            qb = rope.rotate(q, *cs_qb)
+            kb = rope.rotate(k_ctx, *cs_kb)
+            qs = ks = sv = None
             if use_sinks:
                 if n_sink_prev:
                     sk = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
                     sv = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
                 else:
                     sk, sv = k[:, :, :n_sink_new], v[:, :, :n_sink_new]
-                qs = rope.apply(q, sink_qpos)
-                ks = rope.apply(sk, sink_idx)
-                out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask, a.scaling)
+                qs = rope.rotate(q, *cs_qs)
+                ks = rope.rotate(sk, *cs_ks)
+            if split:
+                out = split_band_attention(qb, kb, v_ctx, n_recent_prev, offset, a.scaling, qs, ks, sv)
             else:
-                out = sink_band_attention(qb, kb, v_ctx, band, None, None, None, None, a.scaling)
+                out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask if use_sinks else None,
+                                          a.scaling)
             h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
-            self._update_state(i, k, v, n, C)
+            self._update_state(i, k, v, n, C, k_ctx if have_state else None, v_ctx if have_state else None)
         st.seen = n + C
         return h
 
-    def _update_state(self, i: int, k: torch.Tensor, v: torch.Tensor, n: int, C: int) -> None:
+    def _update_state(self, i: int, k: torch.Tensor, v: torch.Tensor, n: int, C: int,
+                      k_ctx: torch.Tensor | None = None, v_ctx: torch.Tensor | None = None) -> None:
+        """Append the chunk's pre-RoPE k, v (B, Hkv, C, D) to layer i's sinks and band, keep the last R.
+
+        k_ctx, v_ctx: [carried | k] as forward_chunk already built it, reused when no sink is new.
+        """
         st, S, R = self.state, self.policy.n_sink, self.policy.window
         n_sink_new = max(0, min(S - n, C))
         if len(st.sink_k) <= i:
@@ -205,8 +213,11 @@ class ChunkedEvaluator:
         if n_sink_new:
             st.sink_k[i] = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
             st.sink_v[i] = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
-        rk = torch.cat([st.recent_k[i], k[:, :, n_sink_new:]], dim=-2)
-        rv = torch.cat([st.recent_v[i], v[:, :, n_sink_new:]], dim=-2)
+        if k_ctx is not None and not n_sink_new:
+            rk, rv = k_ctx, v_ctx
+        else:
+            rk = torch.cat([st.recent_k[i], k[:, :, n_sink_new:]], dim=-2)
+            rv = torch.cat([st.recent_v[i], v[:, :, n_sink_new:]], dim=-2)
         if R is not None and rk.shape[-2] > R:
             rk, rv = rk[:, :, -R:].contiguous(), rv[:, :, -R:].contiguous()
         st.recent_k[i], st.recent_v[i] = rk, rv
