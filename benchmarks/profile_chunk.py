@@ -40,8 +40,9 @@ def instrument(ev: ChunkedEvaluator) -> None:
     for name, label in (("qkv", "qkv"), ("finish", "finish"), ("logits", "lm_head")):
         _wrap(a, name, label)
     _wrap(a.rope, "apply", "rope")
+    _wrap(a.rope, "rotate", "rope")
     _wrap(ev, "_update_state", "state")
-    for name in ("sink_band_attention", "band_attention_rope"):
+    for name in ("sink_band_attention", "split_band_attention"):
         if hasattr(engine, name):
             _wrap(engine, name, "attention")
     _wrap(engine, "token_nll", "nll") if hasattr(engine, "token_nll") else _wrap(torch.nn.functional, "cross_entropy", "nll")

@@ -26,10 +26,14 @@ import torch
 _FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 
 
-def _expand_heads(x: torch.Tensor, g: int) -> torch.Tensor:
-    """(B, Hkv, K, D) -> (B, Hkv*g, K, D): each KV head repeated for its g query heads (GQA)."""
+def _expand_heads(x: torch.Tensor, g: int, flip: bool = False) -> torch.Tensor:
+    """(B, Hkv, K, D) -> (B, Hkv*g, K, D): each KV head repeated for its g query heads (GQA), in one copy.
+
+    flip: also reverse the key axis (the same single copy).
+    """
     b, h, k, d = x.shape
-    return x[:, :, None].expand(b, h, g, k, d).reshape(b, h * g, k, d)
+    x = x[:, :, None].expand(b, h, g, k, d)
+    return (x.flip(-2) if flip else x).reshape(b, h * g, k, d)
 
 
 def flash_piece(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
@@ -84,15 +88,15 @@ def merge_lse(pieces: list[tuple[torch.Tensor, torch.Tensor]], z: torch.Tensor |
     num = den = None
     for out, lse in pieces:
         w = torch.exp(lse - m)  # weight of the whole key set
-        term = w[..., None] * out.float()
-        num = term if num is None else num + term
+        # one fp32 pass per piece (out may be bf16: the product promotes, no separate .float() copy)
+        num = w[..., None] * out if num is None else num.addcmul_(w[..., None], out)
         den = w if den is None else den + w
     if z is not None:
         w_s = torch.exp(z - m[..., None])  # (B, Hq, C, S)
         g = z.shape[1] // vs.shape[1]
         num = num + w_s @ vs.float().repeat_interleave(g, dim=1)  # (B, Hq, S, D): S is tiny
         den = den + w_s.sum(-1)
-    return (num / den[..., None]).to(dtype)
+    return num.div_(den[..., None]).to(dtype)
 
 
 def split_band_attention(qb: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, n_carried: int,
@@ -121,7 +125,9 @@ def split_band_attention(qb: torch.Tensor, kb: torch.Tensor, vb: torch.Tensor, n
     if q:  # carried[:q]: queries a >= off see c >= a - off (triangle), queries a < off see all
         off = c - q
         ke, ve = kb[:, :, :q], vb[:, :, :q]
-        out, lse = flash_piece(qb[:, :, off:].flip(-2), ke.flip(-2), ve.flip(-2), scale, causal=True)
+        g = qb.shape[1] // kb.shape[1]  # reverse and expand the GQA heads in one copy
+        out, lse = flash_piece(qb[:, :, off:].flip(-2), _expand_heads(ke, g, flip=True),
+                               _expand_heads(ve, g, flip=True), scale, causal=True)
         out, lse = out.flip(-2), lse.flip(-1)
         if off:
             out_e, lse_e = flash_piece(qb[:, :, :off], ke, ve, scale)
