@@ -14,6 +14,12 @@ run, so every layer's KV, and every next-token NLL, are the same (tests check <=
 The two RoPE frames are merged into one scaled-dot-product call by concatenating along the head dim:
 q' = [rope(q, band pos) | rope(q, sink pos)], band key' = [rope(k) | 0], sink key' = [0 | rope(k_sink)],
 so q'.k' is the band score for band keys and the sink score for sink keys, under one softmax.
+
+On CPU the band is not computed as one masked call: `split_attention.split_band_attention` splits it into
+unmasked flash-kernel pieces (own keys causal, carried keys a reversed-causal triangle and rectangles)
+merged with the sinks by log-sum-exp, so the masked half of the band is skipped (issue 10). The masked
+call (`sink_band_attention`) remains for the first chunk (it holds the sinks), chunks longer than the
+window, other devices, and as the reference the tests compare with.
 """
 
 from __future__ import annotations
