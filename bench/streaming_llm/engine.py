@@ -15,7 +15,7 @@ The two RoPE frames are merged into one scaled-dot-product call by concatenating
 q' = [rope(q, band pos) | rope(q, sink pos)], band key' = [rope(k) | 0], sink key' = [0 | rope(k_sink)],
 so q'.k' is the band score for band keys and the sink score for sink keys, under one softmax.
 
-On CPU the band is not computed as one masked call: `split_attention.split_band_attention` splits it into
+With `split=True` (CPU) the band is not one masked call: `split_attention.split_band_attention` splits it into
 unmasked flash-kernel pieces (own keys causal, carried keys a reversed-causal triangle and rectangles)
 merged with the sinks by log-sum-exp, so the masked half of the band is skipped (issue 10). The masked
 call (`sink_band_attention`) remains for the first chunk (it holds the sinks), chunks longer than the
@@ -130,12 +130,16 @@ class ChunkedEvaluator:
     Args:
         adapter: per-layer access to the model (`adapters.adapter_for(model)`).
         policy: the cache policy.
-        split: compute the band as unmasked pieces (`split_attention`, CPU flash kernel; default on CPU)
-            wherever the chunk allows it (no sink inside the chunk, chunk <= window); False always uses the
-            masked band (`sink_band_attention`), kept as the reference and for other devices.
+        split: compute the band as unmasked pieces (`split_attention`, CPU flash kernel only) wherever the
+            chunk allows it (no sink inside the chunk, chunk <= window); None: on CPU. False (default) always
+            uses the masked band (`sink_band_attention`). Exact either way; the default is False because on
+            the shared 2-core machine (torch 2.13, bf16, chunk 512, 4+1020, heavily loaded) the split chunk
+            measured 0.74-0.78x the masked one at 2 threads and 1.04x at 1 thread (issue 10 note): the
+            extra small ops cost more than the skipped half of the band. Re-measure on an idle machine
+            (benchmarks/test_streaming_eval.py, `split_vs_masked`) before changing it.
     """
 
-    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = None):
+    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = False):
         self.a = adapter
         self.policy = policy
         self.state = StreamState()

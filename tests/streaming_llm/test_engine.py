@@ -30,8 +30,9 @@ def token_by_token(model, ids: torch.Tensor, n_sink: int, window: int | None, ro
     return torch.stack(out)
 
 
-def chunked(model, ids: torch.Tensor, n_sink: int, window: int | None, chunk: int) -> torch.Tensor:
-    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window))
+def chunked(model, ids: torch.Tensor, n_sink: int, window: int | None, chunk: int,
+            split: bool = False) -> torch.Tensor:
+    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
     x, y = ids[:-1], ids[1:]
     return torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
 
@@ -43,9 +44,9 @@ def test_chunked_equals_token_by_token(make, n_sink, window):
     ids = torch.randint(0, 101, (121,))
     # rebase_every is tiny so that position re-basing inside SinkCache is exercised too.
     ref = token_by_token(model, ids, n_sink, window, rebase_every=40)
-    for chunk in (1, 7, 64):
-        got = chunked(model, ids, n_sink, window, chunk)
-        assert (got - ref).abs().max().item() <= 1e-4, (chunk, (got - ref).abs().max())
+    for chunk, split in ((1, False), (7, False), (64, False), (7, True), (16, True)):
+        got = chunked(model, ids, n_sink, window, chunk, split)
+        assert (got - ref).abs().max().item() <= 1e-4, (chunk, split, (got - ref).abs().max())
 
 
 def test_positions_matter_negative_control():
