@@ -71,7 +71,7 @@ class StreamState:
         return cls(d["seen"], d["sink_k"], d["sink_v"], d["recent_k"], d["recent_v"])
 
 
-def _flash_cpu(q, k, v, mask_bool, scale):
+def _flash_cpu(q, k, v, mask_bool, scale, bias=None):
     """Band attention with the CPU flash kernel: returns out (B, Hq, C, D) and log-sum-exp (B, Hq, C) fp32.
 
     GQA without copying K/V: the G query heads of a KV head are stacked along the query axis
@@ -80,13 +80,21 @@ def _flash_cpu(q, k, v, mask_bool, scale):
     b, hq, c, d = q.shape
     hkv = k.shape[1]
     g = hq // hkv
-    mask = torch.zeros(mask_bool.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask_bool, float("-inf"))
+    if bias is None:
+        bias = band_bias(mask_bool, g, q.dtype)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=mask.repeat(g, 1), scale=scale)
+        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=bias, scale=scale)
     return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
 
 
-def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None):
+def band_bias(mask_bool: torch.Tensor, g: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask (G*C, K) for `_flash_cpu` (0 visible, -inf hidden), the (C, K) bool mask repeated per head."""
+    bias = torch.zeros(mask_bool.shape, dtype=dtype, device=mask_bool.device).masked_fill_(~mask_bool, float("-inf"))
+    return bias.repeat(g, 1)
+
+
+def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None,
+                        bias: torch.Tensor | None = None):
     """softmax over [sink keys | band keys] of one query set that is rotated differently for each block.
 
     Args:
@@ -94,6 +102,8 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         band_mask: (C, K) bool. qs: queries rotated at the sink frame; ks, vs: (B, Hkv, S, D); sink_mask (C, S).
             Pass qs=None when there are no sinks.
         fused: use the CPU flash kernel + log-sum-exp merge (default on CPU), else one portable SDPA call.
+        bias: `band_bias(band_mask, Hq // Hkv, dtype)`, precomputed so that layers sharing a mask share it
+            (fused path only).
 
     Returns:
         (B, Hq, C, D) attention output in qb's dtype.
@@ -114,7 +124,7 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=torch.cat([sink_mask, band_mask], 1),
                                              scale=scale, enable_gqa=qb.shape[1] != kb.shape[1])
         return out[..., : vb.shape[-1]]
-    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale)
+    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale, bias)
     if qs is None or ks.shape[-2] == 0:
         return out_b
     # Queries that are sinks themselves (t < S) have no band key: their band block must weigh nothing.
@@ -179,6 +189,9 @@ class ChunkedEvaluator:
         if use_sinks:
             cs_qs, cs_ks = rope.cos_sin(sink_qpos, h.dtype), rope.cos_sin(sink_idx, h.dtype)
         offset = None if R is None else R - n_recent_prev
+        bias = None  # the masked band's additive mask, built once per chunk (every layer uses the same)
+        if not split and dev.type == "cpu":
+            bias = band_bias(band, a.n_heads // a.n_kv_heads, h.dtype)
         for i in range(a.n_layers):
             q, k, v = a.qkv(i, h)  # q (B,Hq,C,D); k,v (B,Hkv,C,D), pre-RoPE
             if have_state:
@@ -201,7 +214,7 @@ class ChunkedEvaluator:
                 out = split_band_attention(qb, kb, v_ctx, n_recent_prev, offset, a.scaling, qs, ks, sv)
             else:
                 out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask if use_sinks else None,
-                                          a.scaling)
+                                          a.scaling, bias=bias)
             h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
             self._update_state(i, k, v, n, C, k_ctx if have_state else None, v_ctx if have_state else None)
         st.seen = n + C
