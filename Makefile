@@ -64,6 +64,10 @@ bench: $(STAMP)
 	mkdir -p .benchmarks
 	$(BIN)/python -m pytest -q benchmarks -m benchmark --benchmark-enable -s \
 	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
+	$(BIN)/python -m reproduce.bench_compare .benchmarks/latest.json $(BENCH_RATIOS)
+
+# Floors on the speed ratios the benchmarks record (measured interleaved in one run; issue 10 / 14).
+BENCH_RATIOS ?= --ratio 'chunked_vs_token:speedup>=25' --ratio 'vs_stock>=1.0' --ratio 'sink_cache:ratio<=1.15'
 
 BASE ?= .benchmarks/base.json
 FAIL ?= 0.25

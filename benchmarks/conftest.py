@@ -15,3 +15,10 @@ def smollm2():
 
     torch.manual_seed(0)
     return load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def smollm2_bf16():
+    from bench.core.models import load_model
+
+    return load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype="bfloat16")

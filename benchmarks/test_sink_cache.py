@@ -1,4 +1,8 @@
-"""One decoding step through SinkCache vs a plain DynamicCache of the same length (target <= 1.15x)."""
+"""One decoding step through SinkCache vs a plain DynamicCache of the same length (target <= 1.15x).
+
+The ratio is recorded in extra_info (`ratio`) and judged by `reproduce.bench_compare --ratio` (make bench),
+not asserted: a load-dependent threshold must not fail the benchmark (issue 14).
+"""
 
 from __future__ import annotations
 
@@ -40,4 +44,3 @@ def test_sink_cache_step_overhead(benchmark, smollm2):
     benchmark.extra_info.update({"sink_ms": t_sink.median_ms, "dynamic_ms": t_dyn.median_ms, "ratio": ratio})
     benchmark.pedantic(sink_step, rounds=20, iterations=1)
     print(f"\nsink {t_sink.median_ms:.2f} ms, dynamic {t_dyn.median_ms:.2f} ms, ratio {ratio:.3f}")
-    assert ratio <= 1.15

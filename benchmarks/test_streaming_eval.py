@@ -1,66 +1,112 @@
-"""Chunked sink+band evaluation vs token-by-token through SinkCache, SmolLM2-135M, cache 4+1020.
+"""Chunked sink+band evaluation, SmolLM2-135M, cache 4+1020, chunk 512, in steady state (band full).
 
-Same numbers (max |dNLL| <= 1e-4, fp32) and the speed ratio per evaluated token (issue target >= 20x).
+1. fp32: against token-by-token decoding through SinkCache. Same numbers (max |dNLL| <= 1e-4, asserted)
+   and the speed ratio per token (`speedup`; issue 10 target >= 25x).
+2. bf16: against a stock causal 2,048-token forward of the same model (LM head and cross-entropy in
+   both), which attends to 1,024 keys per query on average, as the band does (`vs_stock`; target >= 1.0),
+   and against the masked band (`split_vs_masked`; the evaluator's default is the masked band).
+
+All sides are timed interleaved in one run (`time_interleaved`), so the ratios hold under load; the floors
+are judged by `reproduce.bench_compare --ratio` (make bench), not asserted here (issue 14).
 """
 
 from __future__ import annotations
-
-import time
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+from bench.core.timing import time_interleaved
 from bench.streaming_llm.adapters import adapter_for
 from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
-S, R, WARM, TIMED, CHUNK = 4, 1020, 1024, 64, 512
+S, R, WARM, CHUNK, TOKENS_PER_CALL, REPEATS = 4, 1020, 1024, 512, 16, 3
 
 pytestmark = pytest.mark.benchmark
 
 
-def _ids(tok) -> torch.Tensor:
+def _ids(tok, n: int) -> torch.Tensor:
     from bench.core.paths import data_dir
 
     try:
         text = (data_dir(None) / "gutenberg" / "moby_dick.txt").read_text(encoding="utf-8-sig")
     except Exception:
         pytest.skip("needs BENCH_DATA_DIR with gutenberg/")
-    return torch.tensor(tok(text[:200_000]).input_ids[: WARM + CHUNK + 1])
+    ids = torch.tensor(tok(text[:400_000]).input_ids)
+    assert ids.numel() >= n
+    return ids[:n]
+
+
+class _Stream:
+    """A chunked evaluator warmed past WARM tokens; each call scores the next CHUNK tokens."""
+
+    def __init__(self, model, ids: torch.Tensor, split: bool = False):
+        self.ev = ChunkedEvaluator(adapter_for(model), CachePolicy(S, R), split=split)
+        self.ids, self.pos, self.nll = ids, WARM, []
+        self.ev.nll(ids[:WARM], ids[1:WARM + 1])
+
+    def __call__(self) -> None:
+        p, ids = self.pos, self.ids
+        self.nll.append(self.ev.nll(ids[p:p + CHUNK], ids[p + 1:p + CHUNK + 1]))
+        self.pos = p + CHUNK
 
 
 @torch.no_grad()
 def test_chunked_vs_token_by_token(benchmark, smollm2):
-    model, ids = smollm2.model, _ids(smollm2.tokenizer)
-    # Token by token: dense prefill of the first WARM tokens (fits the cache: exact), then one token per call.
+    model = smollm2.model
+    ids = _ids(smollm2.tokenizer, WARM + CHUNK * (REPEATS + 2) + 1)
+    # Token by token: dense prefill of the first WARM tokens (fits the cache: exact), then one token per step.
     cache = SinkCache(S, R, rope_of(model))
     model(ids[None, :WARM], position_ids=cache.position_ids(WARM), use_cache=True, **cache_kwargs(model, cache))
-    ref, times = [], []
-    for t in range(WARM, WARM + TIMED):
-        t0 = time.perf_counter()
-        logits = model(ids[None, t:t + 1], position_ids=cache.position_ids(1), use_cache=True,
-                       **cache_kwargs(model, cache)).logits[0, -1]
-        times.append(time.perf_counter() - t0)
-        ref.append(F.cross_entropy(logits.float()[None], ids[t + 1:t + 2]))
-    per_token_ref = sorted(times)[len(times) // 2]
+    ref, tok_pos = [], [WARM]
 
-    def chunked():
-        ev = ChunkedEvaluator(adapter_for(model), CachePolicy(S, R))
-        ev.nll(ids[:WARM], ids[1:WARM + 1])
-        t0 = time.perf_counter()
-        nll = ev.nll(ids[WARM:WARM + CHUNK], ids[WARM + 1:WARM + CHUNK + 1])
-        return nll, (time.perf_counter() - t0) / CHUNK
+    def tokens():  # TOKENS_PER_CALL steps, so that one call is not dwarfed by a chunk call
+        for t in range(tok_pos[0], tok_pos[0] + TOKENS_PER_CALL):
+            logits = model(ids[None, t:t + 1], position_ids=cache.position_ids(1), use_cache=True,
+                           **cache_kwargs(model, cache)).logits[0, -1]
+            ref.append(F.cross_entropy(logits.float()[None], ids[t + 1:t + 2]))
+        tok_pos[0] += TOKENS_PER_CALL
 
-    results = benchmark.pedantic(lambda: [chunked() for _ in range(3)], rounds=1, iterations=1)
-    nll = results[0][0]
-    per_token_chunked = sorted(r[1] for r in results)[1]
-    diff = (nll[:TIMED] - torch.stack(ref)).abs().max().item()
+    chunked = _Stream(model, ids)
+    t = time_interleaved({"token": tokens, "chunked": chunked}, repeats=REPEATS, warmup=1)
+    per_token_ref = t["token"].median_ms / TOKENS_PER_CALL
+    per_token_chunked = t["chunked"].median_ms / CHUNK
+    got, want = torch.cat(chunked.nll), torch.stack(ref)
+    diff = (got[:want.numel()] - want).abs().max().item()  # both start at stream position WARM
     speedup = per_token_ref / per_token_chunked
-    benchmark.extra_info.update({"max_abs_nll_diff": diff, "token_ms": per_token_ref * 1e3,
-                                 "chunked_ms_per_token": per_token_chunked * 1e3, "speedup": speedup})
-    print(f"\ntoken-by-token {per_token_ref * 1e3:.1f} ms/token, chunked {per_token_chunked * 1e3:.2f} ms/token, "
-          f"speedup {speedup:.1f}x, max |dNLL| {diff:.2e}")
+    benchmark.extra_info.update({"max_abs_nll_diff": diff, "token_ms": per_token_ref,
+                                 "chunked_ms_per_token": per_token_chunked, "speedup": speedup,
+                                 "compared_tokens": want.numel()})
+    benchmark.pedantic(chunked, rounds=1, iterations=1)
+    print(f"\nfp32: token-by-token {per_token_ref:.1f} ms/token, chunked {per_token_chunked:.2f} ms/token, "
+          f"speedup {speedup:.1f}x, max |dNLL| {diff:.2e} over {want.numel()} tokens")
     assert diff <= 1e-4
-    assert speedup >= 20
+
+
+@torch.no_grad()
+def test_chunked_vs_stock_forward(benchmark, smollm2_bf16):
+    model = smollm2_bf16.model
+    ids = _ids(smollm2_bf16.tokenizer, max(2048, WARM + CHUNK * (REPEATS + 3)) + 1)
+    x = ids[None, :2048]
+
+    def stock():  # the model's own causal forward: 2,048 tokens, LM head and cross-entropy included
+        logits = model(x).logits[0].float()
+        F.cross_entropy(logits[:-1], x[0, 1:])
+
+    split, masked = _Stream(model, ids, split=True), _Stream(model, ids, split=False)
+    t = time_interleaved({"split": split, "masked": masked, "stock": stock}, repeats=REPEATS, warmup=1)
+    tok_s = {"split": CHUNK / t["split"].median_ms * 1e3, "masked": CHUNK / t["masked"].median_ms * 1e3,
+             "stock": 2048 / t["stock"].median_ms * 1e3}
+    best = max(tok_s["split"], tok_s["masked"])  # vs_stock: the faster of the two exact paths
+    diff = max((a - b).abs().max().item() for a, b in zip(split.nll, masked.nll))
+    benchmark.extra_info.update({f"{k}_tok_s": v for k, v in tok_s.items()})
+    benchmark.extra_info.update({"vs_stock": best / tok_s["stock"],
+                                 "split_vs_masked": tok_s["split"] / tok_s["masked"],
+                                 "bf16_max_abs_nll_diff_split_vs_masked": diff,
+                                 "threads": torch.get_num_threads()})
+    benchmark.pedantic(split, rounds=1, iterations=1)
+    print(f"\nbf16 tok/s: split {tok_s['split']:.0f}, masked {tok_s['masked']:.0f}, stock-2048 {tok_s['stock']:.0f}; "
+          f"best/stock {best / tok_s['stock']:.2f}x, split/masked {tok_s['split'] / tok_s['masked']:.2f}x; "
+          f"4M tokens at the best rate: {4_000_000 / best / 60:.0f} min; bf16 |dNLL| split vs masked {diff:.1e}")

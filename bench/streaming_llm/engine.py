@@ -17,6 +17,12 @@ so q'.k' is the band score for band keys and the sink score for sink keys, under
 
 ALiBi models (MPT: the adapter has `rope=None` and `alibi_slopes`) take a separate branch: the same
 distances become a per-head additive bias over [sink keys | band keys] (`alibi.py`).
+
+With `split=True` (CPU) the band is not one masked call: `split_attention.split_band_attention` splits it into
+unmasked flash-kernel pieces (own keys causal, carried keys a reversed-causal triangle and rectangles)
+merged with the sinks by log-sum-exp, so the masked half of the band is skipped (issue 10). The masked
+call (`sink_band_attention`) remains for the first chunk (it holds the sinks), chunks longer than the
+window, other devices, and as the reference the tests compare with.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import torch.nn.functional as F
 
 from bench.streaming_llm.adapters import Adapter
 from bench.streaming_llm.alibi import alibi_attention, chunk_bias
+from bench.streaming_llm.split_attention import merge_lse, sink_scores, split_band_attention
 
 
 @dataclass
@@ -68,7 +75,7 @@ class StreamState:
         return cls(d["seen"], d["sink_k"], d["sink_v"], d["recent_k"], d["recent_v"])
 
 
-def _flash_cpu(q, k, v, mask_bool, scale):
+def _flash_cpu(q, k, v, mask_bool, scale, bias=None):
     """Band attention with the CPU flash kernel: returns out (B, Hq, C, D) and log-sum-exp (B, Hq, C) fp32.
 
     GQA without copying K/V: the G query heads of a KV head are stacked along the query axis
@@ -77,13 +84,21 @@ def _flash_cpu(q, k, v, mask_bool, scale):
     b, hq, c, d = q.shape
     hkv = k.shape[1]
     g = hq // hkv
-    mask = torch.zeros(mask_bool.shape, dtype=q.dtype, device=q.device).masked_fill_(~mask_bool, float("-inf"))
+    if bias is None:
+        bias = band_bias(mask_bool, g, q.dtype)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=mask.repeat(g, 1), scale=scale)
+        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=bias, scale=scale)
     return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
 
 
-def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None):
+def band_bias(mask_bool: torch.Tensor, g: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive mask (G*C, K) for `_flash_cpu` (0 visible, -inf hidden), the (C, K) bool mask repeated per head."""
+    bias = torch.zeros(mask_bool.shape, dtype=dtype, device=mask_bool.device).masked_fill_(~mask_bool, float("-inf"))
+    return bias.repeat(g, 1)
+
+
+def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None,
+                        bias: torch.Tensor | None = None):
     """softmax over [sink keys | band keys] of one query set that is rotated differently for each block.
 
     Args:
@@ -91,6 +106,8 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         band_mask: (C, K) bool. qs: queries rotated at the sink frame; ks, vs: (B, Hkv, S, D); sink_mask (C, S).
             Pass qs=None when there are no sinks.
         fused: use the CPU flash kernel + log-sum-exp merge (default on CPU), else one portable SDPA call.
+        bias: `band_bias(band_mask, Hq // Hkv, dtype)`, precomputed so that layers sharing a mask share it
+            (fused path only).
 
     Returns:
         (B, Hq, C, D) attention output in qb's dtype.
@@ -111,25 +128,14 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=torch.cat([sink_mask, band_mask], 1),
                                              scale=scale, enable_gqa=qb.shape[1] != kb.shape[1])
         return out[..., : vb.shape[-1]]
-    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale)
+    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale, bias)
     if qs is None or ks.shape[-2] == 0:
         return out_b
-    b, hq, c, d = qs.shape
     # Queries that are sinks themselves (t < S) have no band key: their band block must weigh nothing.
     has_band = band_mask.any(dim=-1)  # (C,)
     lse_b = lse_b.masked_fill(~has_band, float("-inf"))
     out_b = out_b.masked_fill(~has_band[:, None], 0.0)
-    hkv = ks.shape[1]
-    g = hq // hkv
-    qs32 = qs.float().reshape(b, hkv, g * c, d)
-    z = (qs32 @ ks.float().transpose(-1, -2)) * scale  # (B, Hkv, G*C, S)
-    z = z.masked_fill(~sink_mask.repeat(g, 1), float("-inf")).reshape(b, hq, c, -1)
-    m = torch.maximum(lse_b, z.amax(dim=-1))  # (B, Hq, C) — shift for stable exponentials
-    w_b = torch.exp(lse_b - m)  # weight of the whole band block
-    w_s = torch.exp(z - m[..., None])  # (B, Hq, C, S)
-    vs_rep = vs.float().repeat_interleave(g, dim=1)  # (B, Hq, S, D), S is tiny
-    num = w_b[..., None] * out_b.float() + w_s @ vs_rep
-    return (num / (w_b + w_s.sum(-1))[..., None]).to(qb.dtype)
+    return merge_lse([(out_b, lse_b)], sink_scores(qs, ks, scale, sink_mask), vs, qb.dtype)
 
 
 class ChunkedEvaluator:
@@ -138,12 +144,20 @@ class ChunkedEvaluator:
     Args:
         adapter: per-layer access to the model (`adapters.adapter_for(model)`).
         policy: the cache policy.
+        split: compute the band as unmasked pieces (`split_attention`, CPU flash kernel only) wherever the
+            chunk allows it (no sink inside the chunk, chunk <= window); None: on CPU. False (default) always
+            uses the masked band (`sink_band_attention`). Exact either way; the default is False because on
+            the shared 2-core machine (torch 2.13, bf16, chunk 512, 4+1020, heavily loaded) the split chunk
+            measured 0.74-0.78x the masked one at 2 threads and 1.04x at 1 thread (issue 10 note): the
+            extra small ops cost more than the skipped half of the band. Re-measure on an idle machine
+            (benchmarks/test_streaming_eval.py, `split_vs_masked`) before changing it.
     """
 
-    def __init__(self, adapter: Adapter, policy: CachePolicy):
+    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = False):
         self.a = adapter
         self.policy = policy
         self.state = StreamState()
+        self.split = split
 
     @torch.no_grad()
     def forward_chunk(self, ids: torch.Tensor) -> torch.Tensor:
@@ -159,10 +173,12 @@ class ChunkedEvaluator:
         n_recent_prev = st.recent_k[0].shape[-2] if have_state else 0
         ctx_start = n - n_recent_prev  # stream index of the first band key
         j = torch.arange(ctx_start, n + C, device=dev)  # stream index of each band key
-        # Band mask (C, Kc): causal, inside the window, and not a sink (sinks live in their own block).
-        band = (j[None, :] <= t[:, None]) & (j[None, :] >= S)
-        if R is not None:
-            band &= j[None, :] >= (t[:, None] - R)
+        split = ((dev.type == "cpu" if self.split is None else self.split) and n >= S and (R is None or C <= R)
+                 and getattr(a, "alibi_slopes", None) is None)  # ALiBi has its own (masked, biased) branch
+        if not split:  # band mask (C, Kc): causal, inside the window, not a sink (sinks have their own block)
+            band = (j[None, :] <= t[:, None]) & (j[None, :] >= S)
+            if R is not None:
+                band &= j[None, :] >= (t[:, None] - R)
         band_qpos, band_kpos = t - ctx_start, j - ctx_start  # local frame: true distances
         use_sinks = S > 0
         if use_sinks:
@@ -174,43 +190,62 @@ class ChunkedEvaluator:
         alibi = getattr(a, "alibi_slopes", None)
         if alibi is not None:  # ALiBi models (MPT): one distance bias for all layers (alibi.py)
             n_sink_add = max(0, min(S - n, C))
-            bias = chunk_bias(alibi, t, j, band, n_sink_prev + n_sink_add, S + R if R is not None else n + C)
+            alibi_bias = chunk_bias(alibi, t, j, band, n_sink_prev + n_sink_add,
+                                    S + R if R is not None else n + C)
         h = a.embed(ids)
         rope = a.rope
+        bias = None  # the masked band's additive mask, built once per chunk (every layer uses the same)
+        if alibi is None:
+            # Every layer rotates at the same positions: cos/sin tables once per chunk, not once per layer.
+            cs_qb, cs_kb = rope.cos_sin(band_qpos, h.dtype), rope.cos_sin(band_kpos, h.dtype)
+            if use_sinks:
+                cs_qs, cs_ks = rope.cos_sin(sink_qpos, h.dtype), rope.cos_sin(sink_idx, h.dtype)
+            if not split and dev.type == "cpu":
+                bias = band_bias(band, a.n_heads // a.n_kv_heads, h.dtype)
+        offset = None if R is None else R - n_recent_prev
         for i in range(a.n_layers):
             q, k, v = a.qkv(i, h)  # q (B,Hq,C,D); k,v (B,Hkv,C,D), pre-RoPE
             if have_state:
-                k_ctx = torch.cat([st.recent_k[i], k], dim=-2)
+                k_ctx = torch.cat([st.recent_k[i], k], dim=-2)  # (B, Hkv, r+C, D)
                 v_ctx = torch.cat([st.recent_v[i], v], dim=-2)
             else:
                 k_ctx, v_ctx = k, v
             if alibi is not None:  # ---- ALiBi branch: keys [sinks | band], unrotated, under the bias ----
                 sk = torch.cat([st.sink_k[i], k[:, :, :n_sink_add]], -2) if n_sink_prev else k[:, :, :n_sink_add]
                 sv = torch.cat([st.sink_v[i], v[:, :, :n_sink_add]], -2) if n_sink_prev else v[:, :, :n_sink_add]
-                out = alibi_attention(q, torch.cat([sk, k_ctx], -2), torch.cat([sv, v_ctx], -2), bias, a.scaling)
+                out = alibi_attention(q, torch.cat([sk, k_ctx], -2), torch.cat([sv, v_ctx], -2), alibi_bias,
+                                      a.scaling)
                 h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
                 self._update_state(i, k, v, n, C)
                 continue
             # ---- RoPE path ----
-            qb = rope.apply(q, band_qpos)
-            kb = rope.apply(k_ctx, band_kpos)
+            qb = rope.rotate(q, *cs_qb)
+            kb = rope.rotate(k_ctx, *cs_kb)
+            qs = ks = sv = None
             if use_sinks:
                 if n_sink_prev:
                     sk = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
                     sv = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
                 else:
                     sk, sv = k[:, :, :n_sink_new], v[:, :, :n_sink_new]
-                qs = rope.apply(q, sink_qpos)
-                ks = rope.apply(sk, sink_idx)
-                out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask, a.scaling)
+                qs = rope.rotate(q, *cs_qs)
+                ks = rope.rotate(sk, *cs_ks)
+            if split:
+                out = split_band_attention(qb, kb, v_ctx, n_recent_prev, offset, a.scaling, qs, ks, sv)
             else:
-                out = sink_band_attention(qb, kb, v_ctx, band, None, None, None, None, a.scaling)
+                out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask if use_sinks else None,
+                                          a.scaling, bias=bias)
             h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
-            self._update_state(i, k, v, n, C)
+            self._update_state(i, k, v, n, C, k_ctx if have_state else None, v_ctx if have_state else None)
         st.seen = n + C
         return h
 
-    def _update_state(self, i: int, k: torch.Tensor, v: torch.Tensor, n: int, C: int) -> None:
+    def _update_state(self, i: int, k: torch.Tensor, v: torch.Tensor, n: int, C: int,
+                      k_ctx: torch.Tensor | None = None, v_ctx: torch.Tensor | None = None) -> None:
+        """Append the chunk's pre-RoPE k, v (B, Hkv, C, D) to layer i's sinks and band, keep the last R.
+
+        k_ctx, v_ctx: [carried | k] as forward_chunk already built it, reused when no sink is new.
+        """
         st, S, R = self.state, self.policy.n_sink, self.policy.window
         n_sink_new = max(0, min(S - n, C))
         if len(st.sink_k) <= i:
@@ -221,8 +256,11 @@ class ChunkedEvaluator:
         if n_sink_new:
             st.sink_k[i] = torch.cat([st.sink_k[i], k[:, :, :n_sink_new]], dim=-2)
             st.sink_v[i] = torch.cat([st.sink_v[i], v[:, :, :n_sink_new]], dim=-2)
-        rk = torch.cat([st.recent_k[i], k[:, :, n_sink_new:]], dim=-2)
-        rv = torch.cat([st.recent_v[i], v[:, :, n_sink_new:]], dim=-2)
+        if k_ctx is not None and not n_sink_new:
+            rk, rv = k_ctx, v_ctx
+        else:
+            rk = torch.cat([st.recent_k[i], k[:, :, n_sink_new:]], dim=-2)
+            rv = torch.cat([st.recent_v[i], v[:, :, n_sink_new:]], dim=-2)
         if R is not None and rk.shape[-2] > R:
             rk, rv = rk[:, :, -R:].contiguous(), rv[:, :, -R:].contiguous()
         st.recent_k[i], st.recent_v[i] = rk, rv

@@ -35,6 +35,13 @@ class Rope:
     def apply(self, x: torch.Tensor, positions: torch.Tensor, scaled: bool = True) -> torch.Tensor:
         """Rotate x (B, H, T, D) by `positions` of shape (T,) or (B, T)."""
         cos, sin = self.cos_sin(positions, x.dtype, scaled)
+        return self.rotate(x, cos, sin)
+
+    def rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Rotate x (B, H, T, D) by precomputed `cos_sin` tables of shape (T, R) or (B, T, R).
+
+        Lets a caller that rotates many layers at the same positions compute the tables once.
+        """
         if cos.dim() == 2:  # (T, R) -> broadcast over batch and heads
             cos, sin = cos[None, None], sin[None, None]
         else:  # (B, T, R)

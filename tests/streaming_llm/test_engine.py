@@ -31,8 +31,9 @@ def token_by_token(model, ids: torch.Tensor, n_sink: int, window: int | None, ro
     return torch.stack(out)
 
 
-def chunked(model, ids: torch.Tensor, n_sink: int, window: int | None, chunk: int) -> torch.Tensor:
-    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window))
+def chunked(model, ids: torch.Tensor, n_sink: int, window: int | None, chunk: int,
+            split: bool = False) -> torch.Tensor:
+    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
     x, y = ids[:-1], ids[1:]
     return torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
 
@@ -44,9 +45,9 @@ def test_chunked_equals_token_by_token(make, n_sink, window):
     ids = torch.randint(0, 101, (121,))
     # rebase_every is tiny so that position re-basing inside SinkCache is exercised too.
     ref = token_by_token(model, ids, n_sink, window, rebase_every=40)
-    for chunk in (1, 7, 64):
-        got = chunked(model, ids, n_sink, window, chunk)
-        assert (got - ref).abs().max().item() <= 1e-4, (chunk, (got - ref).abs().max())
+    for chunk, split in ((1, False), (7, False), (64, False), (7, True), (16, True)):
+        got = chunked(model, ids, n_sink, window, chunk, split)
+        assert (got - ref).abs().max().item() <= 1e-4, (chunk, split, (got - ref).abs().max())
 
 
 def test_positions_matter_negative_control():
@@ -112,3 +113,65 @@ def test_portable_attention_path_equals_fused(with_sinks):
     fused = sink_band_attention(*args, fused=True)
     portable = sink_band_attention(*args, fused=False)
     assert (fused - portable).abs().max() < 1e-5
+
+
+def _band_mask(n: int, c: int, r: int, n_sink: int, window: int | None) -> torch.Tensor:
+    """The engine's band rule (C, r + C) for queries n..n+C-1 over keys n-r..n+C-1 (the masked reference)."""
+    t = torch.arange(n, n + c)[:, None]
+    j = torch.arange(n - r, n + c)[None, :]
+    band = (j <= t) & (j >= n_sink)
+    return band & (j >= t - window) if window is not None else band
+
+
+@pytest.mark.parametrize("hq,hkv", [(4, 2), (2, 2)], ids=["gqa", "mha"])
+@pytest.mark.parametrize("n_sink", [3, 0], ids=["sinks", "no_sinks"])
+@pytest.mark.parametrize("c,r,window", [(8, 0, 20), (8, 5, 20), (8, 15, 20), (8, 20, 20), (20, 20, 20),
+                                        (1, 20, 20), (8, 13, None)],
+                         ids=["first_band_chunk", "r_lt_R_rect", "r_lt_R_partial_tri", "r_eq_R", "chunk_eq_R",
+                              "one_token", "dense"])
+def test_split_attention_equals_masked(hq, hkv, n_sink, c, r, window):
+    """The unmasked pieces (causal own keys, reversed-causal triangle, rectangles, sinks merged by
+    log-sum-exp) equal one masked softmax over [sinks | band], in fp32, in every regime of the stream."""
+    from bench.streaming_llm.engine import sink_band_attention
+    from bench.streaming_llm.split_attention import split_band_attention
+
+    g = torch.Generator().manual_seed(hash((hq, n_sink, c, r, window)) % 2**31)
+    rnd = lambda *s, a=1.0: a * torch.randn(*s, generator=g)  # noqa: E731
+    b, d = 2, 16
+    n = n_sink + r + 7  # carried keys are never sinks: the band starts at n - r >= S
+    qb, qs = rnd(b, hq, c, d, a=2.0), rnd(b, hq, c, d, a=2.0)  # peaky scores, so masking errors show
+    kb, vb = rnd(b, hkv, r + c, d, a=2.0), rnd(b, hkv, r + c, d)
+    ks, vs = rnd(b, hkv, n_sink, d, a=2.0), rnd(b, hkv, n_sink, d)
+    band = _band_mask(n, c, r, n_sink, window)
+    sink = torch.ones(c, n_sink, dtype=torch.bool)
+    sinks = (qs, ks, vs) if n_sink else (None, None, None)
+    ref = sink_band_attention(qb, kb, vb, band, sinks[0], ks, vs, sink, 0.3, fused=True)
+    ref_portable = sink_band_attention(qb, kb, vb, band, sinks[0], ks, vs, sink, 0.3, fused=False)
+    got = split_band_attention(qb, kb, vb, r, None if window is None else window - r, 0.3, *sinks)
+    assert (got - ref).abs().max() < 1e-5
+    assert (got - ref_portable).abs().max() < 1e-5
+
+
+def test_split_attention_sees_the_window_edge():
+    """Negative control: shifting the window by one key (off-by-one in the triangle) is detected."""
+    from bench.streaming_llm.engine import sink_band_attention
+    from bench.streaming_llm.split_attention import split_band_attention
+
+    b, h, c, r, d = 1, 2, 8, 20, 16
+    qb, kb, vb = 3 * torch.randn(b, h, c, d), 3 * torch.randn(b, h, r + c, d), torch.randn(b, h, r + c, d)
+    got = split_band_attention(qb, kb, vb, r, 0, 0.3)
+    wider = sink_band_attention(qb, kb, vb, _band_mask(30, c, r, 0, 21)[:, :], None, None, None, None, 0.3)
+    assert (got - wider).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("n_sink,window,chunk", [(4, 20, 7), (4, 20, 20), (0, 24, 5), (2, None, 9)])
+def test_split_evaluator_equals_masked_evaluator(n_sink, window, chunk):
+    """Whole streams (first chunk with the sinks, r < R, r = R): split and masked evaluators agree to 1e-5."""
+    model = tiny_llama()
+    ids = torch.randint(0, 101, (97,))
+    x, y = ids[:-1], ids[1:]
+    out = {}
+    for split in (True, False):
+        ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
+        out[split] = torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
+    assert (out[True] - out[False]).abs().max() < 1e-5
