@@ -112,6 +112,11 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     for name in _ETC:
         if (Path("/etc") / name).exists():
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+    # The private /tmp comes before the interpreter's binds: bwrap applies mounts in order, so a venv or
+    # checkout that lives under /tmp (a CI clone) is bound on top of the tmpfs instead of hidden by it.
+    if "--size" in _bwrap_options():
+        cmd += ["--size", str(limits.tmpfs_mb * 1024 * 1024)]
+    cmd += ["--tmpfs", "/tmp"]
     # the interpreter: its installation, and the virtual environment it is started from (packages only)
     for prefix in sorted({sys.base_prefix, sys.prefix}):
         real = os.path.realpath(prefix)
@@ -121,9 +126,7 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
                 cmd += ["--symlink", real, os.path.abspath(prefix)]
     cmd += ["--ro-bind", str(RUNNER), _IN_SANDBOX_RUNNER,
             "--proc", "/proc", "--dev", "/dev"]
-    if "--size" in _bwrap_options():
-        cmd += ["--size", str(limits.tmpfs_mb * 1024 * 1024)]
-    cmd += ["--tmpfs", "/tmp", "--chdir", "/tmp", "--", python, "-I", _IN_SANDBOX_RUNNER]
+    cmd += ["--chdir", "/tmp", "--", python, "-I", _IN_SANDBOX_RUNNER]
     return cmd
 
 

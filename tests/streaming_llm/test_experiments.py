@@ -98,7 +98,7 @@ def test_books_are_scored_separately_and_the_cache_carries_over():
       "model.context=256"], "experiment.allow_beyond_context"),
     (["experiment=ppl_4m", "scale.long_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
      "scale"),  # more tokens than the data has
-    (["experiment=ppl_4m", "scale.fresh_books=2"], "experiment.fresh_books"),
+    (["experiment=ppl_4m", "scale.fresh_books=2"], "scale.fresh_books"),  # checked up front (settings.py)
     (["experiment=ppl_4m", "scale.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
     (["experiment=ppl_table1", "scale.table1_tokens=300", "scale.recompute_samples=1"],
      "experiment.recompute_samples"),
