@@ -77,7 +77,7 @@ def train_policy(cfg: Any, log: Log) -> Policy:
     def build(work: Path) -> dict[str, Any]:
         folder = work / "model"
         if not (folder / "config.json").exists():  # trained weights survive a kill during the greedy evaluation
-            _train_tiny(cfg, task, mcfg, work, log)
+            _train_tiny(cfg, task, mcfg, work, log, entry.key)
         pol = _load_tiny(folder, entry.key, style, task)
         return {"greedy_acc": greedy_accuracy(cfg, pol, task.load("test", n_eval), log), "n_eval": n_eval}
 
@@ -88,8 +88,14 @@ def train_policy(cfg: Any, log: Log) -> Policy:
     return pol
 
 
-def _train_tiny(cfg: Any, task: Task, mcfg: dict[str, Any], work: Path, log: Log) -> None:
-    """Train the tiny Llama and its BPE tokenizer on the task's training questions into `work/model`."""
+def _train_tiny(cfg: Any, task: Task, mcfg: dict[str, Any], work: Path, log: Log, key: str) -> None:
+    """Train the tiny Llama and its BPE tokenizer on the task's training questions into `work/model`.
+
+    Training checkpoints into the stage's partial folder (`work/policy_train.pt`, keyed by the stage key) every
+    twentieth of the run, so an interrupted policy stage resumes at its last checkpoint with the same losses.
+    """
+    from bench.core.checkpoint import Checkpoint
+
     from transformers import LlamaForCausalLM
 
     from bench.core.tiny import llama_config, train_bpe_tokenizer, train_causal_lm
@@ -106,13 +112,15 @@ def _train_tiny(cfg: Any, task: Task, mcfg: dict[str, Any], work: Path, log: Log
     if tr.get("objective", "sft") == "lm":  # plain LM on the concatenated stream (bench.core.tiny)
         ids = torch.tensor(tok(text).input_ids, dtype=torch.long)
         log(f"policy: LM-training a {n_params:.2f}M-param Llama on {ids.numel():,} tokens")
-        losses = train_causal_lm(model, ids, tr, log=log)
+        losses = train_causal_lm(model, ids, tr, log=log, checkpoint=Checkpoint(work, "policy_train", key),
+                                 every_steps=max(1, int(tr["steps"]) // 20))
     else:
         pairs = [(tok(task.prompt(p, "plain")).input_ids, tok(p.solution).input_ids + [tok.eos_token_id])
                  for p in probs]
         log(f"policy: SFT of a {n_params:.2f}M-param Llama on {len(pairs)} synthetic solutions (loss on "
             "solution tokens)")
-        losses = train_sft(model, pairs, tr, tok.eos_token_id, log, cfg.pipeline.progress)
+        losses = train_sft(model, pairs, tr, tok.eos_token_id, log, cfg.pipeline.progress,
+                           checkpoint=Checkpoint(work, "policy_train", key), every_steps=max(1, int(tr["steps"]) // 20))
     tmp = work / "model.tmp"  # complete weights or none: a kill mid-save must not look like a trained model
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -131,12 +139,17 @@ def _load_tiny(folder: Path, key: str, style: str, task: Task) -> Policy:
 
 
 def train_sft(model, pairs: Sequence[tuple[list[int], list[int]]], tr: dict[str, Any], pad_id: int, log: Log,
-              progress: bool = True) -> list[float]:
+              progress: bool = True, checkpoint: Any = None, every_steps: int = 0) -> list[float]:
     """Supervised fine-tuning: next-token loss on the solution tokens only (the prompt is context).
 
     Same optimiser and schedule as `bench.core.tiny.train_causal_lm` (AdamW, warmup + cosine); the only
     difference is the loss mask, which keeps the random numbers of the *questions* out of the objective
     and so teaches the tiny model to copy and compute in a few hundred steps.
+
+    Args:
+        checkpoint: optional `bench.core.checkpoint.Checkpoint`: model, optimizer, sampler and torch RNG
+            state and the losses are saved every `every_steps` steps, and a matching checkpoint resumes there
+            with bit-identical losses (cleared when training ends).
     """
     steps, bsz, lr = int(tr["steps"]), int(tr["batch"]), float(tr["lr"])
     warmup = int(tr.get("warmup", max(1, steps // 20)))
@@ -145,8 +158,16 @@ def train_sft(model, pairs: Sequence[tuple[list[int], list[int]]], tr: dict[str,
                             betas=(0.9, 0.95))
     model.train()
     losses: list[float] = []
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["sampler_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        losses = list(state["losses"])
+        log(f"policy: resumed from {checkpoint.path} at step {len(losses)}/{steps}")
     t0 = time.time()
-    for step in bar(range(steps), steps, "policy", progress):
+    for step in bar(range(len(losses), steps), steps - len(losses), "policy", progress):
         scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
         for g in opt.param_groups:
             g["lr"] = lr * max(scale, 0.05)
@@ -169,6 +190,11 @@ def train_sft(model, pairs: Sequence[tuple[list[int], list[int]]], tr: dict[str,
         losses.append(float(loss.detach()))
         if step % max(1, steps // 5) == 0 or step == steps - 1:
             log(f"policy: step {step + 1}/{steps} loss {losses[-1]:.3f} ({time.time() - t0:.0f}s)")
+        if checkpoint is not None and every_steps > 0 and (step + 1) % every_steps == 0 and step + 1 < steps:
+            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                             "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses})
+    if checkpoint is not None:
+        checkpoint.clear()
     model.eval()
     return losses
 

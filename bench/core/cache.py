@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator
 from bench.core.paths import cache_dir
 
 DONE = "done.json"
+RERUN = "rerun.json"  # in a partial build started by a rerun: which code started it
 
 
 def to_plain(cfg: Any) -> Any:
@@ -95,7 +96,8 @@ class CacheEntry:
         kind: top folder in the cache (`models`, `adaptive_step`, `sink_pretrain`, ...).
         name: readable prefix of the entry's folder name.
         key_obj: the settings and input digests that determine the entry (hashed with `config_key`).
-        rerun: remove a published entry (and any partial build) once in this process, then rebuild it.
+        rerun: remove a published entry once in this process, then rebuild it; a partial build is kept only
+            when an earlier rerun of the same code started it (an interrupted rerun resumes).
         root: cache root (default `cache_dir()`, i.e. `BENCH_CACHE`).
     """
 
@@ -107,11 +109,28 @@ class CacheEntry:
         self.partial = self.dir.with_name(self.dir.name + ".partial")
         self.lock_path = self.dir.with_name(self.dir.name + ".lock")
         if rerun and self.dir not in _CLEARED:
-            with self._locked():
-                for p in (self.dir, self.partial):
-                    if p.exists():
-                        shutil.rmtree(p)
+            self._clear_for_rerun()
             _CLEARED.add(self.dir)
+
+    def _clear_for_rerun(self) -> None:
+        """Remove the published entry, and the partial build unless a rerun by this same code started it.
+
+        A rerun exists because something changed, so an old partial build must not be resumed; but a rerun
+        that was interrupted and is started again (same command, same code: `env.code_hash`) resumes its own
+        partial progress instead of throwing it away. The partial folder carries `rerun.json` for that.
+        """
+        from bench.core.env import code_hash
+
+        here = code_hash()
+        marker = self.partial / RERUN
+        with self._locked():
+            if self.dir.exists():
+                shutil.rmtree(self.dir)
+            mine = marker.exists() and json.loads(marker.read_text()).get("code_hash") == here
+            if self.partial.exists() and not mine:
+                shutil.rmtree(self.partial)
+            self.partial.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(marker, {"code_hash": here})
 
     @property
     def done(self) -> bool:

@@ -79,3 +79,43 @@ def test_config_key_same_for_omegaconf_and_plain():
 
     d = {"b": [1, 2], "a": {"x": 0.5}}
     assert config_key(OmegaConf.create(d)) == config_key(d) != config_key({**d, "c": 1})
+
+
+def test_interrupted_rerun_resumes_its_own_partial_build(tmp_path, monkeypatch):
+    """`pipeline.rerun=[stage]` started again after an interruption keeps the partial progress of that rerun
+    (same code); a rerun by other code starts over."""
+    from bench.core import cache as cache_mod
+    from bench.core import env
+
+    monkeypatch.setattr(env, "code_hash", lambda: "code-A")
+    CacheEntry("stage", "p", {"k": 4}, root=tmp_path).get_or_build(lambda w: {})  # published by an earlier run
+
+    def interrupted(work: Path) -> dict:
+        (work / "batch-0").write_text("done")
+        raise KeyboardInterrupt
+
+    e = CacheEntry("stage", "p", {"k": 4}, rerun=True, root=tmp_path)
+    assert not e.done
+    try:
+        e.get_or_build(interrupted)
+    except KeyboardInterrupt:
+        pass
+    cache_mod._CLEARED.clear()  # a new process runs the same command
+    seen = []
+    e = CacheEntry("stage", "p", {"k": 4}, rerun=True, root=tmp_path)
+    e.get_or_build(lambda w: seen.append((w / "batch-0").exists()) or {})
+    assert seen == [True] and e.done
+
+    # the same after an interruption, but the code changed in between: the partial build is not resumed
+    cache_mod._CLEARED.clear()
+    e = CacheEntry("stage", "p", {"k": 4}, rerun=True, root=tmp_path)
+    try:
+        e.get_or_build(interrupted)
+    except KeyboardInterrupt:
+        pass
+    cache_mod._CLEARED.clear()
+    monkeypatch.setattr(env, "code_hash", lambda: "code-B")
+    seen.clear()
+    CacheEntry("stage", "p", {"k": 4}, rerun=True, root=tmp_path).get_or_build(
+        lambda w: seen.append((w / "batch-0").exists()) or {})
+    assert seen == [False]
