@@ -46,7 +46,7 @@ FORCE ?=
 REPRODUCE_ARGS = profile=$(PROFILE) results_dir=$(RESULTS_DIR) $(if $(filter 1 true yes,$(FORCE)),,skip_if_current=true)
 
 reproduce: $(STAMP) $(addprefix reproduce-,$(PAPERS))
-	$(BIN)/python -m reproduce.report --results $(RESULTS_DIR)
+	$(BIN)/python -m reproduce.report --results $(RESULTS_DIR) $(if $(filter results,$(RESULTS_DIR)),,--profile $(PROFILE))
 
 # One paper's experiments: make reproduce-streaming_llm [PROFILE=smoke] [RESULTS_DIR=...] [FORCE=1]
 $(addprefix reproduce-,$(PAPERS)): reproduce-%: $(STAMP)
