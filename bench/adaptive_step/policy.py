@@ -24,6 +24,7 @@ from bench.adaptive_step.generation import sample
 from bench.adaptive_step.stage import Log, bar, stage
 from bench.adaptive_step.tasks import Problem, Task, make_task
 from bench.core.cache import to_plain
+from bench.core.checkpoint import restore_training, save_training
 
 MARKER, GOOD, BAD = "<|step|>", "<|good|>", "<|bad|>"
 
@@ -157,14 +158,8 @@ def train_sft(model, pairs: Sequence[tuple[list[int], list[int]]], tr: dict[str,
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=float(tr.get("weight_decay", 0.1)),
                             betas=(0.9, 0.95))
     model.train()
-    losses: list[float] = []
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        losses = list(state["losses"])
+    losses: list[float] = restore_training(checkpoint, model, opt, gen)  # [] unless resuming
+    if losses:
         log(f"policy: resumed from {checkpoint.path} at step {len(losses)}/{steps}")
     t0 = time.time()
     for step in bar(range(len(losses), steps), steps - len(losses), "policy", progress):
@@ -190,9 +185,7 @@ def train_sft(model, pairs: Sequence[tuple[list[int], list[int]]], tr: dict[str,
         losses.append(float(loss.detach()))
         if step % max(1, steps // 5) == 0 or step == steps - 1:
             log(f"policy: step {step + 1}/{steps} loss {losses[-1]:.3f} ({time.time() - t0:.0f}s)")
-        if checkpoint is not None and every_steps > 0 and (step + 1) % every_steps == 0 and step + 1 < steps:
-            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses})
+        save_training(checkpoint, every_steps, step, steps, model, opt, gen, losses)
     if checkpoint is not None:
         checkpoint.clear()
     model.eval()

@@ -44,3 +44,28 @@ class Checkpoint:
     def clear(self) -> None:
         if self.path.exists():
             self.path.unlink()
+
+
+def restore_training(checkpoint: Checkpoint | None, model: Any, opt: Any, gen: torch.Generator) -> list[float]:
+    """Resume a training loop: model, optimizer, batch-sampler and torch RNG state from a matching checkpoint.
+
+    Returns:
+        The losses of the steps already done (empty without a matching checkpoint), so the loop continues at
+        step `len(losses)` and gives bit-identical losses to an uninterrupted run.
+    """
+    state = checkpoint.load() if checkpoint is not None else None
+    if state is None:
+        return []
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["sampler_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return list(state["losses"])
+
+
+def save_training(checkpoint: Checkpoint | None, every_steps: int, step: int, steps: int, model: Any, opt: Any,
+                  gen: torch.Generator, losses: list[float]) -> None:
+    """After optimizer step `step` (0-based) of `steps`: save the resume state every `every_steps` steps."""
+    if checkpoint is not None and every_steps > 0 and (step + 1) % every_steps == 0 and step + 1 < steps:
+        checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                         "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses})

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from bench.core.cache import CacheEntry, to_plain  # to_plain: re-exported for older importers
-from bench.core.checkpoint import Checkpoint
+from bench.core.checkpoint import Checkpoint, restore_training, save_training
 from bench.core.data import read_text
 from bench.core.errors import ConfigError
 from bench.core.paths import data_dir as resolve_data_dir
@@ -99,14 +99,8 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
     gen = torch.Generator().manual_seed(int(train["seed"]))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=float(train.get("weight_decay", 0.1)),
                             betas=(0.9, 0.95))
-    losses: list[float] = []
-    state = checkpoint.load() if checkpoint is not None else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["sampler_rng"])
-        torch.set_rng_state(state["torch_rng"])
-        losses = list(state["losses"])
+    losses: list[float] = restore_training(checkpoint, model, opt, gen)  # [] unless resuming
+    if losses:
         log(f"[tiny] resumed from {checkpoint.path} at step {len(losses)}/{steps}")
     device = next(model.parameters()).device
     model.train()
@@ -127,9 +121,7 @@ def train_causal_lm(model, ids: torch.Tensor, train: dict[str, Any],
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        if checkpoint is not None and every_steps > 0 and (step + 1) % every_steps == 0 and step + 1 < steps:
-            checkpoint.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                             "sampler_rng": gen.get_state(), "torch_rng": torch.get_rng_state(), "losses": losses})
+        save_training(checkpoint, every_steps, step, steps, model, opt, gen, losses)
         if on_step is not None:
             on_step(step, losses[-1])
         if step % max(1, steps // 10) == 0 or step == steps - 1:
