@@ -23,8 +23,6 @@ from bench.core.errors import ConfigError
 from bench.core.plots import run_view
 from bench.core.runner import RunContext
 
-PAPER = "adaptive_step"
-
 
 def _check_runnable(ctx: RunContext) -> None:
     if not ctx.cfg.profile.get("pipeline", True):  # the `paper` profile: 7B policies

@@ -15,8 +15,6 @@ from bench.core.errors import ConfigError
 from bench.core.runner import RunContext
 from bench.core.cache import to_plain
 
-PAPER = "adaptive_step"
-
 
 def _acc(res: dict[str, Any], task: str) -> tuple[float, float | None]:
     """(accuracy, stderr) of one lm-eval task result, preferring the suite checker's `acc`."""

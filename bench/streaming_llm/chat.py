@@ -32,7 +32,6 @@ from bench.streaming_llm.ppl import rss_mb
 from bench.streaming_llm.rope import rope_of
 from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
-PAPER = "streaming_llm"
 SETTING = "experiment.conversation"
 
 
@@ -65,7 +64,9 @@ def load_conversation(path: Path) -> list[str]:
     Formats: `.jsonl` / `.json` entries with `turns` (a list of user messages, as MT-Bench) or one of
     `content` / `text` / `prompt` (a single message); any other extension: one user turn per non-empty line.
     """
-    text = path.read_text(encoding="utf-8")
+    from bench.core.data import read_text
+
+    text = read_text(path, "experiment.conversation")  # strict UTF-8: a non-text file fails with its name
     if path.suffix in (".jsonl", ".json"):
         try:
             if path.suffix == ".json":

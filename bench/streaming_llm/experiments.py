@@ -24,8 +24,6 @@ from bench.streaming_llm.ppl import (EvalTiming, Stream, build_stream, evaluate,
                                      recompute_nll, recompute_positions, rss_mb, sample_books)
 from bench.streaming_llm.stats import ols_trend, paired_ppl_ratio
 
-PAPER = "streaming_llm"
-
 
 def _load(ctx: RunContext, dtype: str | None = None) -> LoadedModel:
     cfg = ctx.cfg

@@ -284,3 +284,15 @@ def test_softmax1_model_through_the_exact_evaluator():
     assert torch.allclose(nll, ref, atol=1e-4)
     plain = evaluate(adapter_for(model), CachePolicy(0, None), stream, 64)  # ordinary softmax differs
     assert (plain - ref).abs().max() > 1e-2
+
+
+def test_non_text_conversation_file_names_the_setting(tmp_path):
+    """The conversation file is decoded strictly like every other text (bench.core.data.read_text)."""
+    from bench.core.errors import ConfigError
+    from bench.streaming_llm.chat import load_conversation
+
+    p = tmp_path / "conv.txt"
+    p.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(ConfigError) as e:
+        load_conversation(p)
+    assert e.value.setting == "experiment.conversation"
