@@ -319,14 +319,45 @@ def _open_line_ok(line: str, prev: int | None) -> bool:
     return True
 
 
-def synthetic_prefix_ok(prefix: str) -> bool:
+def _norm(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _reference_prefix_ok(prefix: str, reference: str) -> bool:
+    """Whether `prefix` is on the question's own chain: every completed line equals the reference solution's
+    line (whitespace aside; the answer line compared as a number) and the open line is a prefix of the next."""
+    ref = [_norm(x) for x in reference.split("\n")]
+    lines = prefix.split("\n")
+    for k, line in enumerate(lines[:-1]):
+        if k >= len(ref):
+            return False
+        if ref[k].startswith("#"):
+            if not (line.strip().startswith("####")
+                    and gsm8k_equal(extract_gsm8k_answer(line, False), extract_gsm8k_answer(ref[k], False))):
+                return False
+        elif _norm(line) != ref[k]:
+            return False
+    k, open_ = len(lines) - 1, _norm(lines[-1])
+    if k >= len(ref):
+        return open_ == ""
+    return ref[k].startswith(open_) or (ref[k].startswith("#") and ref[k].replace(" ", "").startswith(open_.replace(" ", "")))
+
+
+def synthetic_prefix_ok(prefix: str, reference: str | None = None) -> bool:
     """Oracle label of a step prefix: it can still be completed into an exact, chained solution.
 
     Every completed line so far must be an exact `a op b = c` starting from the previous result, and the line
     being written when the prefix ends (a confidence boundary often falls inside a number) must agree with
     that as far as it goes: `19 * 3 = 5` is still on track, `19 * 3 = 2` is not. The operand `b` is never
     judged: it comes from the question, which this checker does not read.
+
+    With `reference` (the question's reference solution, `Problem.solution`) the checker reads the question:
+    the steps must also be the question's own (right operands, in order), i.e. the prefix must be on the
+    unique reference chain. This is the exact label of a synthetic step; without it a step that copies a wrong
+    number from the question but computes it correctly passes.
     """
+    if reference is not None:
+        return _reference_prefix_ok(prefix, reference)
     lines = prefix.split("\n")
     ok, prev = True, None
     for k, line in enumerate(lines[:-1]):
@@ -337,14 +368,19 @@ def synthetic_prefix_ok(prefix: str) -> bool:
     return ok and _open_line_ok(lines[-1], prev)
 
 
-def synthetic_solution_ok(text: str) -> bool:
+def synthetic_solution_ok(text: str, reference: str | None = None) -> bool:
     """The oracle verdict on a whole synthetic solution (issue 11's `oracle` Best-of-N arm).
 
     Right when every `a op b = c` line is exact, each step starts from the previous step's result (a chain,
     as the task's reference solutions are), and the `####` answer equals the last step's result. This is
     a verifier that reads the steps only; it never sees the gold answer, so a consistent solution of a
     misread question still passes (the first operand of the first step is not checked against the question).
+    With `reference` the steps must be the question's own chain (see `synthetic_prefix_ok`).
     """
+    if reference is not None:
+        lines = text.rstrip("\n").split("\n")
+        n_ref = len(reference.split("\n"))
+        return len(lines) == n_ref and _reference_prefix_ok("\n".join(lines) + "\n", reference)
     lines = text.split("\n")
     for k, line in enumerate(lines):
         if line.strip().startswith("####"):

@@ -15,6 +15,7 @@ import numpy as np
 
 from bench.adaptive_step import figures
 from bench.adaptive_step import pipeline as P
+from bench.adaptive_step import validation as V
 from bench.adaptive_step import steps as S
 from bench.adaptive_step.bon import bon_sweep, groups_of, score_pick
 from bench.adaptive_step.oracle import add_oracle
@@ -44,16 +45,39 @@ def _policy_metrics(ctx: RunContext, b: P.Built) -> None:
 
 
 def bon(ctx: RunContext) -> None:
-    """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N."""
+    """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N.
+
+    The PRM recipe shared by every learned arm is chosen on validation questions first
+    (`validation.choose_recipe`); every verifier is then diagnosed on validation candidates
+    (`verifiers_val` table) and only then run once on the test questions.
+    """
     _check_runnable(ctx)
     cfg = ctx.cfg
     b = P.build_data(cfg, ctx.log)
     _policy_metrics(ctx, b)
+    v = V.build_val(cfg, b, ctx.log)
+    pcfg = V.choose_recipe(ctx, b, v)
     scores: dict[str, list[list[float]]] = {}
+    val: dict[str, tuple[list[list[float]], str | None]] = {}  # arm -> (validation step scores, oracle split)
+    fits: dict[str, float] = {}
     for split in cfg.method.splits:
-        scores[f"{split}_prm"], _, _ = P.train_and_score(cfg, b, split, ctx.log)
-    scores["orm"] = P.train_and_score_orm(cfg, b, ctx.log)
-    add_oracle(ctx, b, scores)  # synthetic task: the exact step checker as arm, annotator and PRM labels
+        prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
+        scores[f"{split}_prm"] = P.test_scores(cfg, b, prm, key, split, ctx.log)
+        if v is not None:
+            val[f"{split}_prm"] = (V.val_scores(cfg, b, v, prm, key, split, ctx.log), split)
+            kind = str(pcfg.get("labels", "hard"))
+            fits[f"{split}_prm"] = V.train_fit(cfg, b, prm, key, split,
+                                               [lab[kind] for lab in b.labels[split]["labels"]], ctx.log)
+    first = list(cfg.method.splits)[0]
+    orm, okey = P.train_orm(cfg, b, ctx.log, pcfg, V.auc_validator(cfg, b, v, first, orm=True) if v else None)
+    scores["orm"] = P.test_scores(cfg, b, orm, okey, first, ctx.log, orm=True)
+    if v is not None:
+        val["orm"] = (V.val_scores(cfg, b, v, orm, okey, first, ctx.log, orm=True), None)
+        fits["orm"] = V.train_fit(cfg, b, orm, okey, first, [lab["hard"] for lab in b.labels[first]["labels"]],
+                                  ctx.log, orm=True)
+    add_oracle(ctx, b, scores, pcfg, v, val)  # synthetic task: the exact step checker as arm, annotator, labels
+    if v is not None:
+        _val_table(ctx, b, v, val, fits)
 
     correct = [bool(r["correct"]) for r in b.test_rows]
     # math: the GSM8K number / MATH500 box; code: the normalised program (tasks.CodeTask.answer_key)
@@ -62,7 +86,7 @@ def bon(ctx: RunContext) -> None:
 
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
-        aggs = ["min"] if name in ("orm", "oracle") else list(cfg.method.aggregations)
+        aggs = ["min"] if name in ("orm", "oracle", "oracle_arith") else list(cfg.method.aggregations)
         for agg in aggs:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
@@ -74,15 +98,43 @@ def bon(ctx: RunContext) -> None:
                                 "0.5 = chance; what Best-of-N depends on")
                 ctx.metric(f"prm_auc.{name}.pooled", S.auc(vals, correct), "AUC", "none",
                            note="all test candidates pooled: also rewards knowing which questions are easy")
-    results, ns, seeds, rows = bon_sweep(ctx, pickers, groups, correct, answers, "")
-    ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean ± sd over {len(seeds)} seeds", rows, notes=[
+    results, ns, seeds, rows, ci = bon_sweep(ctx, pickers, groups, correct, answers, "")
+    ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean over {len(seeds)} seeds [bootstrap 95% CI]",
+              rows, notes=[
         f"policy {cfg.model.name}, greedy {100 * b.pol.greedy_acc:.1f}%; {len(groups)} test questions, "
         f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",
+        "interval: percentile bootstrap over test questions (per-question accuracy averaged over seeds)",
         "PRM arms aggregate step scores with min (paper default); `_mean` / `_last` are the other aggregations",
+        f"PRM recipe (chosen on validation questions): {pcfg}",
         f"tau = {b.division['tau']:.4g} ({cfg.method.percentile}th percentile of pooled confidences)"])
     # The figure is drawn from the long-form CSV by the same code the report uses (one code path).
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
+    ctx.csv("bon_ci", ci, columns=figures.CI_COLUMNS)
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
+
+
+def _val_table(ctx: RunContext, b: P.Built, v: V.ValData, val: dict[str, tuple[list[list[float]], str | None]],
+               fits: dict[str, float]) -> None:
+    """Every verifier on validation candidates: within vs pooled AUC, top-1 at N, score correlations, fit."""
+    rows = []
+    for arm, (sc, osplit) in val.items():
+        rep = V.verifier_report(ctx.cfg, b, v, sc, oracle_split=osplit)
+        rows.append({"verifier": arm, "fit (%)": fits.get(arm, float("nan")), **rep})
+        for k in ("within_auc", "pooled_auc"):
+            ctx.metric(f"val.{arm}.{k}", rep[k], "AUC", "higher" if k == "within_auc" else "none",
+                       note=f"{len(v.groups)} validation questions (split `val`)")
+        for k in ("corr_magnitude", "corr_steps"):
+            ctx.metric(f"val.{arm}.{k}", rep[k], "Spearman rho", "none",
+                       note="within-question correlation of the min score with "
+                            + ("log(1+|answer|)" if k == "corr_magnitude" else "the number of steps"))
+    ctx.table("verifiers_val", "Verifiers on validation questions: within- vs between-question discrimination",
+              rows, notes=[
+        f"{len(v.groups)} validation questions x {ctx.cfg.scale.val_samples} candidates; min aggregation",
+        "within_auc: mean per-question AUC (what Best-of-N uses); pooled_auc: all candidates pooled",
+        "top1@N: Best-of-N accuracy (%) on validation questions; fit: agreement with own training labels; "
+        "step_acc: agreement with the exact oracle step labels",
+        "corr_*: mean within-question Spearman correlation of the score with log(1+|answer|), step count, length"],
+        digits=3)
 
 
 def tvd(ctx: RunContext) -> None:
@@ -90,9 +142,13 @@ def tvd(ctx: RunContext) -> None:
     _check_runnable(ctx)
     cfg = ctx.cfg
     split = str(cfg.experiment.prm)
-    b = P.build_data(cfg, ctx.log, label_splits=[split])
+    sel = cfg.get("select") or {}
+    b = P.build_data(cfg, ctx.log, label_splits=sorted({split, str(sel.get("split", split))}))
     _policy_metrics(ctx, b)
-    _, key, prm = P.train_and_score(cfg, b, split, ctx.log)
+    v = V.build_val(cfg, b, ctx.log)
+    pcfg = V.choose_recipe(ctx, b, v, write=False)  # the recipe `bon` chose on validation questions (cached)
+    ctx.record.extra["prm_recipe"] = pcfg
+    prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
     out = run_tvd(cfg, b.pol, prm, key, ctx.log)
     rows = out["rows"]
     n = len(rows)
@@ -109,10 +165,18 @@ def tvd(ctx: RunContext) -> None:
                note="questions whose TVD output differs from greedy")
     wins = sum(r["tvd"] and not r["greedy"] for r in rows)
     losses = sum(r["greedy"] and not r["tvd"] for r in rows)
+    # paired comparison on the same questions: two-sided sign test on the discordant pairs
+    from scipy.stats import binomtest
+
+    p_sign = float(binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
+    ctx.metric("tvd.fixes", wins, "questions", "higher", note="TVD right where greedy is wrong")
+    ctx.metric("tvd.breaks", losses, "questions", "lower", note="TVD wrong where greedy is right")
+    ctx.metric("tvd.sign_test_p", p_sign, "p-value", "none", note="two-sided sign test on fixes vs breaks")
     ctx.table("tvd", "Token-level value-guided decoding vs greedy", [
         {"decoding": "greedy", "accuracy (%)": g, "PRM calls": 0},
         {"decoding": f"TVD ({split}-PRM)", "accuracy (%)": v, "PRM calls": calls}],
-        notes=[f"{n} questions; TVD fixes {wins}, breaks {losses}",
+        notes=[f"{n} questions; TVD fixes {wins}, breaks {losses} (sign test p = {p_sign:.3g})",
+               f"PRM recipe (chosen on validation questions by `bon`): {pcfg}",
                f"threshold {cfg.tvd.threshold} on the top-1 probability, top-{cfg.tvd.top_k} candidates"])
 
 

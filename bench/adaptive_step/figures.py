@@ -3,8 +3,8 @@
 The experiments call `rebuild` on their own output folder and `python -m reproduce.report` calls it on a
 saved record folder, so a figure from a run and from the report come out of the same code and data:
 
-* `bon` -> `bon_accuracy_vs_n.png` from `bon_long.csv` (arm, n, seed, accuracy): Best-of-N accuracy vs N
-  per arm, mean over seeds with a +-1 sd band (the paper's Figs. 4-5 shape).
+* `bon` -> `bon_accuracy_vs_n.png` from `bon_long.csv` (arm, n, seed, accuracy) and `bon_ci.csv` (bootstrap
+  interval over questions): Best-of-N accuracy vs N per arm (the paper's Figs. 4-5 shape).
 * `cost` -> `split_token_types.png` from `split_token_types.csv`: which token types the confidence split
   points fall on, against all sampled tokens.
 """
@@ -21,12 +21,14 @@ from bench.core.plots import COLORS, NEUTRAL, figure, log_axis, read_rows, save
 
 # Drawing order (and legend order) of the Best-of-N arms; the `_mean` / `_last` aggregation variants are in
 # the table and CSV but left out of the figure, as in the paper's figures (min aggregation only).
-ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "oracle_prm", "majority", "random", "oracle",
-        "pass_at_n")
+ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "oracle_prm", "majority", "random", "oracle_arith",
+        "oracle", "pass_at_n")
 ARM_LABELS = {"confidence_prm": "confidence-PRM (AdaptiveStep)", "newline_prm": "newline-PRM", "random_prm": "random-split PRM",
               "orm": "ORM", "oracle_prm": "PRM on oracle labels", "majority": "majority vote", "random": "random pick",
-              "oracle": "exact step checker", "pass_at_n": "pass@N (oracle)"}
+              "oracle": "exact step checker", "oracle_arith": "arithmetic-only checker",
+              "pass_at_n": "pass@N (oracle)"}
 BON_COLUMNS = ("arm", "n", "seed", "accuracy")
+CI_COLUMNS = ("arm", "n", "mean", "ci_lo", "ci_hi", "se")
 
 
 def bon_rows(results: dict[str, dict[int, list[float]]], seeds: list[int]) -> list[dict[str, Any]]:
@@ -35,8 +37,19 @@ def bon_rows(results: dict[str, dict[int, list[float]]], seeds: list[int]) -> li
             for arm, by_n in results.items() for n, accs in by_n.items() for seed, acc in zip(seeds, accs)]
 
 
+def _ci_bands(ci_csv: Path) -> dict[str, dict[int, tuple[float, float]]]:
+    """arm -> N -> (ci_lo, ci_hi) from `bon_ci.csv`; empty when the record has none (older records)."""
+    if not ci_csv.exists():
+        return {}
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    for r in read_rows(ci_csv, CI_COLUMNS):
+        out.setdefault(r["arm"], {})[int(r.num("n"))] = (r.num("ci_lo"), r.num("ci_hi"))
+    return out
+
+
 def bon_figure(long_csv: Path, out_png: Path, title: str) -> list[Path]:
-    """Best-of-N accuracy vs N per arm: mean over seeds, shaded +-1 sd (sample sd, as in the `bon` table).
+    """Best-of-N accuracy vs N per arm: mean over seeds, shaded with the bootstrap 95% interval over questions
+    from `bon_ci.csv` beside it (older records without it: +-1 sd over seeds).
 
     Args:
         long_csv: `bon_long.csv` (arm, n, seed, accuracy in %).
@@ -50,6 +63,7 @@ def bon_figure(long_csv: Path, out_png: Path, title: str) -> list[Path]:
     arms = [a for a in ARMS if a in acc] + [a for a in acc if a not in ARMS and not a.endswith(("_mean", "_last"))]
     ns = sorted({n for by_n in acc.values() for n in by_n})
     seeds = len({r["seed"] for r in rows})
+    bands = _ci_bands(long_csv.parent / "bon_ci.csv")
     fig, axes = figure(6.4, 3.6)
     ax = axes[0, 0]
     for arm in arms:
@@ -59,12 +73,16 @@ def bon_figure(long_csv: Path, out_png: Path, title: str) -> list[Path]:
         c = COLORS.get(arm, NEUTRAL)
         ax.plot(xs, m, marker="o", color=c, ls="--" if arm == "pass_at_n" else "-", label=ARM_LABELS.get(arm, arm),
                 lw=2.2 if arm == "confidence_prm" else 1.4, zorder=3 if arm == "confidence_prm" else 2)
-        # accuracy lives in [0, 100]: clip the band so a noisy arm does not draw below 0 %
-        ax.fill_between(xs, np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100), color=c, alpha=0.13, lw=0)
+        if arm in bands and all(n in bands[arm] for n in xs):
+            lo, hi = np.array([bands[arm][n][0] for n in xs]), np.array([bands[arm][n][1] for n in xs])
+        else:  # accuracy lives in [0, 100]: clip the band so a noisy arm does not draw below 0 %
+            lo, hi = np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100)
+        ax.fill_between(xs, lo, hi, color=c, alpha=0.13, lw=0)
     log_axis(ax, "x", base=2, ticks=ns)
     ax.set_xlabel("N (candidates per question)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{title}: mean ± sd over {seeds} seed{'s' if seeds > 1 else ''}")
+    band = "bootstrap 95% CI" if bands else "± sd"
+    ax.set_title(f"{title}: mean over {seeds} seed{'s' if seeds > 1 else ''}, {band}")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     return save(fig, out_png)
 

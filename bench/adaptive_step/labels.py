@@ -5,8 +5,9 @@ label is whether any rollout reaches the right answer, its soft label the fracti
 estimation, as AdaptiveStep uses it). The closing marker's label is the solution's own correctness (no
 rollout needed). The rollouts are the construction cost the paper compares between split rules (§4.4).
 
-`oracle_labels`: on the synthetic task every step can be checked exactly (`checkers.synthetic_prefix_ok`),
-which gives the labels a perfect annotator would write; issue 11 compares the MC labels against them.
+`oracle_labels`: on the synthetic task every step can be checked exactly against the question's own chain
+(`checkers.synthetic_prefix_ok`), which gives the labels a perfect annotator would write; issue 11 compares
+the MC labels against them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from bench.adaptive_step import checkers as C
 from bench.adaptive_step import steps as S
-from bench.adaptive_step.generation import sample
+from bench.adaptive_step.generation import SAMPLER, sample
 from bench.adaptive_step.policy import Policy
 from bench.adaptive_step.stage import Log, bar, stage
 from bench.adaptive_step.tasks import Problem
@@ -30,7 +31,7 @@ from bench.core.checkpoint import Checkpoint
 def labels_key_obj(cfg: Any, div_key: str, split: str) -> dict[str, Any]:
     """What determines `labels_<split>`: the division (its samples), K, the rollout sampling settings."""
     return {"division": div_key, "K": int(cfg.scale.rollouts), "split": split, "max_new": int(cfg.scale.max_new),
-            "temp": float(cfg.method.temperature), "seed": int(cfg.seed)}
+            "temp": float(cfg.method.temperature), "seed": int(cfg.seed), "sampler": SAMPLER}
 
 
 def rollout_labels(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[str, Any]],
@@ -99,16 +100,23 @@ def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[st
     state["next"] = idx[-1] + 1
 
 
-def oracle_labels(pol: Policy, rows: Sequence[dict[str, Any]], bounds: Sequence[Sequence[int]]) -> list[list[int]]:
+def oracle_labels(pol: Policy, rows: Sequence[dict[str, Any]], bounds: Sequence[Sequence[int]],
+                  probs: Sequence[Problem] | None = None) -> list[list[int]]:
     """Exact step labels of synthetic solutions: one per marker, the closing one included.
 
     The label at a boundary judges the prefix before it (what the MC rollouts continue from): 1 while it can
-    still be completed into exact, chained `a op b = c` steps (`checkers.synthetic_prefix_ok`). The closing
-    marker's label is the oracle verdict on the whole solution (`checkers.synthetic_solution_ok`).
+    still be completed into the right solution (`checkers.synthetic_prefix_ok`). The closing marker's label is
+    the oracle verdict on the whole solution (`checkers.synthetic_solution_ok`).
+
+    Args:
+        probs: the questions (`rows[i]["q"]` indexes them): the oracle reads each question's own chain, so a
+            step that copies a wrong number is wrong. None: arithmetic and chaining only (the weaker,
+            question-blind oracle, kept for the diagnosis).
     """
     out = []
     for r, bnd in zip(rows, bounds):
         ids = list(r["ids"])
-        lab = [int(C.synthetic_prefix_ok(pol.decode(ids[:b]))) for b in bnd]
-        out.append(lab + [int(C.synthetic_solution_ok(pol.decode(ids)))])
+        ref = probs[r["q"]].solution if probs is not None else None
+        lab = [int(C.synthetic_prefix_ok(pol.decode(ids[:b]), ref)) for b in bnd]
+        out.append(lab + [int(C.synthetic_solution_ok(pol.decode(ids), ref))])
     return out

@@ -69,25 +69,39 @@ def build_data(cfg: Any, log: Log, label_splits: Sequence[str] | None = None) ->
                  {"samples_prm": st_p.key, "samples_test": st_t.key, "division": div_key})
 
 
-def train_and_score(cfg: Any, b: Built, split: str, log: Log) -> tuple[list[list[float]], str, Any]:
-    """Stages 5-6 for one split's MC labels: its PRM, then the step scores of every test candidate.
+def train_split_prm(cfg: Any, b: Built, split: str, log: Log, pcfg: dict[str, Any] | None = None,
+                    validate: Any = None) -> tuple[Any, str]:
+    """Stage 5 for one split's MC labels (hard or soft, as the recipe `pcfg` says; default the `prm` block).
+
+    Returns:
+        (the PRM, its stage key).
+    """
+    kind = str((pcfg if pcfg is not None else cfg.prm).get("labels", "hard"))
+    labels = [lab[kind] for lab in b.labels[split]["labels"]]
+    return train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split], labels, split,
+                     b.label_key(split, int(cfg.scale.rollouts)), log, pcfg, validate)
+
+
+def train_orm(cfg: Any, b: Built, log: Log, pcfg: dict[str, Any] | None = None, validate: Any = None) -> tuple[Any, str]:
+    """The ORM: closing marker only, labelled by the final answer (the same recipe as the PRMs)."""
+    first = list(cfg.method.splits)[0]
+    labels = [lab["hard"] for lab in b.labels[first]["labels"]]
+    return train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][first], labels, "orm",
+                     b.keys["samples_prm"], log, pcfg, validate)
+
+
+def test_scores(cfg: Any, b: Built, prm: Any, key: str, split: str, log: Log, orm: bool = False) -> list[list[float]]:
+    """Stage 6: step scores of every test candidate under one PRM (split `split`'s boundaries)."""
+    return score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows, b.division["test"][split], orm,
+                            b.keys["samples_test"], log)
+
+
+def train_and_score(cfg: Any, b: Built, split: str, log: Log, pcfg: dict[str, Any] | None = None,
+                    validate: Any = None) -> tuple[list[list[float]], str, Any]:
+    """Stages 5-6 for one split: its PRM, then the step scores of every test candidate.
 
     Returns:
         (step scores per test candidate, the PRM's stage key, the PRM).
     """
-    hard = [lab["hard"] for lab in b.labels[split]["labels"]]
-    prm, key = train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split], hard, split,
-                         b.label_key(split, int(cfg.scale.rollouts)), log)
-    sc = score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows, b.division["test"][split], False,
-                          b.keys["samples_test"], log)
-    return sc, key, prm
-
-
-def train_and_score_orm(cfg: Any, b: Built, log: Log) -> list[list[float]]:
-    """The ORM (closing marker only, final-answer label) and its score of every test candidate."""
-    first = list(cfg.method.splits)[0]
-    hard = [lab["hard"] for lab in b.labels[first]["labels"]]
-    orm, key = train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][first], hard, "orm",
-                         b.keys["samples_prm"], log)
-    return score_candidates(cfg, b.pol, orm, key, b.test_probs, b.test_rows, b.division["test"][first], True,
-                            b.keys["samples_test"], log)
+    prm, key = train_split_prm(cfg, b, split, log, pcfg, validate)
+    return test_scores(cfg, b, prm, key, split, log), key, prm

@@ -152,7 +152,7 @@ def bon_released(ctx: RunContext) -> None:
                note="accuracy of one candidate (all candidates of the pool)")
     _marker_metrics(ctx, rows)
     what = "the released PRMs" if arms else "no PRM (PRM-free arms only)"
-    results, ns, seeds, table = bon_sweep(ctx, pickers, groups, correct, answers, f" ({what})")
+    results, ns, seeds, table, ci = bon_sweep(ctx, pickers, groups, correct, answers, f" ({what})")
     pool = min(len(v) for v in groups.values())
     notes = [f"candidates {fname} (sha256 {sha[:12]}): {len(groups)} questions, pool of {pool} candidates each; "
              "N drawn without replacement per seed"]
@@ -164,9 +164,10 @@ def bon_released(ctx: RunContext) -> None:
                   "aggregations"]
     else:
         notes += ["PRM arms skipped: the released PRMs (7B) are scored on the `paper` profile only"]
-    ctx.table("bon", f"Best-of-N accuracy (%) with {what} on {cfg.task.name}, mean ± sd over {len(seeds)} seeds",
-              table, notes=notes)
+    ctx.table("bon", f"Best-of-N accuracy (%) with {what} on {cfg.task.name}, mean over {len(seeds)} seeds "
+              "[bootstrap 95% CI over questions]", table, notes=notes)
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
+    ctx.csv("bon_ci", ci, columns=figures.CI_COLUMNS)
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
     # provenance: which candidates file and which PRM weights (hub id or local folder) the record used
     fps = {a: prm_fingerprint(cfg, str(cfg.released.arms[a].prm)) for a in arms}

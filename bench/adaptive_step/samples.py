@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from bench.adaptive_step import steps as S
-from bench.adaptive_step.generation import sample
+from bench.adaptive_step.generation import SAMPLER, sample
 from bench.adaptive_step.policy import Policy
 from bench.adaptive_step.stage import Log, bar, stage
 from bench.adaptive_step.tasks import Problem
@@ -29,15 +29,25 @@ def samples_key_obj(cfg: Any, policy_key: str, split: str) -> dict[str, Any]:
     """What determines `samples_<split>`: the policy, the task, how many questions / samples, sampling settings."""
     return {"policy": policy_key, "task": to_plain(cfg.task), "n_q": _n_questions(cfg, split),
             "n_s": _n_samples(cfg, split), "temp": float(cfg.method.temperature), "max_new": int(cfg.scale.max_new),
-            "seed": int(cfg.seed)}
+            "seed": int(cfg.seed), "sampler": SAMPLER}
 
 
 def _n_questions(cfg: Any, split: str) -> int:
-    return int(cfg.scale.prm_questions if split == "prm" else cfg.scale.test_questions)
+    return int({"prm": cfg.scale.prm_questions, "val": cfg.scale.get("val_questions", 0)}.get(split, cfg.scale.test_questions))
 
 
 def _n_samples(cfg: Any, split: str) -> int:
-    return int(cfg.scale.prm_samples if split == "prm" else cfg.scale.test_samples)
+    return int({"prm": cfg.scale.prm_samples, "val": cfg.scale.get("val_samples", 0)}.get(split, cfg.scale.test_samples))
+
+
+def boundaries_of(pol: Policy, rows: list[dict[str, Any]], tau: float, rng: random.Random) -> dict[str, list[list[int]]]:
+    """Step boundaries of every solution in `rows` under every split rule (one `rng` for the random split)."""
+    per: dict[str, list[list[int]]] = {sp: [] for sp in S.SPLITS}
+    for r in rows:
+        texts = pol.token_texts(r["ids"])
+        for sp in S.SPLITS:
+            per[sp].append(S.boundaries_for(sp, r["conf"], texts, tau, rng))
+    return per
 
 
 def division_key_obj(cfg: Any, sample_keys: Sequence[str]) -> dict[str, Any]:
@@ -96,13 +106,7 @@ def divide(cfg: Any, pol: Policy, prm_rows: list[dict[str, Any]], test_rows: lis
         tau = S.global_threshold([r["conf"] for r in prm_rows], pct)
         out: dict[str, Any] = {"tau": tau, "percentile": pct}
         for name, rows in (("prm", prm_rows), ("test", test_rows)):
-            rng = random.Random(int(cfg.seed) * 31 + (0 if name == "prm" else 1))
-            per: dict[str, list[list[int]]] = {sp: [] for sp in S.SPLITS}
-            for r in rows:
-                texts = pol.token_texts(r["ids"])
-                for sp in S.SPLITS:
-                    per[sp].append(S.boundaries_for(sp, r["conf"], texts, tau, rng))
-            out[name] = per
+            out[name] = boundaries_of(pol, rows, tau, random.Random(int(cfg.seed) * 31 + (0 if name == "prm" else 1)))
         types_all: dict[str, int] = {}
         types_split: dict[str, int] = {}
         for r, bnd in zip(prm_rows, out["prm"]["confidence"]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.core.validate import Choice, Flag, ListOf, Num, Rule, Text, nonneg_int, pos_float, pos_int
 
 SPLITS = Choice(("confidence", "newline", "random"))  # §3.1 and Table 3's control
@@ -19,6 +21,9 @@ SPEC = {
     "method.aggregations": ListOf(Choice(("min", "mean", "last")), unique=True),
     "prm.lr": pos_float(hi=10), "prm.loss": Choice(("vocab", "pair")), "prm.epochs": pos_int(hi=1000),
     "prm.batch": pos_int(hi=65536), "prm.seed": nonneg_int(),
+    "prm.labels": Choice(("hard", "soft")), "prm.early_stop": Flag(),
+    "select.enabled": Flag(), "select.split": SPLITS, "select.top1_n": ListOf(pos_int(hi=1 << 16), unique=True),
+    "scale.val_questions": nonneg_int(), "scale.val_samples": nonneg_int(hi=1 << 16),
     "tvd.threshold": Num(float, 0, 1, lo_open=True, hi_open=True),  # a probability threshold (§3.4)
     "tvd.top_k": pos_int(hi=1 << 20),
     "pipeline.rerun": ListOf(Text(), min_len=0),
@@ -30,6 +35,25 @@ SPEC = {
     "released.pool": pos_int(hi=1 << 16), "released.batch": pos_int(hi=65536),
     "released.max_len": pos_int(null=True),
 }
+
+class PrmVariants:
+    """`select.variants`: name -> overrides of the `prm` block, each value checked by that `prm` setting's type."""
+
+    def check(self, v: Any) -> str | None:
+        if not isinstance(v, dict) or not v:
+            return "must be a non-empty map of variant name -> overrides of `prm`"
+        for name, over in v.items():
+            for k, val in (over or {}).items():
+                typ = SPEC.get(f"prm.{k}")
+                if typ is None:
+                    return f"variant {name!r}: `{k}` is not a `prm` setting"
+                msg = typ.check(val)
+                if msg:
+                    return f"variant {name!r}: {k} {msg}"
+        return None
+
+
+SPEC["select.variants"] = PrmVariants()
 
 EXPERIMENTS = {
     "bon": {"experiment.n": ListOf(pos_int(hi=1 << 16), unique=True), "experiment.seeds": pos_int(hi=1000)},

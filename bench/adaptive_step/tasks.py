@@ -166,6 +166,17 @@ def synthetic_task(n: int, seed: int, split: str, **difficulty: Any) -> list[Pro
 
 
 
+def pool_split(probs: list[Problem], split: str, n: int) -> list[Problem]:
+    """A split of a single pool (MATH500, HumanEval): test from the start, PRM data from the end, validation
+    from the middle (500 MATH500 problems: test <= 250 and val + PRM <= 250 keep the three apart)."""
+    if split == "test":
+        return probs[:n]
+    if split == "val":
+        mid = len(probs) // 2
+        return probs[mid:mid + n]
+    return probs[-n:] if n else []
+
+
 # ---------------------------------------------------------------------------------------- task objects
 class Task:
     """A task of the pipeline (base of the two families). Built by `make_task` from the `task` config.
@@ -185,7 +196,7 @@ class Task:
         self.name, self.settings, self.data_dir = name, settings, data_dir
 
     def load(self, split: str, n: int) -> list[Problem]:
-        """`n` questions for `split` (`policy_train`, `prm`, `test`)."""
+        """`n` questions for `split` (`policy_train`, `prm`, `test`, `val`: validation, disjoint from all)."""
         raise NotImplementedError
 
     def prompt(self, problem: Problem, style: str) -> str:
@@ -224,12 +235,13 @@ class MathTask(Task):
 
     def load(self, split: str, n: int) -> list[Problem]:
         if self.name == "synthetic":
-            mapped = {"policy_train": "train", "prm": "dev", "test": "test"}[split]
+            mapped = {"policy_train": "train", "prm": "dev", "test": "test", "val": "val"}[split]
             return synthetic_task(n, int(self.settings["seed"]), mapped, **self.settings["difficulty"])
         if self.name == "gsm8k":
+            if split == "val":  # validation: the end of GSM8K train (the PRM data takes its start)
+                return load_gsm8k(self.data_dir, "train")[-n:] if n else []
             return load_gsm8k(self.data_dir, "test" if split == "test" else "train", n)
-        probs = load_math500(self.data_dir)  # 500 test problems only: PRM data from the end
-        return probs[:n] if split == "test" else probs[-n:]
+        return pool_split(load_math500(self.data_dir), split, n)  # 500 test problems only
 
     def prompt(self, problem: Problem, style: str) -> str:
         """`plain`: question and newline, as the tiny policy was trained; `qa`: a step-by-step Q/A text."""
@@ -283,9 +295,8 @@ class CodeTask(Task):
         # Stop now, not after training, when the programs could not be checked (no usable bubblewrap).
         require_isolation(self.allow_unsafe, UNSAFE_SETTING)
         if self.name == "humaneval":
-            probs = load_humaneval(self.data_dir)
-            return probs[:n] if split == "test" else probs[-n:]
-        want = "test" if split == "test" else "train"
+            return pool_split(load_humaneval(self.data_dir), split, n)
+        want = {"test": "test", "val": "validation"}.get(split, "train")  # MBPP's own validation split
         return [p for p in load_mbpp(self.data_dir) if mbpp_split(int(p.uid.split("/")[1])) == want][:n]
 
     def prompt(self, problem: Problem, style: str) -> str:

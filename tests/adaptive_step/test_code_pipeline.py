@@ -24,8 +24,13 @@ class ScriptedLM(torch.nn.Module):
     """A 'policy' whose greedy continuation of each prompt is a given token sequence (then end-of-text).
 
     Speaks the interface `generation.sample` uses: a prefill call with the left-padded prompts, then one
-    call per step with `cache=` the object the previous call returned as `.cache`.
+    call per step with `cache=` the object the previous call returned as `.cache`, whose
+    `batch_select_indices(idx)` keeps the rows `idx` (rows sharing a prompt, rows that finished).
     """
+
+    class State(dict):
+        def batch_select_indices(self, idx):
+            self["rows"] = [self["rows"][int(i)] for i in idx]
 
     def __init__(self, scripts: dict[tuple[int, ...], list[int]], vocab: int, eos: int):
         super().__init__()
@@ -35,10 +40,10 @@ class ScriptedLM(torch.nn.Module):
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=False, **_):
         B, L = input_ids.shape
         if cache is None:  # prefill: remember each row's prompt without its left padding
-            state = {"rows": [tuple(int(t) for t, m in zip(input_ids[i], attention_mask[i]) if m) for i in range(B)],
-                     "step": 0}
+            state = self.State(rows=[tuple(int(t) for t, m in zip(input_ids[i], attention_mask[i]) if m)
+                                     for i in range(B)], step=0)
         else:
-            state = {"rows": cache["rows"], "step": cache["step"] + 1}
+            state = self.State(rows=cache["rows"], step=cache["step"] + 1)
         logits = torch.full((B, L, self.vocab), -30.0)           # (B, L, V)
         for i, prompt in enumerate(state["rows"]):
             script = self.scripts[prompt] + [self.eos]

@@ -60,3 +60,40 @@ def test_label_confusion_rates():
     assert label_confusion(soft, oracle) == r       # soft >= 0.5 counts as good: same verdicts here
     with pytest.raises(ValueError):
         label_confusion([[1, 0]], [[1, 1, 0]])
+
+
+def test_question_reading_oracle_rejects_a_consistent_misread():
+    """With the question's reference, a step that copies a wrong operand is wrong even when its arithmetic
+    and chaining are right (the arithmetic-only oracle accepts it); every prefix of the reference passes."""
+    probs = synthetic_task(100, seed=2, split="val")
+    for p in probs:
+        ref = p.solution
+        assert C.synthetic_solution_ok(ref, ref)
+        assert C.synthetic_solution_ok(ref.replace(" ", "  "), ref)   # spacing is not a step error
+        for cut in range(len(ref) + 1):
+            assert C.synthetic_prefix_ok(ref[:cut], ref), ref[:cut]
+        lines = ref.split("\n")
+        a, op, b, _, c = lines[0].split()
+        b2 = int(b) + 1
+        v = {"+": int(a) + b2, "-": int(a) - b2, "*": int(a) * b2}[op]
+        misread = f"{a} {op} {b2} = {v}\n#### {v}"                       # exact arithmetic, wrong operand
+        assert C.synthetic_solution_ok(misread) and not C.synthetic_solution_ok(misread, ref)
+        assert C.synthetic_prefix_ok(f"{a} {op} {b2}") and not C.synthetic_prefix_ok(f"{a} {op} {b2}", ref)
+        assert not C.synthetic_solution_ok(ref + "\n1 + 1 = 2", ref)     # text after the answer
+        assert not C.synthetic_prefix_ok(ref + "\n5", ref)
+    # the validation split is its own seed salt: apart from chance collisions of short random problems, its
+    # questions are not the PRM-data (dev) or test questions
+    qs = lambda split: {p.question for p in synthetic_task(300, seed=0, split=split)}  # noqa: E731
+    assert len(qs("val") & qs("test")) < 6 and len(qs("val") & qs("dev")) < 6 and qs("val") != qs("test")
+
+
+def test_bad_selection_variant_names_the_setting():
+    from bench.core.errors import ConfigError
+    from bench.core.validate import validate
+    from tests.conftest import compose
+
+    for over, word in (("+select.variants.x.bogus=1", "bogus"), ("select.variants.pair.loss=huber", "loss")):
+        cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", over])
+        with pytest.raises(ConfigError, match=word) as e:
+            validate("adaptive_step", cfg)
+        assert "select.variants" in str(e.value)

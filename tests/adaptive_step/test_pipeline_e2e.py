@@ -11,7 +11,8 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SHRINK = ["model.train.steps=60", "model.train.questions=500", "scale.greedy_eval_questions=8",
           "scale.prm_questions=6", "scale.prm_samples=4", "scale.test_questions=6", "scale.test_samples=4",
           "scale.rollouts=2", "scale.max_new=40", "scale.tvd_questions=2", "scale.bon_n=[1,2,4]",
-          "scale.bon_seeds=3", "prm.epochs=1", "pipeline.progress=false"]
+          "scale.bon_seeds=3", "prm.epochs=1", "pipeline.progress=false", "scale.val_questions=4",
+          "scale.val_samples=4", "select.variants.early_stop.epochs=2"]
 
 
 def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
@@ -46,6 +47,18 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "adaptive_step" / "bon" / "smoke"
     assert (out / "bon.md").exists() and (out / "bon_accuracy_vs_n.png").exists()
     assert (out / "label_quality.csv").exists()
+    # issue 11: the recipe chosen on validation questions, the verifiers diagnosed there, intervals per arm and N
+    sel = (out / "prm_selection.csv").read_text()
+    assert all(v in sel for v in ("base", "pair", "soft", "early_stop"))
+    assert rec["extra"]["prm_recipe"]["variant"] in ("base", "pair", "soft", "early_stop")
+    auc = m["select.chosen.val_within_auc"]["value"]  # null: no validation question had both right and wrong
+    assert auc is None or 0 <= auc <= 1
+    assert "oracle_arith" in (out / "verifiers_val.csv").read_text()
+    import csv
+
+    ci = list(csv.DictReader((out / "bon_ci.csv").open()))
+    assert ci and all(float(r["ci_lo"]) <= float(r["mean"]) + 1e-9 <= float(r["ci_hi"]) + 2e-9 for r in ci)
+    assert m["bon_acc.confidence_prm.4"]["stderr"] is not None
     stages = sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "adaptive_step").iterdir())
     assert {"policy", "samples_prm", "samples_test", "division", "labels_confidence", "prm_orm", "prm_oracle"} <= set(stages)
 

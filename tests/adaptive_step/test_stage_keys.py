@@ -1,9 +1,16 @@
-"""Cache keys of the pipeline's stages are pinned: entries built before the port to the core cache stay valid.
+"""Cache keys of the pipeline's stages are pinned: a key changes only when it is meant to.
 
-The expected keys were computed by the code before the split (`pipeline.Stage`, commit 8126739): the smoke
-values from its `bon` smoke record (`extra.stage_keys`) and cache folders, the cpu values from the folder
-names of a `cpu` cache built by that code. A changed key silently rebuilds a whole cached pipeline (the
-`cpu` one takes most of an hour), so a change must be deliberate: update the values here and say why.
+History of the pinned values:
+* computed by the code before the split (`pipeline.Stage`, commit 8126739), from its `bon` smoke record
+  (`extra.stage_keys`) and cache folders and the folder names of a `cpu` cache built by that code;
+* session 4 (issue 11), deliberately: the sample and label stages gained `"sampler": "icdf"` (the draw
+  method changed from `torch.multinomial` over the batch to an inverse-CDF draw per row, so that finished
+  rows can leave the batch; entries drawn the old way must not be reused), which changes every key from
+  `samples_*` on; and the `cpu` policy moved from 1000 to 1400 SFT steps (15% -> 65% greedy, the 30-70%
+  band). The smoke policy key is still the one the old code computed.
+
+A changed key silently rebuilds a whole cached pipeline (the `cpu` one takes most of an hour), so a change
+must be deliberate: update the values here and say why.
 """
 
 from __future__ import annotations
@@ -18,11 +25,11 @@ from bench.core.cache import config_key
 from tests.conftest import compose
 
 OLD_KEYS = {
-    "smoke": {"policy": "34fcd8408ed7f6b7", "samples_prm": "7d3e82dd2ba555a0", "samples_test": "dac24a9baaec525a",
-              "division": "d3d9e8f9175ab4eb", "labels_division": "3b0433a0af6c94c2",
-              "labels_confidence": "6d8c6a2e3dc27fb2", "labels_newline": "0efb3a4c5fe86b2b"},
-    "cpu": {"policy": "c5ae505d86a4814d", "samples_prm": "21ade964972c4f1c", "samples_test": "c67421eb144a1b03",
-            "division": "56965e49a34e3f24", "labels_confidence": "a132072a581416bf"},
+    "smoke": {"policy": "34fcd8408ed7f6b7", "samples_prm": "6604e431104516f8", "samples_test": "551f602dc01bf1e2",
+              "division": "2da875fc846808a6", "labels_division": "a476d2c2bd8a20d4",
+              "labels_confidence": "2ae665a050517fc8", "labels_newline": "b77d6dcec091124d"},
+    "cpu": {"policy": "9265e0189f9c8aca", "samples_prm": "1a7225ad1e770377", "samples_test": "6cbe51e4cb7c9690",
+            "division": "6b7e325087c4b15e", "labels_confidence": "7236b93daac0c042"},
 }
 
 
