@@ -56,7 +56,11 @@ def bon(ctx: RunContext) -> None:
     b = P.build_data(cfg, ctx.log)
     _policy_metrics(ctx, b)
     v = V.build_val(cfg, b, ctx.log)
-    pcfg = V.choose_recipe(ctx, b, v)
+    pcfg, data = V.choose_recipe(ctx, b, v)
+    if data:  # the chosen variant has its own PRM data (more questions / candidates): every arm uses it
+        cfg = V.with_data(cfg, data)
+        b = P.build_data(cfg, ctx.log)
+        v = V.build_val(cfg, b, ctx.log)
     scores: dict[str, list[list[float]]] = {}
     val: dict[str, tuple[list[list[float]], str | None]] = {}  # arm -> (validation step scores, oracle split)
     fits: dict[str, float] = {}
@@ -75,6 +79,11 @@ def bon(ctx: RunContext) -> None:
         val["orm"] = (V.val_scores(cfg, b, v, orm, okey, first, ctx.log, orm=True), None)
         fits["orm"] = V.train_fit(cfg, b, orm, okey, first, [lab["hard"] for lab in b.labels[first]["labels"]],
                                   ctx.log, orm=True)
+    # PRM-free reference verifier: the policy's own lowest token confidence in the candidate (§3.1's signal)
+    min_conf = lambda rows: [[min(r["conf"]) if r["conf"] else 0.0] for r in rows]  # noqa: E731
+    scores["min_confidence"] = min_conf(b.test_rows)
+    if v is not None:
+        val["min_confidence"] = (min_conf(v.rows), None)
     add_oracle(ctx, b, scores, pcfg, v, val)  # synthetic task: the exact step checker as arm, annotator, labels
     if v is not None:
         _val_table(ctx, b, v, val, fits)
@@ -86,7 +95,7 @@ def bon(ctx: RunContext) -> None:
 
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
-        aggs = ["min"] if name in ("orm", "oracle", "oracle_arith") else list(cfg.method.aggregations)
+        aggs = ["min"] if name in ("orm", "oracle", "oracle_arith", "min_confidence") else list(cfg.method.aggregations)
         for agg in aggs:
             vals = [S.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
@@ -146,8 +155,12 @@ def tvd(ctx: RunContext) -> None:
     b = P.build_data(cfg, ctx.log, label_splits=sorted({split, str(sel.get("split", split))}))
     _policy_metrics(ctx, b)
     v = V.build_val(cfg, b, ctx.log)
-    pcfg = V.choose_recipe(ctx, b, v, write=False)  # the recipe `bon` chose on validation questions (cached)
-    ctx.record.extra["prm_recipe"] = pcfg
+    pcfg, data = V.choose_recipe(ctx, b, v, write=False)  # the recipe `bon` chose on validation questions (cached)
+    ctx.record.extra["prm_recipe"] = {**pcfg, **({"data": data} if data else {})}
+    if data:
+        cfg = V.with_data(cfg, data)
+        b = P.build_data(cfg, ctx.log, label_splits=[split])
+        v = V.build_val(cfg, b, ctx.log)
     prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
     out = run_tvd(cfg, b.pol, prm, key, ctx.log)
     rows = out["rows"]

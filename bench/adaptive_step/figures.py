@@ -21,11 +21,11 @@ from bench.core.plots import COLORS, NEUTRAL, figure, log_axis, read_rows, save
 
 # Drawing order (and legend order) of the Best-of-N arms; the `_mean` / `_last` aggregation variants are in
 # the table and CSV but left out of the figure, as in the paper's figures (min aggregation only).
-ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "oracle_prm", "majority", "random", "oracle_arith",
-        "oracle", "pass_at_n")
+ARMS = ("confidence_prm", "newline_prm", "random_prm", "orm", "oracle_prm", "min_confidence", "majority", "random",
+        "oracle_arith", "oracle", "pass_at_n")
 ARM_LABELS = {"confidence_prm": "confidence-PRM (AdaptiveStep)", "newline_prm": "newline-PRM", "random_prm": "random-split PRM",
               "orm": "ORM", "oracle_prm": "PRM on oracle labels", "majority": "majority vote", "random": "random pick",
-              "oracle": "exact step checker", "oracle_arith": "arithmetic-only checker",
+              "oracle": "exact step checker", "min_confidence": "policy's min token confidence", "oracle_arith": "arithmetic-only checker",
               "pass_at_n": "pass@N (oracle)"}
 BON_COLUMNS = ("arm", "n", "seed", "accuracy")
 CI_COLUMNS = ("arm", "n", "mean", "ci_lo", "ci_hi", "se")

@@ -24,6 +24,7 @@ SPEC = {
     "prm.labels": Choice(("hard", "soft")), "prm.early_stop": Flag(),
     "select.enabled": Flag(), "select.split": SPLITS, "select.top1_n": ListOf(pos_int(hi=1 << 16), unique=True),
     "scale.val_questions": nonneg_int(), "scale.val_samples": nonneg_int(hi=1 << 16),
+    "scale.select_prm_questions": pos_int(), "select.more_questions": pos_int(),
     "tvd.threshold": Num(float, 0, 1, lo_open=True, hi_open=True),  # a probability threshold (§3.4)
     "tvd.top_k": pos_int(hi=1 << 20),
     "pipeline.rerun": ListOf(Text(), min_len=0),
@@ -37,13 +38,24 @@ SPEC = {
 }
 
 class PrmVariants:
-    """`select.variants`: name -> overrides of the `prm` block, each value checked by that `prm` setting's type."""
+    """`select.variants`: name -> overrides of the `prm` block (each value checked by that `prm` setting's type),
+    and optionally `data: {prm_questions, prm_samples}` (checked like those `scale` sizes)."""
 
     def check(self, v: Any) -> str | None:
         if not isinstance(v, dict) or not v:
             return "must be a non-empty map of variant name -> overrides of `prm`"
         for name, over in v.items():
-            for k, val in (over or {}).items():
+            over = dict(over or {})
+            data = over.pop("data", None) or {}
+            if not isinstance(data, dict):
+                return f"variant {name!r}: `data` must map prm_questions / prm_samples to sizes"
+            for k, val in data.items():
+                if k not in ("prm_questions", "prm_samples"):
+                    return f"variant {name!r}: data.{k} is not a PRM-data size (prm_questions, prm_samples)"
+                msg = SPEC[f"scale.{k}"].check(val)
+                if msg:
+                    return f"variant {name!r}: data.{k} {msg}"
+            for k, val in over.items():
                 typ = SPEC.get(f"prm.{k}")
                 if typ is None:
                     return f"variant {name!r}: `{k}` is not a `prm` setting"

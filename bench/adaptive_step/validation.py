@@ -19,6 +19,7 @@ back into a choice: the PRM recipe (`select.variants`) is picked by validation w
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from bench.adaptive_step import checkers as C
 from bench.adaptive_step import steps as S
 from bench.adaptive_step.bon import best_of_n, groups_of, score_pick
 from bench.adaptive_step.labels import oracle_labels
-from bench.adaptive_step.pipeline import Built, train_split_prm
+from bench.adaptive_step.pipeline import Built, build_data, train_split_prm
 from bench.adaptive_step.samples import boundaries_of, sample_solutions
 from bench.adaptive_step.stage import Log
 from bench.adaptive_step.tasks import Problem
@@ -163,37 +164,60 @@ def auc_validator(cfg: Any, b: Built, v: ValData, split: str, orm: bool = False)
     return f"{v.key}:{split}:{int(orm)}", score
 
 
-def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> dict[str, Any]:
+def with_data(cfg: Any, data: dict[str, Any] | None) -> Any:
+    """`cfg` with a variant's PRM-data sizes (`scale.prm_questions` / `scale.prm_samples`) applied."""
+    if not data:
+        return cfg
+    from omegaconf import OmegaConf
+
+    out = copy.deepcopy(cfg)
+    for k, val in data.items():
+        OmegaConf.update(out, f"scale.{k}", val, merge=False)
+    return out
+
+
+def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     """The PRM recipe for every learned arm: the `select.variants` entry whose `select.split` PRM has the
     highest validation within-question AUC (the test questions are never scored here).
+
+    A variant overrides `prm` settings, and may set `data: {prm_questions, prm_samples}` (more PRM-data
+    questions / candidates per question): its PRM data is then sampled and labelled for it (cached stages).
 
     Args:
         write: put the `prm_selection` table and `select.*` metrics into the record (`bon`); `tvd` only reads.
 
     Returns:
-        The chosen `prm` block (the `prm` config itself when selection is off or there is no validation set).
+        (the chosen `prm` block, the chosen variant's `data` sizes or {}); the `prm` config itself and {} when
+        selection is off or there is no validation set.
     """
     cfg = ctx.cfg
     sel = cfg.get("select") or {}
     if v is None or not sel or not sel.get("enabled", False):
-        return to_plain(cfg.prm)
+        return to_plain(cfg.prm), {}
     split = str(sel.split)
     rows, best = [], None
     for name, over in to_plain(sel.variants).items():
-        pc = recipe(cfg, over or {})
-        prm, key = train_split_prm(cfg, b, split, ctx.log, pc, auc_validator(cfg, b, v, split))
-        rep = verifier_report(cfg, b, v, val_scores(cfg, b, v, prm, key, split, ctx.log), oracle_split=split)
+        over = dict(over or {})
+        data = dict(over.pop("data", None) or {})
+        cfg_v = with_data(cfg, data)
+        b_v = build_data(cfg_v, ctx.log, label_splits=[split]) if data else b
+        v_v = build_val(cfg_v, b_v, ctx.log) if data else v
+        assert v_v is not None
+        pc = recipe(cfg, over)
+        prm, key = train_split_prm(cfg_v, b_v, split, ctx.log, pc, auc_validator(cfg_v, b_v, v_v, split))
+        rep = verifier_report(cfg_v, b_v, v_v, val_scores(cfg_v, b_v, v_v, prm, key, split, ctx.log), oracle_split=split)
         kind = str(pc.get("labels", "hard"))
-        fit = train_fit(cfg, b, prm, key, split, [lab[kind] for lab in b.labels[split]["labels"]], ctx.log)
+        fit = train_fit(cfg_v, b_v, prm, key, split, [lab[kind] for lab in b_v.labels[split]["labels"]], ctx.log)
         info = getattr(prm, "bench_info", {}) or {}
-        rows.append({"variant": name, "overrides": ", ".join(f"{k}={v_}" for k, v_ in (over or {}).items()) or "-",
-                     "fit (%)": fit, **rep, "epoch kept": info.get("best_epoch", pc.get("epochs"))})
+        text = ", ".join([f"{k}={v_}" for k, v_ in over.items()] + [f"{k}={v_}" for k, v_ in data.items()])
+        rows.append({"variant": name, "overrides": text or "-", "fit (%)": fit, **rep,
+                     "epoch kept": info.get("best_epoch", pc.get("epochs"))})
         score = rep["within_auc"] if rep["within_auc"] == rep["within_auc"] else -math.inf  # NaN: no contrast
         if best is None or score > best[0]:
-            best = (score, name, pc)
+            best = (score, name, pc, data)
     assert best is not None, "select.variants is empty"
     if best[0] == -math.inf:  # no validation question has both right and wrong candidates (tiny runs)
-        best = (float("nan"), best[1], best[2])
+        best = (float("nan"), best[1], best[2], best[3])
         ctx.log("select: no validation question has both right and wrong candidates; first variant kept")
     if write:
         for r in rows:
@@ -201,7 +225,7 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
                        note=f"{split}-PRM, recipe `{r['overrides']}`, {len(v.groups)} validation questions")
         ctx.metric("select.chosen.val_within_auc", best[0], "AUC", "higher",
                    note=f"chosen recipe `{best[1]}` (highest validation within-question AUC); issue 11 target >= 0.85")
-        ctx.record.extra["prm_recipe"] = {"variant": best[1], **best[2]}
+        ctx.record.extra["prm_recipe"] = {"variant": best[1], **best[2], **({"data": best[3]} if best[3] else {})}
         ctx.table("prm_selection", f"PRM recipe chosen on validation questions ({split}-PRM)", rows, notes=[
             f"{len(v.groups)} validation questions x {cfg.scale.val_samples} candidates (split `val`, disjoint "
             "from PRM data and test); chosen by within_auc only: "
@@ -211,4 +235,4 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
             "corr_* = within-question Spearman correlation of the min score with log(1+|answer|), step count, "
             "token length", "early_stop keeps the epoch with the best validation within-question AUC"], digits=3)
     ctx.log(f"select: PRM recipe `{best[1]}` (validation within-question AUC {best[0]:.3f})")
-    return best[2]
+    return best[2], best[3]

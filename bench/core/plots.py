@@ -61,7 +61,7 @@ COLORS = {
     # AdaptiveStep Best-of-N arms
     "confidence_prm": "#1f77b4", "newline_prm": "#9467bd", "random_prm": "#8c564b", "orm": "#ff7f0e",
     "majority": "#2ca02c", "random": "#7f7f7f", "pass_at_n": "#d62728", "oracle": "#17becf",
-    "oracle_arith": "#bcbd22", "oracle_prm": "#e377c2",
+    "oracle_arith": "#bcbd22", "oracle_prm": "#e377c2", "min_confidence": "#aec7e8",
     # Fourier-VLM compressors
     "dct": "#1f77b4", "avgpool": "#ff7f0e", "drop": "#7f7f7f",
 }

@@ -12,7 +12,7 @@ SHRINK = ["model.train.steps=60", "model.train.questions=500", "scale.greedy_eva
           "scale.prm_questions=6", "scale.prm_samples=4", "scale.test_questions=6", "scale.test_samples=4",
           "scale.rollouts=2", "scale.max_new=40", "scale.tvd_questions=2", "scale.bon_n=[1,2,4]",
           "scale.bon_seeds=3", "prm.epochs=1", "pipeline.progress=false", "scale.val_questions=4",
-          "scale.val_samples=4", "select.variants.early_stop.epochs=2"]
+          "scale.val_samples=4", "select.variants.early_stop.epochs=2", "scale.select_prm_questions=8"]
 
 
 def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
@@ -49,8 +49,9 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     assert (out / "label_quality.csv").exists()
     # issue 11: the recipe chosen on validation questions, the verifiers diagnosed there, intervals per arm and N
     sel = (out / "prm_selection.csv").read_text()
-    assert all(v in sel for v in ("base", "pair", "soft", "early_stop"))
-    assert rec["extra"]["prm_recipe"]["variant"] in ("base", "pair", "soft", "early_stop")
+    variants = ("base", "pair", "soft", "early_stop", "more_data", "more_data_soft")
+    assert all(v in sel for v in variants) and "prm_questions=8" in sel
+    assert rec["extra"]["prm_recipe"]["variant"] in variants
     auc = m["select.chosen.val_within_auc"]["value"]  # null: no validation question had both right and wrong
     assert auc is None or 0 <= auc <= 1
     assert "oracle_arith" in (out / "verifiers_val.csv").read_text()
@@ -100,3 +101,22 @@ def test_paper_profile_composes_and_refuses_to_run(tmp_path):
     assert cfg.released.prms.asprm_m == "Lux0926/ASPRM-M"
     with pytest.raises(ConfigError):
         run("adaptive_step", cfg)
+
+
+def test_chosen_data_variant_feeds_every_arm(tmp_path, monkeypatch):
+    """A `data` variant (more PRM-data questions) that wins the selection is the PRM data of every arm."""
+    from bench.core.runner import run
+
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    from omegaconf import open_dict
+
+    cfg = _cfg("bon", tmp_path, ["oracle.prm=false"])
+    with open_dict(cfg):
+        cfg.select.variants = {"more": {"data": {"prm_questions": 8}}}
+    rec = json.loads(run("adaptive_step", cfg).read_text())
+    assert rec["extra"]["prm_recipe"]["variant"] == "more"
+    assert rec["extra"]["prm_recipe"]["data"] == {"prm_questions": 8}
+    # every PRM was trained on the 8-question data (8 x 4 solutions), none on the profile's 6 questions
+    infos = [json.loads((p / "done.json").read_text()) for p in (tmp_path / "cache" / "adaptive_step").iterdir()
+             if p.name.startswith("prm_") and p.is_dir() and (p / "done.json").exists()]
+    assert infos and all(i["examples"] == 32 for i in infos)
