@@ -136,6 +136,8 @@ def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dic
             paper = float(c["paper_value"])
             tol, shape = c.get("tolerance") or {}, c.get("shape")
             model = (r.get("config", {}).get("model") or {}).get("name", "?")
+            tag = r.get("config", {}).get("run_tag")
+            model += f" [{tag}]" if tag else ""  # a second configuration of the same experiment and profile
             if r.get("profile") in (c.get("comparable_profiles") or []):
                 status = "reproduced" if tol and within(ours, paper, tol) else "not reproduced"
             elif shape:

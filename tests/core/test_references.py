@@ -45,3 +45,16 @@ def test_reference_files_are_well_formed(paper):
     assert len(ids) == len(set(ids))
     for c in refs["claims"]:
         assert c.get("tolerance") or c.get("shape"), c["id"]
+
+
+def test_second_configuration_is_named_by_its_run_tag():
+    """Two records of one experiment and profile (a `run_tag` configuration beside the default) give two rows
+    that say which is which."""
+    from bench.core.references import compare
+
+    refs = {"claims": [{"id": "c", "claim": "x", "source": "s", "experiment": "bon", "metric": "m",
+                        "paper_value": 1.0, "shape": {"min": 1.0}}]}
+    rec = lambda tag: {"experiment": "bon", "profile": "cpu", "metrics": {"m": {"value": 2.0}},  # noqa: E731
+                       "config": {"model": {"name": "tiny"}, "run_tag": tag}}
+    rows = compare(refs, [rec(None), rec("policy_2000_steps")])
+    assert [r["model / profile"].split(" (")[0] for r in rows] == ["tiny / cpu", "tiny [policy_2000_steps] / cpu"]
