@@ -119,15 +119,17 @@ class RunContext:
 
 
 def _plain(cfg: Any) -> dict[str, Any]:
-    """The resolved config as stored in a record, with machine paths made portable: a `data_dir` is
-    recorded relative to the repository (e.g. ../shared/data), never as this machine's absolute path."""
+    """The resolved config as stored in a record, with machine paths made portable: `data_dir` and
+    `results_dir` are recorded relative to the repository (e.g. ../shared/data, results), never as this
+    machine's absolute paths."""
     import os
 
     from bench.core.paths import REPO_ROOT
 
     plain = to_plain(cfg)
-    if isinstance(plain, dict) and plain.get("data_dir"):
-        plain["data_dir"] = os.path.relpath(str(plain["data_dir"]), REPO_ROOT)
+    for key in ("data_dir", "results_dir"):
+        if isinstance(plain, dict) and plain.get(key):
+            plain[key] = os.path.relpath(str(plain[key]), REPO_ROOT)
     return plain  # type: ignore[return-value]
 
 

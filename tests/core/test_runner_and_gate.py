@@ -192,3 +192,16 @@ def test_absolute_tolerance_for_differences_near_zero():
     assert compare_records(old, new, rules)[0].verdict == "same"  # +53%, but 0.18 MiB
     leak = {**_rec(**{"chat.rss_mb.growth_after_full": (40.0, "MiB", "lower")}), "experiment": "chat"}
     assert compare_records(old, leak, rules)[0].verdict == "regressed"
+
+
+def test_record_config_has_no_absolute_machine_paths(tmp_path):
+    """`data_dir` and `results_dir` given as absolute paths are stored relative to the repository."""
+    import os
+
+    from bench.core.paths import REPO_ROOT
+    from bench.core.runner import _plain
+
+    cfg = {"data_dir": str(REPO_ROOT.parent / "shared" / "data"), "results_dir": str(REPO_ROOT / "results"), "x": 1}
+    plain = _plain(cfg)
+    assert plain["data_dir"] == os.path.join("..", "shared", "data") and plain["results_dir"] == "results"
+    assert plain["x"] == 1
