@@ -12,7 +12,7 @@ Modules (one concern each):
     labels       stage 4: Monte-Carlo rollout labels and construction cost; exact oracle labels.
     prm          stages 5-6: PRM / ORM training and step scores.
     tvd          stage 7: token-level value-guided decoding.
-    pipeline     the stages chained (`build_data`, `train_and_score`).
+    pipeline     the stages chained (`build_data`, `train_split_prm`, `test_scores`).
     bon          Best-of-N pickers and the sweep over arms, N and seeds.
     experiments  `bon`, `tvd`, `cost` on the miniature.
     oracle       issue 11's diagnosis: oracle verifier arm, oracle vs Monte-Carlo labels, oracle PRM.

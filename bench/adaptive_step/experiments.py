@@ -55,12 +55,7 @@ def bon(ctx: RunContext) -> None:
     cfg = ctx.cfg
     b = P.build_data(cfg, ctx.log)
     _policy_metrics(ctx, b)
-    v = V.build_val(cfg, b, ctx.log)
-    pcfg, data = V.choose_recipe(ctx, b, v)
-    if data:  # the chosen variant has its own PRM data (more questions / candidates): every arm uses it
-        cfg = V.with_data(cfg, data)
-        b = P.build_data(cfg, ctx.log)
-        v = V.build_val(cfg, b, ctx.log)
+    cfg, b, v, pcfg = V.chosen_setup(ctx, b)
     scores: dict[str, list[list[float]]] = {}
     val: dict[str, tuple[list[list[float]], str | None]] = {}  # arm -> (validation step scores, oracle split)
     fits: dict[str, float] = {}
@@ -154,13 +149,7 @@ def tvd(ctx: RunContext) -> None:
     sel = cfg.get("select") or {}
     b = P.build_data(cfg, ctx.log, label_splits=sorted({split, str(sel.get("split", split))}))
     _policy_metrics(ctx, b)
-    v = V.build_val(cfg, b, ctx.log)
-    pcfg, data = V.choose_recipe(ctx, b, v, write=False)  # the recipe `bon` chose on validation questions (cached)
-    ctx.record.extra["prm_recipe"] = {**pcfg, **({"data": data} if data else {})}
-    if data:
-        cfg = V.with_data(cfg, data)
-        b = P.build_data(cfg, ctx.log, label_splits=[split])
-        v = V.build_val(cfg, b, ctx.log)
+    cfg, b, v, pcfg = V.chosen_setup(ctx, b, write=False, label_splits=[split])  # `bon`'s choice (cached)
     prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
     out = run_tvd(cfg, b.pol, prm, key, ctx.log)
     rows = out["rows"]
@@ -225,7 +214,7 @@ def cost(ctx: RunContext) -> None:
     ta, ts = b.division["types_all"], b.division["types_split"]
     na, ns = sum(ta.values()), max(1, sum(ts.values()))
     trows = []
-    for k in sorted(set(ta) | set(ts), key=lambda k: -ts.get(k, 0)):
+    for k in sorted(set(ta) | set(ts), key=lambda k: (-ts.get(k, 0), k)):  # ties by name: a stable table
         sa, ss = ta.get(k, 0) / na, ts.get(k, 0) / ns
         trows.append({"token type": k, "share of all tokens": 100 * sa, "share of split points": 100 * ss,
                       "over-representation": ss / sa if sa else float("nan")})

@@ -94,14 +94,3 @@ def test_scores(cfg: Any, b: Built, prm: Any, key: str, split: str, log: Log, or
     """Stage 6: step scores of every test candidate under one PRM (split `split`'s boundaries)."""
     return score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows, b.division["test"][split], orm,
                             b.keys["samples_test"], log)
-
-
-def train_and_score(cfg: Any, b: Built, split: str, log: Log, pcfg: dict[str, Any] | None = None,
-                    validate: Any = None) -> tuple[list[list[float]], str, Any]:
-    """Stages 5-6 for one split: its PRM, then the step scores of every test candidate.
-
-    Returns:
-        (step scores per test candidate, the PRM's stage key, the PRM).
-    """
-    prm, key = train_split_prm(cfg, b, split, log, pcfg, validate)
-    return test_scores(cfg, b, prm, key, split, log), key, prm

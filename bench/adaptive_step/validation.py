@@ -236,3 +236,22 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
             "token length", "early_stop keeps the epoch with the best validation within-question AUC"], digits=3)
     ctx.log(f"select: PRM recipe `{best[1]}` (validation within-question AUC {best[0]:.3f})")
     return best[2], best[3]
+
+
+def chosen_setup(ctx: Any, b: Built, write: bool = True, label_splits: Sequence[str] | None = None
+                 ) -> tuple[Any, Built, ValData | None, dict[str, Any]]:
+    """Validation data, the chosen recipe, and the pipeline data that recipe trains on.
+
+    Returns:
+        (config, built data, validation data, `prm` recipe): when the chosen variant has its own PRM-data sizes,
+        the config carries them and the data is rebuilt for them (cached stages), so every arm uses it.
+    """
+    v = build_val(ctx.cfg, b, ctx.log)
+    pcfg, data = choose_recipe(ctx, b, v, write=write)
+    if not write:  # `bon` records it in choose_recipe
+        ctx.record.extra["prm_recipe"] = {**pcfg, **({"data": data} if data else {})}
+    if not data:
+        return ctx.cfg, b, v, pcfg
+    cfg = with_data(ctx.cfg, data)
+    b = build_data(cfg, ctx.log, label_splits=label_splits)
+    return cfg, b, build_val(cfg, b, ctx.log), pcfg
