@@ -18,7 +18,11 @@ so q'.k' is the band score for band keys and the sink score for sink keys, under
 ALiBi models (MPT: the adapter has `rope=None` and `alibi_slopes`) take a separate branch: the same
 distances become a per-head additive bias over [sink keys | band keys] (`alibi.py`).
 
-With `split=True` (CPU) the band is not one masked call: `split_attention.split_band_attention` splits it into
+On CPU the masked band is computed in query blocks (`band_blocks`, default 128 queries): a block sees
+R + 128 of the R + C keys, so the flash kernel, which computes masked entries too, skips the columns no
+row of the block can see (issue 10, part 3; the same mask entries, so the same result).
+
+With `split=True` (CPU) the band is not masked at all: `split_attention.split_band_attention` splits it into
 unmasked flash-kernel pieces (own keys causal, carried keys a reversed-causal triangle and rectangles)
 merged with the sinks by log-sum-exp, so the masked half of the band is skipped (issue 10). The masked
 call (`sink_band_attention`) remains for the first chunk (it holds the sinks), chunks longer than the
@@ -35,6 +39,14 @@ import torch.nn.functional as F
 from bench.streaming_llm.adapters import Adapter
 from bench.streaming_llm.alibi import alibi_attention, chunk_bias
 from bench.streaming_llm.split_attention import merge_lse, sink_scores, split_band_attention
+
+
+# Query rows per band block on CPU (`band_blocks`): 64 and 128 measured best for one 4+1020 layer of SmolLM2
+# (bf16, 512-token chunk, 2 cores: masked 12.6 ms, blocks of 64/128 10.3 ms, 256 12.1 ms; issue 10 note).
+QUERY_BLOCK = 128
+# Rows per cross-entropy block in `token_nll`: SmolLM2, 512 tokens, 2 cores, LM head included: bf16 61 ms
+# in blocks of 16 vs 115 ms for one cross-entropy over the fp32 copy of the whole chunk (fp32: 204 vs 224).
+NLL_ROWS = 16
 
 
 @dataclass
@@ -87,7 +99,7 @@ def _flash_cpu(q, k, v, mask_bool, scale, bias=None):
     if bias is None:
         bias = band_bias(mask_bool, g, q.dtype)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=bias, scale=scale)
+        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=None if bias is False else bias, scale=scale)
     return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
 
 
@@ -97,8 +109,60 @@ def band_bias(mask_bool: torch.Tensor, g: int, dtype: torch.dtype) -> torch.Tens
     return bias.repeat(g, 1)
 
 
+@dataclass
+class BandBlock:
+    """One query block of the band: queries [q0, q1) see only keys [k0, k1) (the rest of the row is masked)."""
+
+    q0: int
+    q1: int
+    k0: int
+    k1: int
+    bias: torch.Tensor | None  # (G*(q1-q0), k1-k0) additive mask, None if the block is fully visible
+
+
+def band_blocks(mask_bool: torch.Tensor, g: int, dtype: torch.dtype, rows: int) -> list[BandBlock]:
+    """Cut the (C, K) band mask into query blocks of `rows`, each over the key columns its rows can see.
+
+    The band of query t is [t-R, t]: a block of `rows` queries sees R + rows keys, not the whole
+    R + C, so the CPU flash kernel (which computes masked entries too) skips the columns no row of the
+    block sees (issue 10, part 3). Same mask entries, so the result is exactly the masked call's.
+    Built once per chunk and shared by every layer.
+    """
+    c = mask_bool.shape[0]
+    cols = torch.arange(mask_bool.shape[1], device=mask_bool.device)
+    out = []
+    for q0 in range(0, c, rows):
+        m = mask_bool[q0:q0 + rows]
+        seen = m.any(0)
+        if not bool(seen.any()):  # only sink queries (t < S): no band key at all
+            out.append(BandBlock(q0, q0 + m.shape[0], 0, 0, None))
+            continue
+        k0, k1 = int(cols[seen].min()), int(cols[seen].max()) + 1
+        m = m[:, k0:k1]
+        out.append(BandBlock(q0, q0 + m.shape[0], k0, k1, None if bool(m.all()) else band_bias(m, g, dtype)))
+    return out
+
+
+def _flash_blocks(q, k, v, blocks: list[BandBlock], scale):
+    """`_flash_cpu` block by block (`band_blocks`): out (B, Hq, C, D), lse (B, Hq, C) fp32 (-inf: no key)."""
+    b, hq, c, d = q.shape
+    outs, lses = [], []
+    for bl in blocks:
+        if bl.k1 == bl.k0:
+            outs.append(q.new_zeros(b, hq, bl.q1 - bl.q0, d))
+            lses.append(torch.full((b, hq, bl.q1 - bl.q0), float("-inf"), device=q.device))
+            continue
+        o, lse = _flash_cpu(q[:, :, bl.q0:bl.q1], k[:, :, bl.k0:bl.k1], v[:, :, bl.k0:bl.k1], None, scale,
+                            bl.bias if bl.bias is not None else False)
+        outs.append(o)
+        lses.append(lse)
+    if len(outs) == 1:
+        return outs[0], lses[0]
+    return torch.cat(outs, dim=-2), torch.cat(lses, dim=-1)
+
+
 def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fused: bool | None = None,
-                        bias: torch.Tensor | None = None):
+                        bias: torch.Tensor | None = None, blocks: list[BandBlock] | None = None):
     """softmax over [sink keys | band keys] of one query set that is rotated differently for each block.
 
     Args:
@@ -108,6 +172,8 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         fused: use the CPU flash kernel + log-sum-exp merge (default on CPU), else one portable SDPA call.
         bias: `band_bias(band_mask, Hq // Hkv, dtype)`, precomputed so that layers sharing a mask share it
             (fused path only).
+        blocks: `band_blocks(band_mask, ...)`: the band one query block at a time over the keys it can see
+            (fused path only; takes precedence over `bias`).
 
     Returns:
         (B, Hq, C, D) attention output in qb's dtype.
@@ -128,7 +194,10 @@ def sink_band_attention(qb, kb, vb, band_mask, qs, ks, vs, sink_mask, scale, fus
         out = F.scaled_dot_product_attention(q_aug, k_aug, v_aug, attn_mask=torch.cat([sink_mask, band_mask], 1),
                                              scale=scale, enable_gqa=qb.shape[1] != kb.shape[1])
         return out[..., : vb.shape[-1]]
-    out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale, bias)
+    if blocks is not None:
+        out_b, lse_b = _flash_blocks(qb, kb, vb, blocks, scale)
+    else:
+        out_b, lse_b = _flash_cpu(qb, kb, vb, band_mask, scale, bias)
     if qs is None or ks.shape[-2] == 0:
         return out_b
     # Queries that are sinks themselves (t < S) have no band key: their band block must weigh nothing.
@@ -146,18 +215,21 @@ class ChunkedEvaluator:
         policy: the cache policy.
         split: compute the band as unmasked pieces (`split_attention`, CPU flash kernel only) wherever the
             chunk allows it (no sink inside the chunk, chunk <= window); None: on CPU. False (default) always
-            uses the masked band (`sink_band_attention`). Exact either way; the default is False because on
-            the shared 2-core machine (torch 2.13, bf16, chunk 512, 4+1020, heavily loaded) the split chunk
-            measured 0.74-0.78x the masked one at 2 threads and 1.04x at 1 thread (issue 10 note): the
-            extra small ops cost more than the skipped half of the band. Re-measure on an idle machine
-            (benchmarks/test_streaming_eval.py, `split_vs_masked`) before changing it.
+            uses the masked band (`sink_band_attention`). Exact either way; the default is False because
+            the masked band in query blocks is faster: split/masked 0.90-0.94x on an idle 2-core machine
+            (torch 2.13, bf16, chunk 512, 4+1020; benchmarks/test_streaming_eval.py, `split_vs_masked`).
+        query_block: on CPU, compute the masked band `query_block` queries at a time, each block only over
+            the keys it can see (`band_blocks`): R + 128 keys per block instead of R + C per query. None:
+            one masked call over the whole chunk (the reference the tests compare with).
     """
 
-    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = False):
+    def __init__(self, adapter: Adapter, policy: CachePolicy, split: bool | None = False,
+                 query_block: int | None = QUERY_BLOCK):
         self.a = adapter
         self.policy = policy
         self.state = StreamState()
         self.split = split
+        self.query_block = query_block
 
     @torch.no_grad()
     def forward_chunk(self, ids: torch.Tensor) -> torch.Tensor:
@@ -194,14 +266,17 @@ class ChunkedEvaluator:
                                     S + R if R is not None else n + C)
         h = a.embed(ids)
         rope = a.rope
-        bias = None  # the masked band's additive mask, built once per chunk (every layer uses the same)
+        bias = blocks = None  # the masked band's additive mask / blocks, once per chunk (all layers share it)
         if alibi is None:
             # Every layer rotates at the same positions: cos/sin tables once per chunk, not once per layer.
             cs_qb, cs_kb = rope.cos_sin(band_qpos, h.dtype), rope.cos_sin(band_kpos, h.dtype)
             if use_sinks:
                 cs_qs, cs_ks = rope.cos_sin(sink_qpos, h.dtype), rope.cos_sin(sink_idx, h.dtype)
             if not split and dev.type == "cpu":
-                bias = band_bias(band, a.n_heads // a.n_kv_heads, h.dtype)
+                if self.query_block:
+                    blocks = band_blocks(band, a.n_heads // a.n_kv_heads, h.dtype, self.query_block)
+                else:
+                    bias = band_bias(band, a.n_heads // a.n_kv_heads, h.dtype)
         offset = None if R is None else R - n_recent_prev
         for i in range(a.n_layers):
             q, k, v = a.qkv(i, h)  # q (B,Hq,C,D); k,v (B,Hkv,C,D), pre-RoPE
@@ -234,7 +309,7 @@ class ChunkedEvaluator:
                 out = split_band_attention(qb, kb, v_ctx, n_recent_prev, offset, a.scaling, qs, ks, sv)
             else:
                 out = sink_band_attention(qb, kb, v_ctx, band, qs, ks, sv, sink_mask if use_sinks else None,
-                                          a.scaling, bias=bias)
+                                          a.scaling, bias=bias, blocks=blocks)
             h = a.finish(i, h, out.transpose(1, 2).reshape(ids.shape[0], C, -1))
             self._update_state(i, k, v, n, C, k_ctx if have_state else None, v_ctx if have_state else None)
         st.seen = n + C
@@ -274,5 +349,20 @@ class ChunkedEvaluator:
             targets: (C,) the token each input predicts.
         """
         h = self.forward_chunk(ids[None])
-        logits = self.a.logits(h)[0].float()  # (C, V)
-        return F.cross_entropy(logits, targets.to(logits.device), reduction="none")
+        return token_nll(self.a, h[0], targets)
+
+
+def token_nll(adapter: Adapter, h: torch.Tensor, targets: torch.Tensor, rows: int = NLL_ROWS) -> torch.Tensor:
+    """Next-token NLL, fp32 (C,), of hidden states h (C, d) before the LM head.
+
+    One LM-head GEMM over the chunk (in the model's dtype), then the cross-entropy `rows` at a time on an
+    fp32 upcast of those rows only: the (C, V) fp32 copy of the logits (C x 49152 x 4 bytes for SmolLM2)
+    that `F.cross_entropy(logits.float())` reads is never made, and each row block stays in cache.
+    The same fp32 cross-entropy row by row, so equal to it to rounding (tests).
+    """
+    targets = targets.to(h.device)
+    logits = adapter.logits(h)  # (C, V), model dtype
+    out = torch.empty(h.shape[0], dtype=torch.float32, device=h.device)
+    for r0 in range(0, h.shape[0], rows):
+        out[r0:r0 + rows] = F.cross_entropy(logits[r0:r0 + rows].float(), targets[r0:r0 + rows], reduction="none")
+    return out

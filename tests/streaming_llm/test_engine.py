@@ -32,8 +32,8 @@ def token_by_token(model, ids: torch.Tensor, n_sink: int, window: int | None, ro
 
 
 def chunked(model, ids: torch.Tensor, n_sink: int, window: int | None, chunk: int,
-            split: bool = False) -> torch.Tensor:
-    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
+            split: bool = False, query_block: int | None = 128) -> torch.Tensor:
+    ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split, query_block=query_block)
     x, y = ids[:-1], ids[1:]
     return torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
 
@@ -45,9 +45,11 @@ def test_chunked_equals_token_by_token(make, n_sink, window):
     ids = torch.randint(0, 101, (121,))
     # rebase_every is tiny so that position re-basing inside SinkCache is exercised too.
     ref = token_by_token(model, ids, n_sink, window, rebase_every=40)
-    for chunk, split in ((1, False), (7, False), (64, False), (7, True), (16, True)):
-        got = chunked(model, ids, n_sink, window, chunk, split)
-        assert (got - ref).abs().max().item() <= 1e-4, (chunk, split, (got - ref).abs().max())
+    # (chunk, split, query_block): blocks of 5 cut a 64-token chunk into 13 band blocks; None is one masked call.
+    for chunk, split, qb in ((1, False, 128), (7, False, 128), (64, False, 5), (64, False, None), (7, True, 128),
+                             (16, True, 128)):
+        got = chunked(model, ids, n_sink, window, chunk, split, qb)
+        assert (got - ref).abs().max().item() <= 1e-4, (chunk, split, qb, (got - ref).abs().max())
 
 
 def test_positions_matter_negative_control():
@@ -175,3 +177,39 @@ def test_split_evaluator_equals_masked_evaluator(n_sink, window, chunk):
         ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
         out[split] = torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
     assert (out[True] - out[False]).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("n_sink,window,chunk,block", [(4, 20, 32, 3), (4, 20, 17, 8), (0, 24, 40, 7), (2, None, 30, 4)])
+def test_band_blocks_equal_one_masked_call(n_sink, window, chunk, block):
+    """Whole streams (first chunk with the sinks, r < R, r = R): the band block by block (`band_blocks`)
+    and as one masked call agree to 1e-5, and the blocks really skip keys (fewer columns than the chunk's)."""
+    from bench.streaming_llm import engine
+
+    model = tiny_llama()
+    ids = torch.randint(0, 101, (131,))
+    x, y = ids[:-1], ids[1:]
+    out = {}
+    for qb in (block, None):
+        ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), query_block=qb)
+        out[qb] = torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
+    assert (out[block] - out[None]).abs().max() < 1e-5
+    if window is not None:  # steady state: each block of `block` queries sees at most window + block keys
+        t, j = torch.arange(100, 100 + chunk), torch.arange(100 - window, 100 + chunk)
+        band = (j[None] <= t[:, None]) & (j[None] >= t[:, None] - window)
+        blocks = engine.band_blocks(band, 2, torch.float32, block)
+        assert max(b.k1 - b.k0 for b in blocks) <= window + block < band.shape[1]
+        assert sum(b.q1 - b.q0 for b in blocks) == chunk
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_token_nll_equals_cross_entropy_of_fp32_logits(dtype):
+    """The row-blocked NLL equals the plain cross-entropy of the fp32 logits of the whole chunk."""
+    from bench.streaming_llm.engine import token_nll
+
+    model = tiny_llama().to(dtype)
+    a = adapter_for(model)
+    h = torch.randn(37, model.config.hidden_size, dtype=dtype)
+    tg = torch.randint(0, model.config.vocab_size, (37,))
+    want = F.cross_entropy(a.logits(h).float(), tg, reduction="none")
+    for rows in (1, 5, 16, 64):
+        assert (token_nll(a, h, tg, rows) - want).abs().max() < 1e-5
