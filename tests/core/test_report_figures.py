@@ -290,3 +290,12 @@ def test_run_and_report_draw_identical_figures(tmp_path):
     _, problems = report.build(tmp_path, tmp_path / "REPORT.md", profile="smoke")
     assert problems == []
     assert (run_dir / "flops.png").read_bytes() == from_run
+
+
+def test_tagged_runs_are_named_in_the_readme_headline_and_run_time():
+    """Two configurations of one experiment (the second with a `run_tag`) are told apart in the README."""
+    recs = [{"experiment": "bon", "config": {"model": {"name": "tiny"}}, "duration_s": 60.0},
+            {"experiment": "bon", "config": {"model": {"name": "tiny"}, "run_tag": "policy_2000_steps"},
+             "duration_s": 120.0}]
+    assert [report._model(r) for r in recs] == ["tiny", "tiny [policy_2000_steps]"]
+    assert report._run_time(recs) == "3.0 min: bon [policy_2000_steps] 2.0, bon 1.0"
