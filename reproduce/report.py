@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.records import read_records
-from bench.core.references import comparison_markdown, load_references, reference_papers
+from bench.core.references import comparison_markdown, load_references, reference_papers, tagged
 
 ALL_PROFILES = "all"
 
@@ -144,9 +144,7 @@ def _model(rec: dict[str, Any]) -> str:
     models = (cfg.get("experiment") or {}).get("models")
     if isinstance(models, dict) and models:  # e.g. Fourier-VLM flops: real 7B/13B configs, no weights
         return "analytic: " + ", ".join(str((m or {}).get("name", k)) for k, m in models.items())
-    model = str((cfg.get("model") or {}).get("name", "?"))
-    tag = cfg.get("run_tag")
-    return f"{model} [{tag}]" if tag else model  # a second configuration of the same experiment and profile
+    return tagged(str((cfg.get("model") or {}).get("name", "?")), rec)
 
 
 def _num(x: float) -> str:
@@ -187,15 +185,9 @@ def _machine(recs: list[dict[str, Any]]) -> str:
     return "; ".join(seen)
 
 
-def _experiment(rec: dict[str, Any]) -> str:
-    """'bon', or 'bon [policy_2000_steps]' for a tagged second configuration."""
-    tag = (rec.get("config") or {}).get("run_tag")
-    return f"{rec['experiment']} [{tag}]" if tag else str(rec["experiment"])
-
-
 def _run_time(recs: list[dict[str, Any]]) -> str:
     """'123.4 min: ppl_4m 100.2, ...' (longest first), from the records' duration_s."""
-    mins = sorted(((r.get("duration_s") or 0) / 60, _experiment(r)) for r in recs)[::-1]
+    mins = sorted(((r.get("duration_s") or 0) / 60, tagged(r["experiment"], r)) for r in recs)[::-1]
     return f"{sum(m for m, _ in mins):.1f} min: " + ", ".join(f"{e} {m:.1f}" for m, e in mins)
 
 

@@ -121,6 +121,13 @@ def _tol_text(tol: dict[str, float] | None, shape: dict[str, float] | None) -> s
     return ", ".join(parts) or "—"
 
 
+def tagged(name: str, record: dict[str, Any]) -> str:
+    """`name`, or `name [tag]` for a record with a `run_tag` (a second configuration of the same experiment
+    and profile, e.g. `bon [policy_2000_steps]`)."""
+    tag = (record.get("config") or {}).get("run_tag")
+    return f"{name} [{tag}]" if tag else str(name)
+
+
 def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (claim, record with that experiment); a claim with no record gets one row saying so."""
     records = list(records)
@@ -135,9 +142,7 @@ def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dic
             found = True
             paper = float(c["paper_value"])
             tol, shape = c.get("tolerance") or {}, c.get("shape")
-            model = (r.get("config", {}).get("model") or {}).get("name", "?")
-            tag = r.get("config", {}).get("run_tag")
-            model += f" [{tag}]" if tag else ""  # a second configuration of the same experiment and profile
+            model = tagged((r.get("config", {}).get("model") or {}).get("name", "?"), r)
             if r.get("profile") in (c.get("comparable_profiles") or []):
                 status = "reproduced" if tol and within(ours, paper, tol) else "not reproduced"
             elif shape:

@@ -96,10 +96,10 @@ def _flash_cpu(q, k, v, mask_bool, scale, bias=None):
     b, hq, c, d = q.shape
     hkv = k.shape[1]
     g = hq // hkv
-    if bias is None:
+    if bias is None and mask_bool is not None:  # mask_bool=None and no bias: every key visible
         bias = band_bias(mask_bool, g, q.dtype)
     out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=None if bias is False else bias, scale=scale)
+        q.reshape(b, hkv, g * c, d), k, v, 0.0, False, attn_mask=bias, scale=scale)
     return out.reshape(b, hq, c, d), lse.reshape(b, hq, c)
 
 
@@ -125,7 +125,7 @@ def band_blocks(mask_bool: torch.Tensor, g: int, dtype: torch.dtype, rows: int) 
 
     The band of query t is [t-R, t]: a block of `rows` queries sees R + rows keys, not the whole
     R + C, so the CPU flash kernel (which computes masked entries too) skips the columns no row of the
-    block sees (issue 10, part 3). Same mask entries, so the result is exactly the masked call's.
+    block sees (issue 10, part 3). Same mask entries, so the masked call's result up to summation order.
     Built once per chunk and shared by every layer.
     """
     c = mask_bool.shape[0]
@@ -152,8 +152,7 @@ def _flash_blocks(q, k, v, blocks: list[BandBlock], scale):
             outs.append(q.new_zeros(b, hq, bl.q1 - bl.q0, d))
             lses.append(torch.full((b, hq, bl.q1 - bl.q0), float("-inf"), device=q.device))
             continue
-        o, lse = _flash_cpu(q[:, :, bl.q0:bl.q1], k[:, :, bl.k0:bl.k1], v[:, :, bl.k0:bl.k1], None, scale,
-                            bl.bias if bl.bias is not None else False)
+        o, lse = _flash_cpu(q[:, :, bl.q0:bl.q1], k[:, :, bl.k0:bl.k1], v[:, :, bl.k0:bl.k1], None, scale, bl.bias)
         outs.append(o)
         lses.append(lse)
     if len(outs) == 1:

@@ -171,12 +171,8 @@ def test_split_evaluator_equals_masked_evaluator(n_sink, window, chunk):
     """Whole streams (first chunk with the sinks, r < R, r = R): split and masked evaluators agree to 1e-5."""
     model = tiny_llama()
     ids = torch.randint(0, 101, (97,))
-    x, y = ids[:-1], ids[1:]
-    out = {}
-    for split in (True, False):
-        ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), split=split)
-        out[split] = torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
-    assert (out[True] - out[False]).abs().max() < 1e-5
+    split, masked = (chunked(model, ids, n_sink, window, chunk, split=sp) for sp in (True, False))
+    assert (split - masked).abs().max() < 1e-5
 
 
 @pytest.mark.parametrize("n_sink,window,chunk,block", [(4, 20, 32, 3), (4, 20, 17, 8), (0, 24, 40, 7), (2, None, 30, 4)])
@@ -187,12 +183,8 @@ def test_band_blocks_equal_one_masked_call(n_sink, window, chunk, block):
 
     model = tiny_llama()
     ids = torch.randint(0, 101, (131,))
-    x, y = ids[:-1], ids[1:]
-    out = {}
-    for qb in (block, None):
-        ev = ChunkedEvaluator(adapter_for(model), CachePolicy(n_sink, window), query_block=qb)
-        out[qb] = torch.cat([ev.nll(x[s:s + chunk], y[s:s + chunk]) for s in range(0, x.numel(), chunk)])
-    assert (out[block] - out[None]).abs().max() < 1e-5
+    blocked, one_call = (chunked(model, ids, n_sink, window, chunk, query_block=qb) for qb in (block, None))
+    assert (blocked - one_call).abs().max() < 1e-5
     if window is not None:  # steady state: each block of `block` queries sees at most window + block keys
         t, j = torch.arange(100, 100 + chunk), torch.arange(100 - window, 100 + chunk)
         band = (j[None] <= t[:, None]) & (j[None] >= t[:, None] - window)
