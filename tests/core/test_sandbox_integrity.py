@@ -126,7 +126,8 @@ REACH_RUNNER = textwrap.dedent("""
         os._exit(0)
     if libc.ptrace(16, child, None, None) == 0:  # not even its own child
         done.append('ptrace child')
-    os.kill(1, signal.SIGINT)  # an init gets only the signals it handles
+    for sig in (signal.SIGINT, signal.SIGSTOP, signal.SIGKILL):  # an init gets only the signals it handles
+        os.kill(1, sig)
     time.sleep(0.1)
     assert not done, done
 """)
