@@ -84,8 +84,8 @@ def _child(src: str, wfd: int, tfd: int, limits: dict, cpu_s: int) -> None:
         # the two pipes to fixed numbers (through copies above them, so neither overwrites the other), then
         # everything else closed: the runner's result channel above all
         wfd, tfd = fcntl.fcntl(wfd, fcntl.F_DUPFD, 16), fcntl.fcntl(tfd, fcntl.F_DUPFD, 16)
-        os.dup2(wfd, _RESULT_FD)
-        os.dup2(tfd, _TOKEN_FD)
+        os.dup2(wfd, _RESULT_FD, inheritable=False)  # not passed on to what the program executes
+        os.dup2(tfd, _TOKEN_FD, inheritable=False)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)

@@ -266,3 +266,10 @@ def test_a_runner_that_stops_mid_batch_has_each_program_checked_alone(caplog):
     res = S.run_programs(["x = 1", DEEP, "x = 1", "assert False"], timeout=5.0)
     assert [r["status"] for r in res] == ["passed", "passed", "passed", "failed"], res
     assert "checking each alone" in caplog.text
+
+
+def test_bubblewrap_without_the_needed_options_is_not_used(monkeypatch):
+    probe = S.isolation_problem.__wrapped__  # the uncached self-test
+    monkeypatch.setattr(S.shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(S, "_bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
+    assert "--as-pid-1" in probe() and "too old" in probe()
