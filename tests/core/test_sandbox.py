@@ -1,4 +1,4 @@
-"""The sandbox for generated code (`bench.core.sandbox`, issue 14 part 1): one test per attack.
+"""The sandbox for generated code (`bench.core.sandbox`): one test per attack.
 
 Every attack runs inside bubblewrap and must leave the canary files, the suite's files and the test's
 environment untouched, and no process behind. Where the attack is only stopped by the isolation, the same
