@@ -53,15 +53,16 @@ def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | Non
     end = max((t for pts in by.values() for t, _ in pts), default=0)
     recompute = [r for r in _rows(table_csv) if r["method"].startswith("recompute")] \
         if table_csv is not None and Path(table_csv).exists() else []
+    x_rec, x_str = end * 1.04, end * 1.02  # side by side past the curves' end, so neither hides the other
     for r in recompute:
         ppl, se = float(r["ppl"]), float(r["stderr"] or 0)
         n = int(r["tokens"])
-        ax.errorbar([end], [ppl], yerr=[[ppl - math.exp(math.log(ppl) - 2 * se / ppl)],
+        ax.errorbar([x_rec], [ppl], yerr=[[ppl - math.exp(math.log(ppl) - 2 * se / ppl)],
                                         [math.exp(math.log(ppl) + 2 * se / ppl) - ppl]] if se else None,
                     fmt="s", color=color("recompute"), ms=5, capsize=3, zorder=4,
                     label=f"{r['method']} ({n:,} sampled positions, ±2 SE)")
         if streaming_at_sample is not None:
-            ax.plot([end], [streaming_at_sample], "o", mfc="none", color=COLORS["streaming"], ms=6, zorder=4,
+            ax.plot([x_str], [streaming_at_sample], "o", mfc="none", color=COLORS["streaming"], ms=6, zorder=4,
                     label="streaming on the same positions")
     if cache:
         ax.axvline(cache, color="k", ls=":", lw=0.8)
