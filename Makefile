@@ -66,7 +66,7 @@ bench: $(STAMP)
 	  --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
 	$(BIN)/python -m reproduce.bench_compare .benchmarks/latest.json $(BENCH_RATIOS)
 
-# Floors on the speed ratios the benchmarks record (measured interleaved in one run; issue 10 / 14).
+# Floors on the speed ratios the benchmarks record (measured interleaved in one run).
 BENCH_RATIOS ?= --ratio 'chunked_vs_token:speedup>=25' --ratio 'vs_stock>=1.0' --ratio 'sink_cache:ratio<=1.15'
 
 BASE ?= .benchmarks/base.json
@@ -81,7 +81,7 @@ check: $(STAMP)
 figures report: $(STAMP)
 	$(BIN)/python -m reproduce.report
 
-# GPU runners (issue 13): one prepared check, run from the source tree with the machine's own python3,
+# GPU runners: one prepared check, run from the source tree with the machine's own python3,
 # torch and transformers (no install of the suite, so `requires-python` cannot block it; torch is never
 # replaced). Installs the wheels in .whl/ (make gpu-wheels) into .whl/site first when they are there.
 GPU_PY ?= python3

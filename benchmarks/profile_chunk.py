@@ -4,7 +4,7 @@
 
 Wraps the evaluator's pieces in `record_function` labels (qkv = norm + Q/K/V projections, rope, attention,
 finish = o_proj + residual + MLP, lm_head = final norm + LM head, nll = log-softmax + gather) and prints
-the torch-profiler time per label and the top ops by self time. Not a test: a diagnostic for issue 10.
+the torch-profiler time per label and the top ops by self time. Not a test: a diagnostic of where a chunk's time goes.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""One decoding step through SinkCache vs a plain DynamicCache of the same length (target <= 1.15x).
+"""One decoding step through SinkCache vs a plain DynamicCache of the same length (bound: <= 1.15x).
 
 The ratio is recorded in extra_info (`ratio`) and judged by `reproduce.bench_compare --ratio` (make bench),
-not asserted: a load-dependent threshold must not fail the benchmark (issue 14).
+not asserted: a load-dependent threshold must not fail the benchmark.
 """
 
 from __future__ import annotations

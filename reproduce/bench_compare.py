@@ -7,7 +7,7 @@ With two files, a benchmark whose median got slower than --fail is "slower" (exi
 benchmark recorded in `extra_info` (measured interleaved within one run, so the machine's load cancels) is
 checked against a bound: `[BENCH:]KEY>=VALUE` or `<=`, where BENCH (optional) is a substring of the
 benchmark's name. A ratio nobody measured (e.g. its benchmark was skipped) fails too. Benchmarks themselves
-assert only load-independent facts (exactness); whether a ratio is good enough is judged here (issue 14).
+assert only load-independent facts (exactness); whether a ratio is good enough is judged here.
 """
 
 from __future__ import annotations

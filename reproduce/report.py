@@ -2,12 +2,17 @@
 
     python -m reproduce.report [--results results] [--out results/REPORT.md] [--profile cpu] [--readme [README.md]]
 
-For each paper: the comparison paper | ours | delta | tolerance | status for every claim of
-`references/<paper>.yaml` (a claim with no record says so), then each record's own tables and figures.
+REPORT.md opens with the verdict summary: per paper the claims counted by verdict (each claim judged on its
+headline run, `headline_run` in the reference file), then every "not reproduced" and "not comparable" claim
+with its reason (`why`). Then, per paper, the comparison paper | ours | delta | tolerance | verdict for every
+claim of `references/<paper>.yaml` (the headline run first, other configurations under their run tag; a
+claim with no record says so), and each record's own tables and figures.
 Figures are redrawn from the record's CSVs by `bench.<paper>.figures.rebuild` (the code the experiments
 draw them with). A corrupt record, or a missing or corrupt CSV, is reported by name and skipped; it never
 breaks the report for the others. `--readme` also rewrites the results block of the README (between its
-markers, nothing else): headline claims, machine and run time per paper, and the key figures.
+markers, nothing else): the verdict summary, the headline claims, the run time of each experiment and
+profile, and the key figures; and the speed-ratio block between the `bench:` markers when
+`reproduce.bench_record` is importable.
 
 Only the records of `--profile` (default `cpu`) are reported, so a smoke or sweep run into `results/` never
 puts smoke rows into the tracked REPORT.md or README. Papers, their titles, headline claims (`headline:`)
@@ -26,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.records import read_records
-from bench.core.references import comparison_markdown, load_references, reference_papers, tagged
+from bench.core.references import (NEEDS_REASON, STATUSES, VERDICTS_TEXT, comparison_markdown, headline_run,
+                                   load_references, reference_papers, run_tag, tagged, verdict_counts, verdicts)
 
 ALL_PROFILES = "all"
 
@@ -36,6 +42,11 @@ def load_records(results: Path, profile: str = ALL_PROFILES) -> tuple[list[tuple
     unreadable one (`bench.core.records.read_records`)."""
     records, problems = read_records(results)
     return [(p, r) for p, r in records if profile == ALL_PROFILES or r["profile"] == profile], problems
+
+
+def profiles_found(results: Path) -> list[str]:
+    """The profiles of the readable records under `results`."""
+    return sorted({r["profile"] for _, r in read_records(results)[0]})
 
 
 def papers_of(records: list[tuple[Path, dict[str, Any]]]) -> list[str]:
@@ -71,6 +82,57 @@ def _figures_module(paper: str) -> Any | None:
         return None
 
 
+def claim_notes(records: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[str, str], str]:
+    """(paper, claim id) -> a note the paper's figures module derives from a record's CSVs
+    (`bench.<paper>.figures.claim_notes(run_dir, record)`, optional), e.g. which FLOPs convention a number uses."""
+    notes: dict[tuple[str, str], str] = {}
+    for path, rec in records:
+        fn = getattr(_figures_module(rec["paper"]), "claim_notes", None)
+        if fn is None or run_tag(rec):
+            continue
+        try:
+            notes.update({(rec["paper"], k): v for k, v in fn(path.parent, rec).items()})
+        except Exception:  # a note is an extra; a broken CSV is reported by the figures already
+            continue
+    return notes
+
+
+def _reason(row: dict[str, Any], paper: str, notes: dict[tuple[str, str], str]) -> str:
+    """The row's one-line reason (not reproduced / not comparable) or note (the claim's `note`, and any
+    note derived from the record)."""
+    if row["status"] in NEEDS_REASON:
+        return row.get("why") or f"no reason recorded (add `why` to references/{paper}.yaml)"
+    return "; ".join(t for t in (row.get("note"), notes.get((paper, row["id"]))) if t)
+
+
+def verdict_summary(records: list[tuple[Path, dict[str, Any]]], profile: str, level: str = "##") -> list[str]:
+    """Markdown lines: the verdict words defined, the claims counted by verdict per paper (each claim on its
+    headline run), then every not-reproduced and not-comparable claim with its reason."""
+    from bench.core.tables import markdown
+
+    which = f"`{profile}` " if profile != ALL_PROFILES else ""
+    lines = [f"{level} Verdict summary ({which}records)", "", VERDICTS_TEXT, ""]
+    counts, reasons = [], []
+    for paper in papers_of(records):
+        try:
+            refs = load_references(paper)
+        except FileNotFoundError:
+            continue
+        rows = verdicts(refs, [r for _, r in records if r["paper"] == paper],
+                        None if profile == ALL_PROFILES else profile)
+        counts.append({"paper": title(paper), **verdict_counts(rows), "claims": len(rows)})
+        reasons += [{"paper": title(paper), "claim": r["claim"], "source": r["source"],
+                     "ours": r["ours"], "verdict": r["status"], "why": _reason(r, paper, {})}
+                    for r in rows if r["status"] in NEEDS_REASON]
+    cols = ["paper", *STATUSES, "claims"]
+    lines += [markdown(counts, cols).rstrip("\n"), ""]
+    if reasons:
+        lines += ["Not reproduced and not comparable, with the reason:", "",
+                  markdown(reasons, ["paper", "claim", "source", "ours", "verdict", "why"], digits=3).rstrip("\n"),
+                  ""]
+    return lines
+
+
 def rebuild_figures(fig_mod: Any | None, run_dir: Path, rec: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Redraw one record's figures; returns (figure files relative to run_dir, problems)."""
     problems: list[str] = []
@@ -97,9 +159,10 @@ def build(results: Path, out: Path, profile: str = "cpu") -> tuple[str, list[str
     which = "" if profile == ALL_PROFILES else f"`{profile}` "
     lines = ["# Reproduction report", "",
              f"Built by `python -m reproduce.report` from {len(records)} {which}record(s) under `{results}`; "
-             "nothing was rerun; figures redrawn from the records' CSVs. Status: `reproduced` (same model, "
-             "within tolerance), `shape reproduced` (another model, the paper's shape holds), `not reproduced`, "
-             "`not comparable` (another model, no shape condition), `not run on this machine`.", ""]
+             "nothing was rerun; figures redrawn from the records' CSVs. Each claim is judged on its headline "
+             "run (`headline_run` in `references/<paper>.yaml`); rows of other configurations follow it, "
+             "named by their run tag.", ""]
+    lines += verdict_summary(records, profile)
     if problems:
         lines += ["## Records that could not be read", ""] + [f"- {p}" for p in problems] + [""]
     for paper in papers_of(records):
@@ -110,11 +173,11 @@ def build(results: Path, out: Path, profile: str = "cpu") -> tuple[str, list[str
         except FileNotFoundError:
             lines += ["_(no reference file)_", ""]
         fig_mod = _figures_module(paper)
-        for path, rec in sorted(mine, key=lambda x: (x[1]["experiment"], x[1]["profile"], str(x[0]))):
+        for path, rec in sorted(mine, key=lambda x: (x[1]["experiment"], x[1]["profile"], run_tag(x[1]) or "")):
             run_dir = path.parent
             minutes = (rec.get("duration_s") or 0) / 60
             env = rec.get("env", {})
-            lines += [f"### {rec['experiment']} / {rec['profile']}", "",
+            lines += [f"### {tagged(rec['experiment'], rec)} / {rec['profile']}", "",
                       f"{env.get('device_name', '?')}, torch {env.get('packages', {}).get('torch', '?')}, "
                       f"git {str(env.get('git_sha'))[:10]}, {minutes:.1f} min, created {rec.get('created')}", ""]
             drawn, trouble = rebuild_figures(fig_mod, run_dir, rec)
@@ -157,25 +220,22 @@ def headline_claims(paper: str) -> list[dict[str, Any]]:
     return sorted((c for c in _refs(paper).get("claims", []) if c.get("headline")), key=lambda c: int(c["headline"]))
 
 
-def headline_rows(paper: str, records: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """One row per headline claim of `paper` (and per matching record): claim | paper | ours (model) | status."""
-    from bench.core.references import compare
-
+def headline_rows(paper: str, records: list[dict[str, Any]],
+                  notes: dict[tuple[str, str], str] | None = None) -> list[dict[str, str]]:
+    """One row per headline claim of `paper`, judged on the claim's headline run only (whatever the folder
+    order): claim | paper | ours (model) | verdict | why / note."""
+    refs = _refs(paper)
     rows = []
     for c in headline_claims(paper):
         where = re.split(r"[;(]", str(c["source"]))[0].strip()  # "Fig. 5 (curves only; ...)" -> "Fig. 5"
-        label = f"**{title(paper)}**, {where}: {c['claim']}"
-        found = False
-        for rec in (r for r in records if r.get("experiment") == c["experiment"]):
-            (row,) = compare({"claims": [c]}, [rec])
-            if row["ours"] is None:
-                continue
-            found = True
-            rows.append({"claim": label, "paper": f"{_num(row['paper'])} ({c.get('paper_model', '?')})",
-                         "ours (model)": f"{_num(row['ours'])} ({_model(rec)})", "status": row["status"]})
-        if not found:
-            rows.append({"claim": label, "paper": f"{_num(float(c['paper_value']))} ({c.get('paper_model', '?')})",
-                         "ours (model)": "—", "status": "not run on this machine"})
+        (row,) = verdicts({**refs, "claims": [c]}, records)
+        rec = next((r for r in records if r.get("experiment") == c["experiment"]
+                    and run_tag(r) == headline_run(c, refs)), None)
+        ours = "—" if row["ours"] is None or rec is None else f"{_num(row['ours'])} ({_model(rec)})"
+        rows.append({"claim": f"**{title(paper)}**, {where}: {c['claim']}",
+                     "paper": f"{_num(float(c['paper_value']))} ({c.get('paper_model', '?')})",
+                     "ours (model)": ours, "verdict": row["status"],
+                     "why / note": _reason(row, paper, notes or {})})
     return rows
 
 
@@ -185,54 +245,110 @@ def _machine(recs: list[dict[str, Any]]) -> str:
     return "; ".join(seen)
 
 
+def headline_tags(paper: str) -> set[str | None]:
+    """The run tags that answer some claim of `paper` (None: the untagged record)."""
+    refs = _refs(paper)
+    return {headline_run(c, refs) for c in refs.get("claims", [])} | {None}
+
+
+def run_time_rows(records: list[tuple[Path, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per headline record: paper | experiment | profile | run time (min) | machine, from the
+    record's own `duration_s` (every leg of a resumed run)."""
+    rows = []
+    for paper in papers_of(records):
+        tags = headline_tags(paper)
+        mine = sorted((r for _, r in records if r["paper"] == paper and run_tag(r) in tags),
+                      key=lambda r: (-(r.get("duration_s") or 0), r["experiment"]))
+        rows += [{"paper": title(paper), "experiment": tagged(r["experiment"], r), "profile": r["profile"],
+                  "run time (min)": round((r.get("duration_s") or 0) / 60, 1), "machine": _machine([r])}
+                 for r in mine]
+    return rows
+
+
 def _run_time(recs: list[dict[str, Any]]) -> str:
     """'123.4 min: ppl_4m 100.2, ...' (longest first), from the records' duration_s."""
     mins = sorted(((r.get("duration_s") or 0) / 60, tagged(r["experiment"], r)) for r in recs)[::-1]
     return f"{sum(m for m, _ in mins):.1f} min: " + ", ".join(f"{e} {m:.1f}" for m, e in mins)
 
 
+def key_figure(records: list[tuple[Path, dict[str, Any]]], paper: str, fig: dict[str, Any]) -> Path | None:
+    """The PNG of a `key_figures` entry from its headline record (`headline_run` of the entry, default the
+    untagged record), never from another configuration that happens to sort first."""
+    tag = headline_run(fig)
+    return next((p.parent / fig["file"] for p, r in records if r["paper"] == paper
+                 and r["experiment"] == fig["experiment"] and run_tag(r) == tag
+                 and (p.parent / fig["file"]).exists()), None)
+
+
 def readme_section(results: Path, profile: str = "cpu", base: Path = Path(".")) -> str:
-    """The README's results block, from the `profile` records only: the headline claims, the machine and the
-    time each paper's profile took, and the key figures (links relative to the folder `base`)."""
+    """The README's results block, from the `profile` records only: the verdict summary, the headline
+    claims, the run time of each experiment and the key figures (links relative to the folder `base`)."""
     from bench.core.tables import markdown
 
     records = load_records(results, profile)[0]
     papers = papers_of(records)
+    notes = claim_notes(records)
     lines = [README_START, "",
-             f"_Generated by `python -m reproduce.report --readme` from the committed `{profile}` records "
-             "(full comparison: [`results/REPORT.md`](results/REPORT.md))._", ""]
+             f"_Generated by `python -m reproduce.report --readme` from the committed `{profile}` records; "
+             "the full comparison, every configuration and every figure: "
+             "[`results/REPORT.md`](results/REPORT.md)._", ""]
+    lines += verdict_summary(records, profile, level="###")
     rows: list[dict[str, str]] = []
     for paper in papers:
-        rows += headline_rows(paper, [r for _, r in records if r["paper"] == paper])
-    lines += [markdown(rows, ["claim", "paper", "ours (model)", "status"]).rstrip("\n"), ""]
-    lines += [f"| paper | machine | `{profile}` run time (sum of the experiments, min) |", "|---|---|---|"]
-    for paper in papers:
-        mine = [r for _, r in records if r["paper"] == paper]
-        if mine:
-            lines.append(f"| {title(paper)} | {_machine(mine)} | {_run_time(mine)} |")
-        else:
-            lines.append(f"| {title(paper)} | — | no `{profile}` record yet |")
-    lines.append("")
+        rows += headline_rows(paper, [r for _, r in records if r["paper"] == paper], notes)
+    lines += ["### Headline claims", "",
+              markdown(rows, ["claim", "paper", "ours (model)", "verdict", "why / note"]).rstrip("\n"), ""]
+    lines += ["### Run time", "", "Each experiment's own record (`duration_s`, every leg of a resumed run); "
+              "AdaptiveStep's `bon`, `cost` and `tvd` reuse the cached pipeline stages, so a first run "
+              "also pays for the stages it builds.", ""]
+    lines += [markdown(run_time_rows(records), ["paper", "experiment", "profile", "run time (min)", "machine"],
+                       digits=1).rstrip("\n"), ""]
+    lines += ["### Key figures", ""]
     for paper in papers:
         for fig in _refs(paper).get("key_figures", []):
-            exp, name, caption = fig["experiment"], fig["file"], fig["caption"]
-            png = next((p.parent / name for p, r in sorted(records, key=lambda x: str(x[0]))
-                        if r["paper"] == paper and r["experiment"] == exp and (p.parent / name).exists()), None)
+            png = key_figure(records, paper, fig)
             if png is not None:
+                caption = fig["caption"]
                 lines += [f"**{title(paper)}** — {caption}", "", f"![{title(paper)}: {caption}]({_link(png, base)})",
                           ""]
     lines.append(README_END)
     return "\n".join(lines)
 
 
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def bench_section(results: Path) -> str | None:
+    """The speed-ratio block (`reproduce.bench_record.bench_table_markdown`), or None when that module is
+    not importable."""
+    try:
+        from reproduce.bench_record import bench_table_markdown
+    except ImportError:
+        return None
+    return "\n".join([BENCH_START, "", bench_table_markdown(results).rstrip("\n"), "", BENCH_END])
+
+
+def _replace_block(text: str, start_marker: str, end_marker: str, block: str, readme: Path) -> str:
+    start, end = text.find(start_marker), text.find(end_marker)
+    if (start < 0 or end < 0 or end < start or text.count(start_marker) != 1
+            or text.count(end_marker) != 1):
+        raise SystemExit(f"{readme}: needs exactly one {start_marker} ... {end_marker} block, in that order")
+    return text[:start] + block + text[end + len(end_marker):]
+
+
 def update_readme(readme: Path, results: Path, profile: str = "cpu") -> None:
-    """Replace the text between the README's result markers (markers kept, nothing else touched)."""
+    """Replace the text between the README's result markers, and between its bench markers when it has
+    them and `reproduce.bench_record` is importable (markers kept, nothing else touched)."""
     text = readme.read_text()
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < 0 or end < start or text.count(README_START) != 1 or text.count(README_END) != 1:
-        raise SystemExit(f"{readme}: needs exactly one {README_START} ... {README_END} block, in that order")
-    section = readme_section(results, profile, base=readme.parent)
-    readme.write_text(text[:start] + section + text[end + len(README_END):])
+    text = _replace_block(text, README_START, README_END, readme_section(results, profile, base=readme.parent),
+                          readme)
+    if BENCH_START in text or BENCH_END in text:
+        bench = bench_section(results)
+        if bench is None:
+            print("note: reproduce.bench_record is not importable; the README's speed-ratio block is left as it is")
+        else:
+            text = _replace_block(text, BENCH_START, BENCH_END, bench, readme)
+    readme.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme and args.profile == ALL_PROFILES:
         print("error: --profile: the README block shows one profile, not 'all'", file=sys.stderr)
         return 2
+    found = profiles_found(args.results)
+    if args.profile != ALL_PROFILES and args.profile not in found:
+        hint = (f"found profiles: {', '.join(found)}; pass --profile <one of them> (or --profile {ALL_PROFILES})"
+                if found else "no readable record.json under it")
+        print(f"note: no `{args.profile}` records under {args.results}; {hint}", file=sys.stderr)
     out = args.out or args.results / "REPORT.md"
     _, problems = build(args.results, out, args.profile)
     print(f"report written: {out}")

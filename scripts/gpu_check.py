@@ -1,4 +1,4 @@
-"""`make gpu-check`: the prepared GPU-runner check (issue 13). Runs from the source tree, nothing installed.
+"""`make gpu-check`: the prepared GPU-runner check. Runs from the source tree, nothing installed.
 
     PYTHONPATH=. python3 scripts/gpu_check.py            # on a GPU runner (H100/H200 class): <= 8 minutes
     PYTHONPATH=. python3 scripts/gpu_check.py --dry      # on any CPU: the same steps on tiny random models

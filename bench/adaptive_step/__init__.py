@@ -15,7 +15,7 @@ Modules (one concern each):
     pipeline     the stages chained (`build_data`, `train_split_prm`, `test_scores`).
     bon          Best-of-N pickers and the sweep over arms, N and seeds.
     experiments  `bon`, `tvd`, `cost` on the miniature.
-    oracle       issue 11's diagnosis: oracle verifier arm, oracle vs Monte-Carlo labels, oracle PRM.
+    oracle       diagnosis on the synthetic task: oracle verifier arm, oracle vs Monte-Carlo labels, oracle PRM.
     released_prm, candidates, released   experiment `bon_released`: released PRMs on released candidates.
     greedy, lm_eval_model   experiment `greedy`: lm-eval model class `bench_policy` + task YAMLs in lm_eval_tasks/.
     figures      figures drawn from the experiments' CSVs.

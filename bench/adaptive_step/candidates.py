@@ -186,7 +186,7 @@ def candidate_truth(cfg: Any, rows: Sequence[Row], sha: str) -> tuple[list[bool]
 
 def marker_counts(rows: Sequence[Row], marker: str = "ки") -> dict[str, int]:
     """Step markers per marked field (`math_confidence_list`, `math_hard_list`, ...), summed over every kept
-    candidate: the authors' own step counts per split rule (the paper-side markers ratio, issue 11)."""
+    candidate: the authors' own step counts per split rule (the paper-side markers ratio)."""
     counts: dict[str, int] = {}
     for r in rows:
         for key, texts in r.fields.items():

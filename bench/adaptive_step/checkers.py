@@ -369,7 +369,7 @@ def synthetic_prefix_ok(prefix: str, reference: str | None = None) -> bool:
 
 
 def synthetic_solution_ok(text: str, reference: str | None = None) -> bool:
-    """The oracle verdict on a whole synthetic solution (issue 11's `oracle` Best-of-N arm).
+    """The oracle verdict on a whole synthetic solution (the `oracle` Best-of-N arm).
 
     Right when every `a op b = c` line is exact, each step starts from the previous step's result (a chain,
     as the task's reference solutions are), and the `####` answer equals the last step's result. This is

@@ -2,7 +2,7 @@
 `cost` (§4.4). The released-PRM Best-of-N is `released.bon_released`; lm-eval greedy accuracy `greedy.greedy`.
 
 Every experiment runs the cached pipeline (`bench.adaptive_step.pipeline`) up to what it needs, then
-reports metrics named as in issue 5: `bon_acc.<arm>.<N>`, `acc.greedy` / `acc.tvd` / `prm_calls`,
+reports metrics named `bon_acc.<arm>.<N>`, `acc.greedy` / `acc.tvd` / `prm_calls`,
 `rollouts.<split>` / `tokens.<split>` / `steps_per_solution.<split>` and the confidence/newline ratios.
 Accuracies are in percent, like the paper's tables.
 """

@@ -64,26 +64,33 @@ def bon_figure(long_csv: Path, out_png: Path, title: str) -> list[Path]:
     ns = sorted({n for by_n in acc.values() for n in by_n})
     seeds = len({r["seed"] for r in rows})
     bands = _ci_bands(long_csv.parent / "bon_ci.csv")
+    from matplotlib.patches import Patch
+
     fig, axes = figure(6.4, 3.6)
     ax = axes[0, 0]
+    handles, labels = [], []
     for arm in arms:
         xs = sorted(acc[arm])
         m = np.array([statistics.fmean(acc[arm][n]) for n in xs])
         sd = np.array([statistics.stdev(acc[arm][n]) if len(acc[arm][n]) > 1 else 0.0 for n in xs])
         c = COLORS.get(arm, NEUTRAL)
-        ax.plot(xs, m, marker="o", color=c, ls="--" if arm == "pass_at_n" else "-", label=ARM_LABELS.get(arm, arm),
-                lw=2.2 if arm == "confidence_prm" else 1.4, zorder=3 if arm == "confidence_prm" else 2)
+        (line,) = ax.plot(xs, m, marker="o", color=c, ls="--" if arm == "pass_at_n" else "-",
+                          lw=2.2 if arm == "confidence_prm" else 1.4, zorder=3 if arm == "confidence_prm" else 2)
         if arm in bands and all(n in bands[arm] for n in xs):
             lo, hi = np.array([bands[arm][n][0] for n in xs]), np.array([bands[arm][n][1] for n in xs])
         else:  # accuracy lives in [0, 100]: clip the band so a noisy arm does not draw below 0 %
             lo, hi = np.clip(m - sd, 0, 100), np.clip(m + sd, 0, 100)
         ax.fill_between(xs, lo, hi, color=c, alpha=0.13, lw=0)
+        # each legend entry is the arm's line over its band, so the legend shows what the shading is
+        handles.append((Patch(color=c, alpha=0.25, lw=0), line))
+        labels.append(ARM_LABELS.get(arm, arm))
     log_axis(ax, "x", base=2, ticks=ns)
     ax.set_xlabel("N (candidates per question)")
     ax.set_ylabel("accuracy (%)")
-    band = "bootstrap 95% CI" if bands else "± sd"
-    ax.set_title(f"{title}: mean over {seeds} seed{'s' if seeds > 1 else ''}, {band}")
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    band = "bootstrap 95% CI over questions" if bands else "± 1 sd over seeds"
+    ax.set_title(f"{title}: mean over {seeds} seed{'s' if seeds > 1 else ''}")
+    ax.legend(handles, labels, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False,
+              title=f"line: mean; band: {band}", title_fontsize=7, alignment="left")
     return save(fig, out_png)
 
 

@@ -1,4 +1,4 @@
-"""Greedy accuracy of each policy through lm-eval (issue 5: "so the numbers match what people report").
+"""Greedy accuracy of each policy through lm-eval (so the numbers match what people report with it).
 
 Experiment `greedy`: every policy of `experiment.policies` is run by lm-eval's `simple_evaluate` on the
 project's task YAMLs (`lm_eval_tasks/`, reading the data directory) with the model class `bench_policy`.

@@ -6,7 +6,7 @@ estimation, as AdaptiveStep uses it). The closing marker's label is the solution
 rollout needed). The rollouts are the construction cost the paper compares between split rules (§4.4).
 
 `oracle_labels`: on the synthetic task every step can be checked exactly against the question's own chain
-(`checkers.synthetic_prefix_ok`), which gives the labels a perfect annotator would write; issue 11 compares
+(`checkers.synthetic_prefix_ok`), which gives the labels a perfect annotator would write; the `bon` diagnosis compares
 the MC labels against them.
 """
 

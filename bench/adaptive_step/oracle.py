@@ -1,4 +1,4 @@
-"""Issue 11's diagnosis on the synthetic task: the exact step checker as verifier, as annotator, as PRM labels.
+"""The diagnosis on the synthetic task: the exact step checker as verifier, as annotator, as PRM labels.
 
 The synthetic task's steps are `a op b = c` lines taken from the question, so each can be checked exactly
 (`checkers.synthetic_*`). Two oracles: `question` reads the question (a step must be the question's own step:

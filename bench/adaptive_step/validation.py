@@ -1,4 +1,4 @@
-"""Validation questions: how each verifier separates candidates, and the PRM recipe chosen on them (issue 11).
+"""Validation questions: how each verifier separates candidates, and the PRM recipe chosen on them.
 
 Validation questions are their own split (`val`: a seed salt disjoint from the policy's training questions,
 the PRM-data questions and the Best-of-N test questions), sampled like the test questions
@@ -224,7 +224,7 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
             ctx.metric(f"select.{r['variant']}.val_within_auc", r["within_auc"], "AUC", "higher",
                        note=f"{split}-PRM, recipe `{r['overrides']}`, {len(v.groups)} validation questions")
         ctx.metric("select.chosen.val_within_auc", best[0], "AUC", "higher",
-                   note=f"chosen recipe `{best[1]}` (highest validation within-question AUC); issue 11 target >= 0.85")
+                   note=f"chosen recipe `{best[1]}` (highest validation within-question AUC); quality bar >= 0.85")
         ctx.record.extra["prm_recipe"] = {"variant": best[1], **best[2], **({"data": best[3]} if best[3] else {})}
         ctx.table("prm_selection", f"PRM recipe chosen on validation questions ({split}-PRM)", rows, notes=[
             f"{len(v.groups)} validation questions x {cfg.scale.val_samples} candidates (split `val`, disjoint "

@@ -90,7 +90,30 @@ def smollm2_from_package(package: str, gguf_file: str) -> Path:
     return entry.get_or_build(convert)
 
 
-def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, local_only: bool, setting: str):
+HUB_HOST = ("huggingface.co", 443)
+LOCAL_HINT = ("model.source=local +model.path=<folder with config.json and weights>, or a `cpu`/`smoke` "
+              "profile model (model=smollm2_135m or model=tiny_llama)")
+
+
+def hub_offline() -> bool:
+    """Whether the hub must not be contacted: `HF_HUB_OFFLINE` set (as huggingface_hub reads it)."""
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("0", "", "false", "no", "off")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the hub, so that a machine without network fails once and fast instead of
+    going through huggingface_hub's retries (which log each attempt)."""
+    import socket
+
+    try:
+        with socket.create_connection(HUB_HOST, timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, local_only: bool, setting: str,
+                     why_local: str = ""):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": dtype}
@@ -100,13 +123,15 @@ def _from_pretrained(path_or_id: str, dtype: torch.dtype, attn: str | None, loca
         tok = AutoTokenizer.from_pretrained(path_or_id, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(path_or_id, local_files_only=local_only, **kwargs)
     except (OSError, ValueError) as e:
+        if why_local:  # a hub model looked up in the local hub cache only
+            raise ConfigError(setting, f"hub model {path_or_id!r} is not in the local hub cache and {why_local}; "
+                                       f"use {LOCAL_HINT}") from None
         where = "local folder" if local_only and Path(path_or_id).exists() else "hub model"
         raise ConfigError(
             setting,
-            f"cannot load {where} {path_or_id!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}. "
-            "This machine may have no access to the model hub: use a `cpu`/`smoke` profile model "
-            "(model=smollm2_135m or model=tiny_llama), or point model.path at a local copy",
-        ) from e
+            f"cannot load {where} {path_or_id!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+            f"use {LOCAL_HINT}",
+        ) from None
     return model, tok
 
 
@@ -141,8 +166,9 @@ def load_model(cfg: Any, dtype: str = "float32", device: str = "cpu", attn: str 
             raise ConfigError("model.path", f"local model folder {cfg.get('path')!r} does not exist")
         model, tok = _from_pretrained(str(cfg.path), torch_dtype, attn, True, "model.path")
     elif source == "hub":
-        local_only = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        model, tok = _from_pretrained(cfg.hub_id, torch_dtype, attn, local_only, "model")
+        # Offline (declared, or no route to the hub): the local hub cache only, one error if it lacks the model.
+        why = "HF_HUB_OFFLINE is set" if hub_offline() else ("the hub cannot be reached" if not hub_reachable() else "")
+        model, tok = _from_pretrained(cfg.hub_id, torch_dtype, attn, bool(why), "model", why_local=why)
     else:  # tiny
         from bench.core.tiny import tiny_model_folder
 

@@ -16,10 +16,21 @@
         comparable_profiles: [paper]          # profiles whose value can be held to the paper's number
         shape: {max: 1.05}                    # optional: condition that checks the paper's *shape* on the
                                               # other profiles (min / max, inclusive)
+        headline_run: default                 # optional: the run tag of the configuration that answers the
+                                              # claim (`default`: the untagged record; else the paper-level
+                                              # `headline_run`, else `default`)
+        why: the tiny model did not learn ... # optional: one line saying why the claim is not reproduced
+                                              # or not comparable, shown beside the verdict
+        note: counting convention ...         # optional: what a reader must know to read the number
 
 Status per (claim, record): `reproduced` / `not reproduced` on a comparable profile; on another profile
 `shape reproduced` / `not reproduced` when the claim has a shape condition, else `not comparable`
 (a different model); `not run on this machine` when no record has the metric.
+
+A claim is answered by one configuration, its headline run: the record whose `run_tag` equals the claim's
+`headline_run` (the untagged record by default), whatever the folder order. Records of other run tags are
+further configurations of the same claim: the full comparison lists them under their tag, the verdict
+summary and the README do not.
 """
 
 from __future__ import annotations
@@ -35,6 +46,18 @@ from bench.core.tables import markdown
 
 REFERENCES_DIR = REPO_ROOT / "references"
 STATUSES = ("reproduced", "shape reproduced", "not reproduced", "not comparable", "not run on this machine")
+NEEDS_REASON = ("not reproduced", "not comparable")  # verdicts the summary explains with the claim's `why`
+DEFAULT_RUN = "default"  # `headline_run` value naming the untagged record
+# The verdict words and the two kinds of check, defined once for REPORT.md and the README.
+VERDICTS_TEXT = (
+    "A *tolerance* (±0.05, ±5%) holds our number to the paper's and applies only on a profile that runs the "
+    "paper's model (`comparable_profiles`, usually `paper`); a *shape condition* (≥ 1.2, ≤ 1.05) bounds a "
+    "ratio that holds for any model if the paper's mechanism does, and judges the smaller models of the other "
+    "profiles. Verdicts: **reproduced** = the paper's model, within tolerance; **shape reproduced** = another "
+    "model, the shape condition holds; **not reproduced** = the tolerance or the shape condition fails; "
+    "**not comparable** = another model and no shape condition (an absolute number of a different model, "
+    "shown for information); **not run on this machine** = no record of the claim's experiment and "
+    "configuration.")
 
 
 def load_references(paper: str, directory: Path = REFERENCES_DIR) -> dict[str, Any]:
@@ -121,6 +144,24 @@ def _tol_text(tol: dict[str, float] | None, shape: dict[str, float] | None) -> s
     return ", ".join(parts) or "—"
 
 
+def run_tag(record: dict[str, Any]) -> str | None:
+    """The record's `run_tag` (None for the untagged, default configuration)."""
+    tag = (record.get("config") or {}).get("run_tag")
+    return str(tag) if tag else None
+
+
+def headline_run(claim: dict[str, Any], refs: dict[str, Any] | None = None) -> str | None:
+    """The run tag whose record answers `claim` (None: the untagged record): the claim's `headline_run`,
+    else the reference file's, else the untagged record."""
+    tag = claim.get("headline_run", (refs or {}).get("headline_run", DEFAULT_RUN))
+    return None if tag in (None, DEFAULT_RUN) else str(tag)
+
+
+def is_headline(claim: dict[str, Any], record: dict[str, Any], refs: dict[str, Any] | None = None) -> bool:
+    """Whether `record` is the claim's headline configuration."""
+    return run_tag(record) == headline_run(claim, refs)
+
+
 def tagged(name: str, record: dict[str, Any]) -> str:
     """`name`, or `name [tag]` for a record with a `run_tag` (a second configuration of the same experiment
     and profile, e.g. `bon [policy_2000_steps]`)."""
@@ -129,13 +170,16 @@ def tagged(name: str, record: dict[str, Any]) -> str:
 
 
 def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (claim, record with that experiment); a claim with no record gets one row saying so."""
+    """One row per (claim, record with that experiment), the claim's headline run first, then the other
+    configurations by profile and run tag (`headline`: whether the row is the headline run); a claim with no
+    record gets one row saying so. Each row carries the claim's `why`."""
     records = list(records)
     rows = []
     for c in refs["claims"]:
         matched = [r for r in records if r.get("experiment") == c["experiment"]]
         found = False
-        for r in sorted(matched, key=lambda r: r.get("profile", "")):
+        for r in sorted(matched, key=lambda r: (not is_headline(c, r, refs), r.get("profile", ""),
+                                                run_tag(r) or "")):
             ours = metric_value(c, r.get("metrics", {}))
             if ours is None:
                 continue
@@ -154,16 +198,38 @@ def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dic
                 "model / profile": f"{model} / {r.get('profile')} (paper: {c.get('paper_model', '?')})",
                 "delta": ours - paper if math.isfinite(ours) else None,
                 "tolerance": _tol_text(tol, shape), "status": status, "id": c["id"],
+                "headline": is_headline(c, r, refs), "profile": r.get("profile"), "why": c.get("why"),
+                "note": c.get("note"),
             })
         if not found:
             rows.append({"claim": c["claim"], "source": c["source"], "paper": float(c["paper_value"]),
                          "ours": None, "model / profile": f"— (paper: {c.get('paper_model', '?')})",
                          "delta": None, "tolerance": _tol_text(c.get("tolerance"), c.get("shape")),
-                         "status": "not run on this machine", "id": c["id"]})
+                         "status": "not run on this machine", "id": c["id"], "headline": True,
+                         "profile": None, "why": c.get("why"), "note": c.get("note")})
     return rows
 
 
-COLUMNS = ["claim", "source", "paper", "ours", "model / profile", "delta", "tolerance", "status"]
+def verdicts(refs: dict[str, Any], records: Iterable[dict[str, Any]], profile: str | None = None
+             ) -> list[dict[str, Any]]:
+    """One row per claim: its headline run's comparison row (of `profile`, when given), or `not run on this
+    machine` when no headline record has the claim's metric."""
+    records = [r for r in records if profile is None or r.get("profile") == profile]
+    out = []
+    for c in refs["claims"]:
+        one = {**refs, "claims": [c]}
+        rows = [r for r in compare(one, records) if r["headline"] and r["ours"] is not None]
+        out.append(rows[0] if rows else compare(one, [])[0])
+    return out
+
+
+def verdict_counts(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """How many rows carry each verdict, in `STATUSES` order."""
+    rows = list(rows)
+    return {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+
+
+COLUMNS = ["claim", "source", "paper", "ours", "model / profile", "delta", "tolerance", "status", "why / note"]
 
 
 def comparison_markdown(paper: str, records: Iterable[dict[str, Any]], experiment: str | None = None) -> str:
@@ -173,5 +239,6 @@ def comparison_markdown(paper: str, records: Iterable[dict[str, Any]], experimen
         refs = {**refs, "claims": [c for c in refs["claims"] if c["experiment"] == experiment]}
     if not refs["claims"]:
         return ""
-    rows = compare(refs, records)
+    rows = [{**r, "why / note": (r["why"] if r["status"] in NEEDS_REASON else r["note"]) or ""}
+            for r in compare(refs, records)]
     return f"#### {paper}: paper vs ours\n\n" + markdown(rows, COLUMNS, digits=3)

@@ -6,7 +6,11 @@ saved record folder, so a figure from a run and from the report come out of the 
 * `flops` -> `flops.png` from `flops_long.csv`: FLOPs vs image tokens, and the reduction under each counting
   convention against the paper's 83.8%.
 * `speed` -> `speed.png` from `speed.csv`, `speed_samples.csv`, `compressor_time.csv`: prefill / TTFT /
-  decode vs image tokens (median and IQR), speed-up vs the uncompressed model, the compressor alone.
+  decode vs image tokens (median and IQR), the end-to-end speed-up vs the uncompressed model with a
+  bootstrap 95% interval over repetitions, the compressor alone.
+
+`claim_notes` says, for the report, which FLOPs counting convention the headline number uses, beside the
+physical count of the whole model by torch's FlopCounterMode (`flops_crosscheck.csv`).
 * `lowpass` -> `lowpass_error.png` from `lowpass.csv`: energy kept and reconstruction error per method.
   The picture `lowpass.png` (the photo compressed by each method) needs the image and the compressors, so
   only the experiment draws it; the report shows the one the run saved.
@@ -116,6 +120,20 @@ def _spread(rows: list, tokens: list[int], key: str) -> tuple[list[float], list[
     return med, [lo, hi]
 
 
+def speedup_interval(samples: list, base: int, tokens: int, key: str = "e2e_ms", reps: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of median(key at `base`) / median(key at `tokens`), resampling the
+    repetitions of each budget independently (seeded, so a rebuild draws the same interval)."""
+    import numpy as np
+
+    a = np.array([r.num(key) for r in samples if int(r.num("image_tokens")) == base])
+    b = np.array([r.num(key) for r in samples if int(r.num("image_tokens")) == tokens])
+    rng = np.random.default_rng(seed)
+    ratios = [np.median(rng.choice(a, a.size)) / np.median(rng.choice(b, b.size)) for _ in range(reps)]
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def speed_figure(run_dir: Path, out_png: Path, title: str, paper_speedup: float | None,
                  paper_tokens: int = 64) -> list[Path]:
     """Prefill/TTFT, decode throughput and speed-up vs image tokens, and the compressor alone (2x2).
@@ -149,10 +167,19 @@ def speed_figure(run_dir: Path, out_png: Path, title: str, paper_speedup: float 
     a = ax[1, 0]
     pts = sorted(table, key=lambda r: r.num("image tokens"))
     xs = [int(r.num("image tokens")) for r in pts]
-    for key, label, marker in (("e2e speedup", "end to end", "o"), ("TTFT speedup", "time to first token", "s"),
+    e2e = [r.num("e2e speedup") for r in pts]
+    has_reps = bool(samples) and "e2e_ms" in samples[0]
+    ci = [speedup_interval(samples, base, t) if t != base and has_reps else (m, m) for t, m in zip(xs, e2e)]
+    a.errorbar(xs, e2e, yerr=[[m - lo for m, (lo, _) in zip(e2e, ci)], [hi - m for m, (_, hi) in zip(e2e, ci)]],
+               marker="o", lw=2.0, capsize=3, zorder=3, label="ours: end to end" + (" (bootstrap 95% CI)" if has_reps else ""))
+    for key, label, marker in (("TTFT speedup", "time to first token", "s"),
                                ("e2e CPU-time speedup", "end to end, CPU time", "^")):
         if key in pts[0]:
-            a.plot(xs, [r.num(key) for r in pts], marker=marker, label=f"ours: {label}")
+            a.plot(xs, [r.num(key) for r in pts], marker=marker, lw=1.0, alpha=0.8, label=f"ours: {label}")
+    at = xs.index(paper_tokens) if paper_tokens in xs else None
+    if at is not None:  # the headline number with its interval, written where it is read
+        a.annotate(f"{e2e[at]:.2f}x [{ci[at][0]:.2f}, {ci[at][1]:.2f}]", (paper_tokens, e2e[at]),
+                   xytext=(6, -14), textcoords="offset points", fontsize=7)
     if paper_speedup is not None:
         a.axhline(paper_speedup, **REFERENCE)
         a.plot([paper_tokens], [paper_speedup], "*", color="k", ms=11, label=f"paper: {paper_speedup:.3f}x (e2e)")
@@ -196,6 +223,41 @@ def lowpass_error_figure(lowpass_csv: Path, out_png: Path, title: str) -> list[P
     return save(fig, out_png)
 
 
+def claim_notes(run_dir: Path, record: dict[str, Any]) -> dict[str, str]:
+    """Notes the report shows beside a claim, derived from the record's CSVs: for `flops`, the counting
+    convention of the headline reduction, how many conventions were computed, and the physical count; for
+    `speed`, what model was timed and the interval of the end-to-end speed-up at 64 tokens.
+
+    Returns:
+        claim id -> note (empty for other experiments or when a CSV is missing).
+    """
+    run_dir = Path(run_dir)
+    if record.get("experiment") == "speed" and (run_dir / "speed_samples.csv").exists():
+        samples = read_rows(run_dir / "speed_samples.csv", ["image_tokens", "e2e_ms"])
+        base = max(int(r.num("image_tokens")) for r in samples)
+        lo, hi = speedup_interval(samples, base, 64)
+        weights = {"random_init": "random weights, scaled-down model", "random": "random weights"}.get(
+            str(_get(record, "config", "model", "source", default="")), "")
+        where = f"{weights}, " if weights else ""
+        return {"generation_speedup": f"{where}{_get(record, 'env', 'device_name', default='?')}; bootstrap 95% "
+                                      f"interval over repetitions [{lo:.2f}, {hi:.2f}]"}
+    if record.get("experiment") != "flops" or not (run_dir / "flops_crosscheck.csv").exists():
+        return {}
+    conv = str(_get(record, "config", "experiment", "paper_convention", default="llm_vit_proj_ffn2_prefill"))
+    n_conv = len(read_rows(run_dir / "flops_match.csv", ["convention"])) if (run_dir / "flops_match.csv").exists() else 0
+    rows = read_rows(run_dir / "flops_crosscheck.csv", ["model", "image_tokens", "text_tokens", "FlopCounterMode TFLOPs"])
+    ref = [r for r in rows if "7b" in r["model"].lower()] or rows
+    by = {int(r.num("image_tokens")): r.num("FlopCounterMode TFLOPs") for r in ref}
+    if 64 not in by or not by:
+        return {}
+    phys = 1 - by[64] / by[max(by)]
+    of = f"of the {n_conv} conventions computed, " if n_conv else ""
+    return {"flops_reduction_64": f"counting convention `{conv}` ({_conv_label(conv)}): {of}the one that matches "
+                                  f"the paper; the physical count of the whole model by torch's FlopCounterMode "
+                                  f"({int(ref[0].num('text_tokens'))} text tokens, LM head included) gives "
+                                  f"{100 * phys:.1f}%"}
+
+
 def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     """Redraw the figures of one Fourier-VLM record (or running experiment) from its CSVs.
 
@@ -218,8 +280,10 @@ def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     if exp == "speed":
         e = _get(cfg, "experiment", default={})
         machine = _get(record, "env", "device_name", default="?")
-        title = (f"{_get(cfg, 'model', 'name', default='?')}: generation speed vs image tokens "
-                 f"({machine}, batch {e.get('batch', '?')}, G={e.get('new_tokens', '?')})")
+        weights = {"random_init": " (random weights, scaled-down model)",
+                   "random": " (random weights, the paper's architecture)"}.get(_get(cfg, "model", "source"), "")
+        title = (f"{_get(cfg, 'model', 'name', default='?')}{weights}: generation speed vs image tokens\n"
+                 f"{machine}, batch {e.get('batch', '?')}, G={e.get('new_tokens', '?')}")
         return speed_figure(run_dir, run_dir / "speed.png", title, _paper_value("generation_speedup"))
     if exp == "lowpass":
         image = _get(cfg, "experiment", "image", default="the image")

@@ -20,11 +20,11 @@ distances become a per-head additive bias over [sink keys | band keys] (`alibi.p
 
 On CPU the masked band is computed in query blocks (`band_blocks`, default 128 queries): a block sees
 R + 128 of the R + C keys, so the flash kernel, which computes masked entries too, skips the columns no
-row of the block can see (issue 10, part 3; the same mask entries, so the same result).
+row of the block can see (the same mask entries, so the same result).
 
 With `split=True` (CPU) the band is not masked at all: `split_attention.split_band_attention` splits it into
 unmasked flash-kernel pieces (own keys causal, carried keys a reversed-causal triangle and rectangles)
-merged with the sinks by log-sum-exp, so the masked half of the band is skipped (issue 10). The masked
+merged with the sinks by log-sum-exp, so the masked half of the band is skipped. The masked
 call (`sink_band_attention`) remains for the first chunk (it holds the sinks), chunks longer than the
 window, other devices, and as the reference the tests compare with.
 """
@@ -42,7 +42,7 @@ from bench.streaming_llm.split_attention import merge_lse, sink_scores, split_ba
 
 
 # Query rows per band block on CPU (`band_blocks`): 64 and 128 measured best for one 4+1020 layer of SmolLM2
-# (bf16, 512-token chunk, 2 cores: masked 12.6 ms, blocks of 64/128 10.3 ms, 256 12.1 ms; issue 10 note).
+# (bf16, 512-token chunk, 2 cores: masked 12.6 ms, blocks of 64/128 10.3 ms, 256 12.1 ms).
 QUERY_BLOCK = 128
 # Rows per cross-entropy block in `token_nll`: SmolLM2, 512 tokens, 2 cores, LM head included: bf16 61 ms
 # in blocks of 16 vs 115 ms for one cross-entropy over the fp32 copy of the whole chunk (fp32: 204 vs 224).
@@ -125,7 +125,7 @@ def band_blocks(mask_bool: torch.Tensor, g: int, dtype: torch.dtype, rows: int) 
 
     The band of query t is [t-R, t]: a block of `rows` queries sees R + rows keys, not the whole
     R + C, so the CPU flash kernel (which computes masked entries too) skips the columns no row of the
-    block sees (issue 10, part 3). Same mask entries, so the masked call's result up to summation order.
+    block sees. Same mask entries, so the masked call's result up to summation order.
     Built once per chunk and shared by every layer.
     """
     c = mask_bool.shape[0]

@@ -27,14 +27,19 @@ def _rows(path: Path) -> list[dict[str, str]]:
     return read_rows(path)  # a missing or corrupt CSV raises an error naming the file
 
 
-def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | None = None) -> list[Path]:
-    """Running perplexity vs input length (Fig. 3 / Table 1 curves) from block-mean NLL rows."""
+def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | None = None,
+                table_csv: Path | None = None, streaming_at_sample: float | None = None) -> list[Path]:
+    """Running perplexity vs input length (Fig. 3 / Table 1 curves) from block-mean NLL rows, and the sliding
+    window with recomputation from `table1.csv` beside them. Recomputation is scored on a sample of
+    positions (one L-token forward each), so it has no running curve: it is drawn as its PPL over the
+    sampled positions with ±2 standard errors at the end of the stream, next to streaming's PPL on the same
+    positions (`streaming_at_sample`), the pair the paired ratio compares."""
     import math
 
     by: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for r in _rows(per_token_csv):
         by[r["method"]].append((int(r["token"]), float(r["mean_nll"])))
-    fig, axes = figure(5.5, 3.3)
+    fig, axes = figure(7.5, 3.3)
     ax = axes[0][0]
     for method, pts in by.items():
         pts.sort()
@@ -45,14 +50,30 @@ def running_ppl(per_token_csv: Path, out_png: Path, title: str, cache: int | Non
             xs.append(tok)
             ys.append(math.exp(total / tok) if math.isfinite(total) else float("nan"))
         ax.plot(xs, ys, label=method, color=color(method), lw=1.2)
+    end = max((t for pts in by.values() for t, _ in pts), default=0)
+    recompute = [r for r in _rows(table_csv) if r["method"].startswith("recompute")] \
+        if table_csv is not None and Path(table_csv).exists() else []
+    x_rec, x_str = end * 1.04, end * 1.02  # side by side past the curves' end, so neither hides the other
+    for r in recompute:
+        ppl, se = float(r["ppl"]), float(r["stderr"] or 0)
+        n = int(r["tokens"])
+        ax.errorbar([x_rec], [ppl], yerr=[[ppl - math.exp(math.log(ppl) - 2 * se / ppl)],
+                                        [math.exp(math.log(ppl) + 2 * se / ppl) - ppl]] if se else None,
+                    fmt="s", color=color("recompute"), ms=5, capsize=3, zorder=4,
+                    label=f"{r['method']} ({n:,} sampled positions, ±2 SE)")
+        if streaming_at_sample is not None:
+            ax.plot([x_str], [streaming_at_sample], "o", mfc="none", color=COLORS["streaming"], ms=6, zorder=4,
+                    label="streaming on the same positions")
     if cache:
         ax.axvline(cache, color="k", ls=":", lw=0.8)
+        ax.annotate(f"cache {cache}", (cache, 0), xycoords=("data", "axes fraction"), xytext=(3, 4),
+                    textcoords="offset points", fontsize=ANNOTATION_SIZE)
     log_axis(ax, "y")
     count_axis(ax)
     ax.set_xlabel("input length (tokens)")
     ax.set_ylabel("running perplexity")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=ANNOTATION_SIZE, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save(fig, out_png)
 
 
@@ -74,6 +95,9 @@ def long_stream(segments_csv: Path, out_png: Path, title: str, books_csv: Path |
     ax.plot(mid, [float(r["ppl"]) for r in rows], color=COLORS["streaming"], lw=1.0, marker=".", ms=3)
     for b in books[1:]:  # book boundaries: content changes there, the cache does not
         ax.axvline(int(b["start_token"]), color="0.8", lw=0.5, zorder=0)
+    for b in books:  # each book named at its start, so a PPL step reads as a change of text
+        ax.annotate(b["book"].replace("_", " ")[:22], (int(b["start_token"]), 1), xycoords=("data", "axes fraction"),
+                    xytext=(1, -2), textcoords="offset points", rotation=90, va="top", fontsize=4.5, color="0.35")
     ax.set_ylabel("PPL per segment")
     ax.set_title(title)
     if sampled:
@@ -98,9 +122,9 @@ def _ratio_panel(ax, sampled: list[dict[str, str]]) -> None:
     y = [float(b["ppl_ratio"]) for b in sampled]
     ctrl = [b.get("role") == "control" for b in sampled]
     ax.axhline(1.0, color="k", lw=0.8)
-    for lim, ls in ((0.02, "--"), (0.05, ":")):
+    for lim, ls in ((0.02, "--"), (0.05, ":")):  # the claims: median within 2%, no book above 5%
         for sgn in (1, -1):
-            ax.axhline(1 + sgn * lim, color="0.5", lw=0.7, ls=ls)
+            ax.axhline(1 + sgn * lim, color="0.5", lw=0.7, ls=ls, label=f"±{lim:.0%}" if sgn > 0 else None)
     ax.scatter([v for v, c in zip(x, ctrl) if not c], [v for v, c in zip(y, ctrl) if not c],
                color=COLORS["streaming"], s=14, zorder=3, label="book (first tokens)")
     ax.scatter([v for v, c in zip(x, ctrl) if c], [v for v, c in zip(y, ctrl) if c], facecolors="none",
@@ -113,7 +137,7 @@ def _ratio_panel(ax, sampled: list[dict[str, str]]) -> None:
         ax.plot(ends, [tr.intercept + tr.slope * v / 1e6 for v in ends], color="k", lw=0.8, ls="-.",
                 label=f"OLS {tr.slope:+.3f} ± {tr.stderr:.3f} / 1M")
     ax.set_ylabel("PPL in stream / fresh")
-    ax.legend(loc="best", fontsize=ANNOTATION_SIZE)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False, fontsize=ANNOTATION_SIZE)
     lo, hi = min(y + [0.95]), max(y + [1.05])
     ax.set_ylim(lo - 0.01, hi + 0.01)
 
@@ -138,12 +162,15 @@ def bars(table_csv: Path, out_png: Path, title: str) -> list[Path]:
     return save(fig, out_png)
 
 
-def latency_memory(fig10_csv: Path, out_png: Path, title: str) -> list[Path]:
-    """Fig. 10: per-token latency (bars, speed-up on top) and memory per cache size, both methods."""
+def latency_memory(fig10_csv: Path, out_png: Path, title: str, paper_speedup: float | None = None,
+                   paper_cache: int = 4096, memory_label: str = "memory (MiB)") -> list[Path]:
+    """Fig. 10: per-token latency (bars), the speed-up against the paper's (22.2x at cache 4096) and memory per
+    cache size, both methods. `memory_label` says what the memory is (process RSS on a CPU, peak allocated
+    memory on a GPU)."""
     rows = read_rows(fig10_csv, ["cache", "recompute_ms", "streaming_ms", "speedup", "mem_recompute_mb",
                                  "mem_streaming_mb"])
-    fig, axes = figure(6.0, 3.0, ncols=2)
-    ax, ax2 = axes[0][0], axes[0][1]
+    fig, axes = figure(9.0, 3.0, ncols=3)
+    ax, ax3, ax2 = axes[0][0], axes[0][1], axes[0][2]
     x = list(range(len(rows)))
     w = 0.38
     rec_ms, str_ms = [float(r["recompute_ms"]) for r in rows], [float(r["streaming_ms"]) for r in rows]
@@ -155,14 +182,22 @@ def latency_memory(fig10_csv: Path, out_png: Path, title: str) -> list[Path]:
     ax.set_xticks(x, caches)
     ax.set_xlabel("cache size")
     ax.set_ylabel("per-token latency (ms)")
-    ax.legend()
+    ax.legend(fontsize=ANNOTATION_SIZE)
+    ax3.plot(caches, [float(r["speedup"]) for r in rows], marker="o", color=COLORS["streaming"], label="ours")
+    if paper_speedup is not None and str(paper_cache) in caches:
+        ax3.plot([str(paper_cache)], [paper_speedup], "*", color="k", ms=11, zorder=4,
+                 label=f"paper: {paper_speedup:g}x (Llama-2-13B, A6000)")
+    ax3.set_ylim(bottom=0)
+    ax3.set_xlabel("cache size")
+    ax3.set_ylabel("speed-up over recompute (x)")
+    ax3.legend(fontsize=ANNOTATION_SIZE)
     ax2.plot(caches, [float(r["mem_recompute_mb"]) for r in rows], marker="o", color=COLORS["recompute"],
              label="recompute")
     ax2.plot(caches, [float(r["mem_streaming_mb"]) for r in rows], marker="o", color=COLORS["streaming"],
              label="StreamingLLM")
     ax2.set_xlabel("cache size")
-    ax2.set_ylabel("memory (MiB)")
-    ax2.legend()
+    ax2.set_ylabel(memory_label)
+    ax2.legend(fontsize=ANNOTATION_SIZE)
     fig.suptitle(title)
     return save(fig, out_png)
 
@@ -265,6 +300,22 @@ def pretrain_table3(long_csv: Path, steps_csv: Path, out_png: Path, cache: int, 
     return save(fig, out_png)
 
 
+def _paper_value(claim_id: str) -> float | None:
+    """A paper number from `references/streaming_llm.yaml` (None when the file or claim is absent)."""
+    from bench.core.references import paper_value
+
+    try:
+        return paper_value("streaming_llm", claim_id)
+    except (FileNotFoundError, KeyError):
+        return None
+
+
+def _policy(e: dict) -> str:
+    """The streaming policy `S+R` of an experiment config (`4+1020`), '' without sinks and cache."""
+    S, cache = e.get("n_sink"), e.get("cache")
+    return f"{S}+{int(cache) - int(S)}" if S is not None and cache is not None else ""
+
+
 def rebuild(run_dir: Path, record: dict) -> list[Path]:
     """Redraw the figures of one StreamingLLM record (or running experiment, `run_view`) from its CSVs.
 
@@ -284,7 +335,9 @@ def rebuild(run_dir: Path, record: dict) -> list[Path]:
 
     if exp == "ppl_table1" and has("per_token.csv"):
         out += running_ppl(run_dir / "per_token.csv", run_dir / "table1_curves.png",
-                           f"{model}: first book, cache {cache}", cache)
+                           f"{model}: first book, cache {cache}", cache, table_csv=run_dir / "table1.csv",
+                           streaming_at_sample=_get(record, "metrics",
+                                                    f"ppl.streaming_at_recompute_positions.{_policy(e)}", "value"))
     if exp == "ppl_4m" and has("fig5_segments.csv"):
         n = _get(record, "metrics", "tokens", "value", default=0) or 0
         S = e.get("n_sink")
@@ -297,8 +350,11 @@ def rebuild(run_dir: Path, record: dict) -> list[Path]:
             out += bars(run_dir / f"{name}.csv", run_dir / f"{name}.png", title)
     if exp == "speed" and has("fig10.csv"):
         machine = _get(record, "env", "device_name", default="?")
+        on_gpu = str(_get(record, "env", "device", default="cpu")).startswith("cuda")
         out += latency_memory(run_dir / "fig10.csv", run_dir / "fig10_latency_memory.png",
-                              f"{model} decoding, {machine}")
+                              f"{model} decoding, {machine}", paper_speedup=_paper_value("fig10_speedup_4096"),
+                              memory_label="peak GPU memory allocated (MiB)" if on_gpu
+                              else "process RSS on CPU (MiB)")
     if exp == "attention":
         if has("attention_maps.csv"):
             n = read_rows(run_dir / "attention_maps.csv", ["sentences"])[0]["sentences"]

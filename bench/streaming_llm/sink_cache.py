@@ -11,8 +11,8 @@ recent keys stay rotated at the positions they were given (relative distances ar
 only the S sink keys are re-rotated each step by `position - kv_len` so that they sit at distance
 kv_len - i. Once the cache is full, positions are re-based every `rebase_every` tokens (one rotation of the
 recent keys) so that RoPE angles stay below capacity + rebase_every: fp32 angles p * inv_freq lose
-precision in proportion to p, and with the old 16K re-base the token-by-token NLL drifted from the exact
-chunked path by up to 4e-4 after 3,000 tokens (issue 10, part 5). With 512 the positions are as small as the
+precision in proportion to p, and with a 16K re-base the token-by-token NLL drifts from the exact
+chunked path by up to 4e-4 after 3,000 tokens. With 512 the positions are as small as the
 chunked path's own (R + chunk), and the cost is one rotation of R keys per layer every 512 tokens. For
 models without RoPE (ALiBi, e.g. MPT) pass `rope=None`: the bias is built from cache indices, which already
 are cache-relative (Falcon with `alibi=True` likewise; `rope_of` returns None for it).

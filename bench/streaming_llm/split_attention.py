@@ -16,7 +16,7 @@ so with q = clamp(C - off, 0, r):
 Each piece is one call of the CPU flash kernel, which returns the piece's log-sum-exp; the pieces and the
 few sink scores are merged exactly, out = sum_i e^lse_i out_i / sum_i e^lse_i (as the sinks were merged
 into the masked band before). The masked half of the band is never computed and no (C, K) float mask is
-built or read (issue 10, part 3: the masked call computed all C*(R+C) scores, this computes C*R).
+built or read (the masked call computes all C*(R+C) scores, this computes C*R).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The exact step checker of the synthetic task (issue 11's oracle) and the MC-vs-oracle label comparison."""
+"""The exact step checker of the synthetic task (the oracle) and the MC-vs-oracle label comparison."""
 
 from __future__ import annotations
 

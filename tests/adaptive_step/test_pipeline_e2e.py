@@ -37,7 +37,7 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     assert max(v1.values()) - min(v1.values()) < 1e-9
     for a in ("confidence_prm", "newline_prm", "orm", "majority", "random"):
         assert m[f"bon_acc.{a}.4"]["value"] <= m["bon_acc.pass_at_n.4"]["value"] + 1e-9
-    # issue 11's oracle: the exact step checker as an arm, a PRM on its labels, its labels vs the MC labels
+    # the oracle: the exact step checker as an arm, a PRM on its labels, its labels vs the MC labels
     for arm in ("oracle", "oracle_prm"):
         for n in (1, 2, 4):
             assert m[f"bon_acc.{arm}.{n}"]["value"] <= m[f"bon_acc.pass_at_n.{n}"]["value"] + 1e-9
@@ -47,7 +47,7 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     out = tmp_path / "adaptive_step" / "bon" / "smoke"
     assert (out / "bon.md").exists() and (out / "bon_accuracy_vs_n.png").exists()
     assert (out / "label_quality.csv").exists()
-    # issue 11: the recipe chosen on validation questions, the verifiers diagnosed there, intervals per arm and N
+    # the recipe chosen on validation questions, the verifiers diagnosed there, intervals per arm and N
     sel = (out / "prm_selection.csv").read_text()
     variants = ("base", "pair", "soft", "early_stop", "more_data", "more_data_soft")
     assert all(v in sel for v in variants) and "prm_questions=8" in sel

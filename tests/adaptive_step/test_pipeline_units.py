@@ -21,7 +21,7 @@ def test_stage_cache_keyed_by_settings_and_rerun(tmp_path, monkeypatch):
     cfg = OmegaConf.create({"pipeline": {"rerun": []}})
     a = stage(cfg, "labels_confidence", {"K": 4})
     assert not a.done
-    assert a.dir == tmp_path / "adaptive_step" / f"labels_confidence-{a.key}"   # the layout the old Stage had
+    assert a.dir == tmp_path / "adaptive_step" / f"labels_confidence-{a.key}"   # the cache layout of the stage folders
     a.get_or_build(lambda work: save_atomic(work / "x.pt", [1, 2]) or {"n": 2})
     b = stage(cfg, "labels_confidence", {"K": 4})
     assert b.dir == a.dir and b.done and b.load("x.pt") == [1, 2] and b.info()["n"] == 2

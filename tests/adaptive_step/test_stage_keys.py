@@ -1,13 +1,9 @@
 """Cache keys of the pipeline's stages are pinned: a key changes only when it is meant to.
 
-History of the pinned values:
-* computed by the code before the split (`pipeline.Stage`, commit 8126739), from its `bon` smoke record
-  (`extra.stage_keys`) and cache folders and the folder names of a `cpu` cache built by that code;
-* session 4 (issue 11), deliberately: the sample and label stages gained `"sampler": "icdf"` (the draw
-  method changed from `torch.multinomial` over the batch to an inverse-CDF draw per row, so that finished
-  rows can leave the batch; entries drawn the old way must not be reused), which changes every key from
-  `samples_*` on; and the `cpu` policy moved from 1000 to 1400 SFT steps (15% -> 65% greedy, the 30-70%
-  band). The smoke policy key is still the one the old code computed.
+The pinned values: the keys of the stage inputs as they are, including `"sampler": "icdf"` in the sample
+and label stages (an inverse-CDF draw per row, so that finished rows can leave the batch; entries drawn
+with `torch.multinomial` over the batch must not be reused) and the `cpu` policy's 1400 SFT steps (65%
+greedy, inside the 30-70% band).
 
 A changed key silently rebuilds a whole cached pipeline (the `cpu` one takes most of an hour), so a change
 must be deliberate: update the values here and say why.
@@ -49,7 +45,7 @@ def test_stage_keys_equal_those_of_the_code_before_the_split(profile):
 
 
 def test_task_group_keeps_the_task_block_of_the_old_overrides():
-    """`task=gsm8k` gives the same `task` block (hence keys) as the old `task.name=gsm8k` override did."""
+    """`task=gsm8k` gives the same `task` block (hence keys) as the `task.name=gsm8k` override."""
     from omegaconf import OmegaConf
 
     new = OmegaConf.to_container(compose("adaptive_step", ["experiment=bon", "profile=smoke", "task=gsm8k"]).task)

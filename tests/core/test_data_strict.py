@@ -1,4 +1,4 @@
-"""Text is decoded strictly: a binary or wrongly-encoded book stops the run with its name (issue 14, part 3)."""
+"""Text is decoded strictly: a binary or wrongly-encoded book stops the run with its name."""
 
 from __future__ import annotations
 

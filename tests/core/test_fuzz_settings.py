@@ -1,5 +1,5 @@
 """Every setting is validated up front: random values for every numeric setting of all three entry points
-give a run or one line naming the setting, never a traceback (issue 14, part 3)."""
+give a run or one line naming the setting, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A run folder is published whole, a failed run publishes nothing, and `skip_if_current` resumes
-`make reproduce` (issue 14, parts 4 and 5)."""
+`make reproduce`."""
 
 from __future__ import annotations
 

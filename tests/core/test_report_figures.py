@@ -204,13 +204,13 @@ def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
     assert head == README.split(report.README_START)[0]
     assert tail == README.split(report.README_END)[1]
     assert "old block" not in block
-    assert "| claim | paper | ours (model) | status |" in block
+    assert "| claim | paper | ours (model) | verdict | why / note |" in block
     # headline rows: a measured claim shows our value and model, an unmeasured one says so
     assert "**AdaptiveStep**, Figs. 4-5: confidence-PRM >= newline-PRM at N = 16" in block
     assert "| 1.056 (tiny) | shape reproduced |" in block
     assert "| — | not run on this machine |" in block
-    # machine and run time of each paper's profile, from env and duration_s
-    assert "| Fourier-VLM | cpu: test machine (2 cores), torch 0.0-test | 4.5 min:" in block
+    # run time of each experiment and profile, from env and duration_s
+    assert "| Fourier-VLM | flops | cpu | 1.5 | cpu: test machine (2 cores), torch 0.0-test |" in block
     # key figures: relative links to files that exist
     links = [line.split("](")[1].rstrip(")") for line in block.splitlines() if line.startswith("![")]
     assert "results/adaptive_step/bon/cpu/bon_accuracy_vs_n.png" in links
@@ -239,7 +239,7 @@ def test_headline_claims_and_key_figures_come_from_the_references(paper):
     ranks = [int(c["headline"]) for c in refs["claims"] if c.get("headline")]
     assert ranks and sorted(ranks) == list(range(1, len(ranks) + 1)), "headline ranks are 1..n"
     rows = report.headline_rows(paper, [])
-    assert len(rows) == len(ranks) and all(r["status"] == "not run on this machine" for r in rows)
+    assert len(rows) == len(ranks) and all(r["verdict"] == "not run on this machine" for r in rows)
     assert rows[0]["claim"].startswith(f"**{refs['title']}**")
     assert refs["key_figures"] and all({"experiment", "file", "caption"} <= set(f) for f in refs["key_figures"])
 

@@ -92,7 +92,7 @@ def _rec(device="cpu: X", **metrics):
 
 
 def test_two_identical_smoke_runs_pass_memory_is_not_quality():
-    # the false alarm of issue 14: rss_mb.max moved +0.13% between two identical smoke runs
+    # a false alarm to avoid: rss_mb.max moves +0.13% between two identical smoke runs
     old = _rec(**{"rss_mb.max": (700.0, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
     new = _rec(**{"rss_mb.max": (700.91, "MiB", "lower"), "ppl.s": (10.0, "ppl", "lower")})
     assert {c.verdict for c in compare_records(old, new)} == {"same"}

@@ -1,4 +1,4 @@
-"""`train_causal_lm` resumes from its checkpoint with bit-identical losses (issue 14, part 5)."""
+"""`train_causal_lm` resumes from its checkpoint with bit-identical losses."""
 
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def test_lowpass_smoke(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("experiment,extra,setting", [
-    ("flops", ["fourier.budgets=[30]"], "fourier.budgets"),  # flops tabulates fourier.budgets (issue 14)
+    ("flops", ["fourier.budgets=[30]"], "fourier.budgets"),  # flops tabulates fourier.budgets
     ("flops", ["fourier.budgets=[7.5]"], "fourier.budgets"),
     ("flops", ["experiment.paper_convention=llm_ffn5_prefill"], "experiment.conventions"),
     ("speed", ["fourier.budgets=[30]"], "fourier.budgets"),

@@ -1,4 +1,4 @@
-"""CUDA paths, tested rather than assumed (issue 13): run by `make gpu-check`, skipped without a GPU.
+"""CUDA paths, tested rather than assumed: run by `make gpu-check`, skipped without a GPU.
 
 * the portable sink+band attention (`sink_band_attention(..., fused=False)`, what the chunked evaluator
   uses off the CPU) equals token-by-token `SinkCache` decoding: fp32 <= 1e-4 NLL, bf16 within BF16_TOL;

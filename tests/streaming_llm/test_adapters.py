@@ -1,4 +1,4 @@
-"""Chunked-evaluator adapters for Falcon, MPT and Qwen2 (issue 10, part 4).
+"""Chunked-evaluator adapters for Falcon, MPT and Qwen2.
 
 Each architecture, as a tiny random fp32 model built from transformers' own classes, must give the same
 next-token NLL through the chunked evaluator as through transformers' forward fed one token at a time

@@ -262,7 +262,7 @@ def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
 
 
 def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch):
-    """Throughput and duration after a resume count the earlier legs (issue 14): an interrupted and
+    """Throughput and duration after a resume count the earlier legs: an interrupted and
     resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""
     import time as _time
 

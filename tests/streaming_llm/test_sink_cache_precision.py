@@ -1,4 +1,4 @@
-"""SinkCache precision over long streams (issue 10, part 5).
+"""SinkCache precision over long streams.
 
 The token-by-token path keeps recent keys rotated at the positions they were given until a re-base, and
 fp32 RoPE angles p * inv_freq lose precision in proportion to p. With re-bases every 512 tokens

@@ -1,5 +1,5 @@
 """SmolLM2-135M (real attention sinks): chunked evaluation equals token-by-token (fp32, <= 1e-4), also
-across SinkCache re-bases, and not when positions are left to grow to 64K (issue 10, part 5)."""
+across SinkCache re-bases, and not when positions are left to grow to 64K."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def test_smollm2_chunked_equals_token_by_token(smollm2, data_dir):
 def test_smollm2_sink_cache_rebases_keep_it_exact(smollm2, data_dir):
     """Cache 4+124 over 1,200 tokens of a book with the default re-base (every 512 tokens once full: at
     640 and 1,152): the token path equals the chunked path. A control continues from token 512 with keys at
-    ~64K positions and no re-base (what a long session did before): it drifts past 1e-4."""
+    ~64K positions and no re-base (a long stream without re-basing): it drifts past 1e-4."""
     import copy
 
     from bench.streaming_llm.adapters import adapter_for
