@@ -20,7 +20,7 @@ and built as follows:
    a torn copy, a hand edit) is named in one line and rebuilt instead of being trusted. Hashing a whole
    540 MB model on every load would add ~0.4 s to a load that takes well under a second; truncation and
    torn writes always change the size, and header damage the first MiB. `verify(full=True)` compares the
-   whole-file SHA-256 too. An entry published before sizes were recorded is fingerprinted on first use.
+   whole-file SHA-256 too. An entry whose `done.json` lists no files is fingerprinted on first use.
 
 Usage::
 
@@ -210,7 +210,7 @@ class CacheEntry:
         except (OSError, ValueError) as e:
             return f"{DONE} is unreadable ({e})"
         files = info.get("files")
-        if not isinstance(files, dict):  # published before sizes were recorded: fingerprint it now
+        if not isinstance(files, dict):  # a `done.json` without sizes (an older layout): fingerprint it now
             if not record:
                 return None
             with self._locked():

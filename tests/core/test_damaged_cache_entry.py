@@ -72,12 +72,12 @@ def test_damaged_entry_is_named_and_rebuilt(tmp_path, capsys, damage, expect):
     assert f"[cache] damaged entry {entry.dir}: {expect}" in capsys.readouterr().out
 
 
-def test_an_entry_published_without_sizes_is_fingerprinted_then_checked(tmp_path):
+def test_an_entry_without_recorded_sizes_is_fingerprinted_then_checked(tmp_path):
     entry = CacheEntry("models", "old", {"a": 2}, root=tmp_path)
     entry.get_or_build(lambda w: (w / "f.bin").write_bytes(b"z" * 50) and {})
     info = entry.info()
     del info["files"]
-    (entry.dir / "done.json").write_text(json.dumps(info))  # as entries were published before
+    (entry.dir / "done.json").write_text(json.dumps(info))  # a done.json that lists no files
     assert entry.verify() is None and entry.info()["files"]["f.bin"]["size"] == 50
     (entry.dir / "f.bin").write_bytes(b"z")
     assert entry.verify() == "f.bin is 1 bytes, 50 when published"

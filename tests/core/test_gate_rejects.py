@@ -97,7 +97,7 @@ def test_gate_fails_on_a_record_in_another_profiles_folder(tmp_path, profile_arg
     assert f"error: {path}: record says profile 'smoke' but lies in p/e/cpu/" in r.stderr.splitlines()
 
 
-def test_gate_passes_identical_records_and_judges_ordinary_changes_as_before(tmp_path):
+def test_gate_passes_identical_records_and_still_judges_ordinary_changes(tmp_path):
     base, new = tmp_path / "base", tmp_path / "new"
     _write(base, BASE)
     _write(new, BASE)
