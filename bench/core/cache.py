@@ -218,6 +218,8 @@ class CacheEntry:
                     write_json_atomic(self.dir / DONE, {**info, "files": _manifest(self.dir)})
             return None
         for rel, want in sorted(files.items()):
+            if not isinstance(want, dict) or not isinstance(want.get("size"), int):
+                return f"{DONE} lists {rel} without its size"
             p = self.dir / rel
             if not p.is_file():
                 return f"{rel} is missing"
