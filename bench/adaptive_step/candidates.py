@@ -27,7 +27,6 @@ each non-empty line of the plain candidate gets the PRM's marker appended (Math-
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -38,6 +37,7 @@ from bench.adaptive_step.released_prm import PrmSpec
 from bench.adaptive_step.stage import stage
 from bench.adaptive_step.tasks import CodeTask, Problem, make_task
 from bench.core.cache import file_digest, save_atomic, to_plain
+from bench.core.data import iter_jsonl
 from bench.core.errors import ConfigError
 
 
@@ -81,31 +81,29 @@ def load_candidates(cfg: Any) -> tuple[list[Row], str]:
     code = isinstance(task, CodeTask)
     by_id = task.problems_by_id() if code else {}  # code rows name any problem by task id
     rows: list[Row] = []
-    with open(path, encoding="utf-8") as fh:
-        for k, line in enumerate(fh):
-            if len(rows) >= n_q:
-                break
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            sols = r.get(f["solutions"])
-            if not isinstance(sols, list) or not sols:
-                raise ConfigError("released.fields.solutions", f"{path.name} row {k}: no list {f['solutions']!r}")
-            keep = len(sols) if pool is None else min(len(sols), int(pool))
-            if code:
-                tid = str(r.get(f["task_id"]))
-                if tid not in by_id:
-                    raise ConfigError("released.fields.task_id", f"{path.name} row {k}: task {tid!r} is not a "
-                                                                 f"{task.name} problem of the data directory")
-                prob = by_id[tid]
-            else:
-                if f["answer"] not in r:
-                    raise ConfigError("released.fields.answer", f"{path.name} row {k}: no gold answer "
-                                                                f"{f['answer']!r}")
-                q = str(r.get(f["question"], ""))
-                prob = Problem(f"released/{r.get('idx', k)}", q, str(r[f["answer"]]))
-            lists = {key: list(v[:keep]) for key, v in r.items() if isinstance(v, list) and key != f["solutions"]}
-            rows.append(Row(prob, str(r.get(f["prompt"]) or prob.question), [str(s) for s in sols[:keep]], lists))
+    # One JSONL reader: a bad line names the file and line (bench.core.data.iter_jsonl).
+    for line_no, r in iter_jsonl(path, "released.candidates"):
+        k = line_no - 1
+        if len(rows) >= n_q:
+            break
+        sols = r.get(f["solutions"])
+        if not isinstance(sols, list) or not sols:
+            raise ConfigError("released.fields.solutions", f"{path.name} row {k}: no list {f['solutions']!r}")
+        keep = len(sols) if pool is None else min(len(sols), int(pool))
+        if code:
+            tid = str(r.get(f["task_id"]))
+            if tid not in by_id:
+                raise ConfigError("released.fields.task_id", f"{path.name} row {k}: task {tid!r} is not a "
+                                                             f"{task.name} problem of the data directory")
+            prob = by_id[tid]
+        else:
+            if f["answer"] not in r:
+                raise ConfigError("released.fields.answer", f"{path.name} row {k}: no gold answer "
+                                                            f"{f['answer']!r}")
+            q = str(r.get(f["question"], ""))
+            prob = Problem(f"released/{r.get('idx', k)}", q, str(r[f["answer"]]))
+        lists = {key: list(v[:keep]) for key, v in r.items() if isinstance(v, list) and key != f["solutions"]}
+        rows.append(Row(prob, str(r.get(f["prompt"]) or prob.question), [str(s) for s in sols[:keep]], lists))
     if not rows:
         raise ConfigError("released.candidates", f"{path} has no rows")
     return rows, file_digest(path)

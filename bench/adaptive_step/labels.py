@@ -46,7 +46,7 @@ def rollout_labels(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[
     entry = stage(cfg, f"labels_{split}", labels_key_obj(cfg, div_key, split))
 
     def build(work: Path) -> dict[str, Any]:
-        ck = Checkpoint(work, "partial", entry.key)
+        ck = Checkpoint(work, "partial", entry.key, allow=(S.Cost,))
         state = ck.load() or {"labels": [], "cost": S.Cost(), "next": 0}
         per_batch = max(1, int(cfg.scale.batch) // K)
         starts = list(range(state["next"], len(rows), per_batch))
@@ -61,7 +61,7 @@ def rollout_labels(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[
         return {"rollouts": c.rollouts, "tokens": c.tokens, "seconds": c.seconds}
 
     entry.get_or_build(build)
-    return entry.load("labels.pt")
+    return entry.load("labels.pt", allow=(S.Cost,))
 
 
 def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[str, Any]], bounds: list[list[int]],

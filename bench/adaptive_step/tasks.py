@@ -15,8 +15,6 @@ is a deterministic multi-step arithmetic task in GSM8K format for the CPU miniat
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 import re
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Any, Sequence
 
 from bench.adaptive_step import checkers as C
 from bench.adaptive_step.code_exec import UNSAFE_SETTING, allow_unsafe
+from bench.core.data import read_jsonl
 from bench.core.errors import ConfigError
 from bench.core.sandbox import require_isolation
 from bench.core.paths import data_dir as resolve_data_dir
@@ -50,10 +49,6 @@ class Problem:
 
 
 # ------------------------------------------------------------------------------------------- loaders
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _need(path: Path, setting: str = "data_dir") -> Path:
@@ -63,19 +58,25 @@ def _need(path: Path, setting: str = "data_dir") -> Path:
 
 
 def load_gsm8k(data_dir: str | None, split: str = "test", limit: int | None = None) -> list[Problem]:
-    rows = _jsonl(_need(resolve_data_dir(data_dir) / "gsm8k" / f"{split}.jsonl"))[: limit or None]
+    path = _need(resolve_data_dir(data_dir) / "gsm8k" / f"{split}.jsonl")
+    rows = read_jsonl(path, fields=("question", "answer"))[: limit or None]
+    bad = next((i for i, r in enumerate(rows) if "####" not in str(r["answer"])), None)
+    if bad is not None:  # GSM8K's gold answer follows its last "####"
+        raise ConfigError("data_dir", f"{path} row {bad + 1}: the answer has no '#### <number>' line")
     return [Problem(f"gsm8k/{split}/{i}", r["question"], r["answer"].rsplit("####", 1)[1].strip().replace(",", ""),
                     r["answer"]) for i, r in enumerate(rows)]
 
 
 def load_math500(data_dir: str | None, limit: int | None = None) -> list[Problem]:
-    rows = _jsonl(_need(resolve_data_dir(data_dir) / "math500" / "test.jsonl"))[: limit or None]
+    rows = read_jsonl(_need(resolve_data_dir(data_dir) / "math500" / "test.jsonl"),
+                      fields=("unique_id", "problem", "answer", "solution"))[: limit or None]
     return [Problem(f"math500/{r['unique_id']}", r["problem"], r["answer"], r["solution"],
                     {"subject": r.get("subject"), "level": r.get("level")}) for r in rows]
 
 
 def load_humaneval(data_dir: str | None, limit: int | None = None) -> list[Problem]:
-    rows = _jsonl(_need(resolve_data_dir(data_dir) / "humaneval" / "HumanEval.jsonl.gz"))[: limit or None]
+    rows = read_jsonl(_need(resolve_data_dir(data_dir) / "humaneval" / "HumanEval.jsonl.gz"),
+                      fields=("task_id", "prompt", "entry_point", "canonical_solution"))[: limit or None]
     return [Problem(r["task_id"], r["prompt"], r["entry_point"], r["canonical_solution"], {"problem": r})
             for r in rows]
 
@@ -89,7 +90,8 @@ def mbpp_problem(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_mbpp(data_dir: str | None, limit: int | None = None) -> list[Problem]:
-    rows = _jsonl(_need(resolve_data_dir(data_dir) / "mbpp" / "mbpp.jsonl"))[: limit or None]
+    rows = read_jsonl(_need(resolve_data_dir(data_dir) / "mbpp" / "mbpp.jsonl"),
+                      fields=("task_id", "text", "code", "test_list"))[: limit or None]
     return [Problem(f"MBPP/{r['task_id']}", r["text"], mbpp_problem(r)["entry_point"],
                     r["code"].replace("\r\n", "\n"), {"problem": mbpp_problem(r)}) for r in rows]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
+from bench.core.cache import UnsafeFile, load_plain
 from bench.core.cache import config_key  # noqa: F401  (re-exported: one key function)
 
 
@@ -15,22 +16,34 @@ class Checkpoint:
     """A single-file checkpoint `<dir>/<name>.pt` tagged with the run key.
 
     A checkpoint written by a run with different settings is ignored (and replaced), so a resume can
-    never mix two configurations.
+    never mix two configurations. It is read back as tensors and plain data only (`load_plain`): a file
+    holding any other object is refused with one line and the run starts over, since a resume state in a
+    results folder may come from anyone.
+
+    Args:
+        directory: the folder of the checkpoint file.
+        name: the file's stem.
+        key: the run key (settings that define the run).
+        allow: classes of the caller's own state that may be rebuilt besides plain data (plain dataclasses).
     """
 
-    def __init__(self, directory: Path, name: str, key: str):
+    def __init__(self, directory: Path, name: str, key: str, allow: Sequence[type] = ()):
         self.path = Path(directory) / f"{name}.pt"
         self.key = key
+        self.allow = tuple(allow)
 
     def load(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            state = load_plain(self.path, self.allow)
+        except UnsafeFile as e:
+            print(f"[checkpoint] {e}; starting over")
+            return None
         except Exception as e:  # a torn file from a kill mid-write of an older version
             print(f"[checkpoint] ignoring unreadable {self.path}: {e}")
             return None
-        if state.get("key") != self.key:
+        if not isinstance(state, dict) or state.get("key") != self.key:
             print(f"[checkpoint] {self.path} belongs to other settings; starting over")
             return None
         return state

@@ -1,14 +1,18 @@
-"""Text data: a folder of `.txt` books (PG19 stand-in) or a `datasets` corpus such as PG19.
+"""Data files: a folder of `.txt` books (PG19 stand-in), a `datasets` corpus such as PG19, and JSONL rows.
 
 The project never ships data. `text_dir` reads a folder under the data directory (a setting or
 `BENCH_DATA_DIR`); `hf_dataset` fetches the real set through `datasets` on a machine with network.
+`read_jsonl` is the one reader of JSONL task files (GSM8K, MATH500, MBPP, HumanEval, ARC, ...): a bad line
+stops the run with the file and line number, never a bare decoder traceback.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from bench.core.errors import ConfigError
 from bench.core.paths import data_dir as resolve_data_dir
@@ -48,6 +52,49 @@ def read_text(path: Path, setting: str, encoding: str = "utf-8") -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+def iter_jsonl(path: str | Path, setting: str = "data_dir", fields: Sequence[str] = (),
+               objects: bool = True) -> Iterator[tuple[int, Any]]:
+    """`(line number, row)` for each non-blank line of a JSONL file (`.gz` read compressed), 1-based.
+
+    Args:
+        path: the file.
+        setting: the setting that chose the file (named in the error).
+        fields: keys every row must have.
+        objects: every row must be a JSON object (False: any JSON value, e.g. a bare string).
+
+    Raises:
+        ConfigError: naming the file, the line and what is wrong (not UTF-8, not JSON, not an object, a
+            missing field), so a torn download or a hand edit costs one line, not a traceback.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ConfigError(setting, f"{path} line {n} is not valid JSON ({e.msg} at column "
+                                      f"{e.colno}); fix or re-fetch the file (scripts/fetch_data.py)") from e
+                if objects and not isinstance(row, dict):
+                    raise ConfigError(setting, f"{path} line {n} is a JSON {type(row).__name__}, not an object")
+                missing = [f for f in fields if f not in row]
+                if missing:
+                    raise ConfigError(setting, f"{path} line {n} has no field {missing[0]!r}")
+                yield n, row
+    except UnicodeDecodeError as e:
+        raise ConfigError(setting, f"{path} is not UTF-8 text ({e.reason}); fix or re-fetch the file") from e
+    except (OSError, EOFError) as e:  # gzip raises BadGzipFile (an OSError) or EOFError on a torn file
+        raise ConfigError(setting, f"cannot read {path} ({type(e).__name__}: {e})") from e
+
+
+def read_jsonl(path: str | Path, setting: str = "data_dir", fields: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Every row of a JSONL file, checked as `iter_jsonl` does."""
+    return [row for _, row in iter_jsonl(path, setting, fields)]
+
+
 def load_documents(cfg: Any, data_dir_setting: str | None, limit: int | None = None) -> list[Document]:
     """Documents in a fixed order (sorted by file name for `text_dir`, dataset order for `hf_dataset`).
 
@@ -69,10 +116,10 @@ def load_documents(cfg: Any, data_dir_setting: str | None, limit: int | None = N
         docs = []
         for f in files[: limit or None]:
             text = read_text(f, "data.subdir", str(encodings.get(f.stem, "utf-8")))
-            if text.strip():
-                docs.append(Document(f.stem, text))
-        if not docs:
-            raise ConfigError("data.subdir", f"every .txt file in {root} is empty")
+            if not text.strip():  # skipping it would shrink the document count without a word
+                raise ConfigError("data.subdir", f"book {f} is empty ({len(files) - 1} other .txt file(s) in "
+                                  f"{root}); remove it or restore its text")
+            docs.append(Document(f.stem, text))
         return docs
     if kind == "hf_dataset":
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -159,7 +160,8 @@ def run(paper: str, cfg: Any) -> Path:
 
     Every setting is validated first. The run writes into a staging folder inside its run folder; only a
     run that finishes publishes (record, tables, CSVs and figures together, the earlier run moved whole to
-    `history/`); a failed one leaves the published run untouched and its partial output in `.failed-run/`.
+    `history/`) and clears its resume state (`.checkpoint/`); a failed one leaves the published run
+    untouched, its partial output in `.failed-run/` and its resume state in place.
     With `skip_if_current=true` a run whose record was made by the same code and config is not repeated.
     """
     from bench.core.validate import validate
@@ -211,6 +213,9 @@ def run(paper: str, cfg: Any) -> Path:
         print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}", flush=True)
         raise
     path = records_mod.publish(staging, out)
+    # The resume state belongs to the run just published: kept, a rerun would "resume" at 100% and
+    # republish these numbers (and count these seconds) instead of measuring again.
+    shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
     if text:
         print(text)

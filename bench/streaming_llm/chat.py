@@ -64,18 +64,18 @@ def load_conversation(path: Path) -> list[str]:
     Formats: `.jsonl` / `.json` entries with `turns` (a list of user messages, as MT-Bench) or one of
     `content` / `text` / `prompt` (a single message); any other extension: one user turn per non-empty line.
     """
-    from bench.core.data import read_text
+    from bench.core.data import iter_jsonl, read_text
 
     text = read_text(path, "experiment.conversation")  # strict UTF-8: a non-text file fails with its name
     if path.suffix in (".jsonl", ".json"):
-        try:
-            if path.suffix == ".json":
+        if path.suffix == ".json":
+            try:
                 data = json.loads(text)
-                entries = data if isinstance(data, list) else [data]
-            else:
-                entries = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as e:
-            raise ConfigError(SETTING, f"{path} is not valid JSON ({e})") from e
+            except json.JSONDecodeError as e:
+                raise ConfigError(SETTING, f"{path} is not valid JSON ({e})") from e
+            entries = data if isinstance(data, list) else [data]
+        else:  # a bad line is named by its number
+            entries = [row for _, row in iter_jsonl(path, SETTING, objects=False)]
         turns: list[str] = []
         for k, entry in enumerate(entries):
             if isinstance(entry, str):

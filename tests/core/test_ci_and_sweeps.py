@@ -57,7 +57,7 @@ def test_regression_verdicts():
     new = _rec(**{"ppl.a": (10.5, "ppl", "lower"), "lat": (110.0, "ms", "lower"), "added": (1.0, "x", "none"),
                   "acc": (0.6, "fraction", "higher")})
     v = {c.metric: c.verdict for c in compare_records(old, new)}
-    assert v == {"ppl.a": "regressed", "lat": "same", "gone": "only in baseline", "added": "only in new",
+    assert v == {"ppl.a": "regressed", "lat": "same", "gone": "invalid", "added": "only in new",
                  "acc": "improved"}
     other_device = _rec(device="cuda: A100", **{"lat": (500.0, "ms", "lower")})
     assert compare_records(old, other_device)[2].verdict == "skipped (other device)"
