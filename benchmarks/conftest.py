@@ -2,13 +2,18 @@
 
 Options: `--bench-rounds N` (timed rounds per ratio, `make bench BENCH_ROUNDS=N`). Benchmarks that read
 text from the data folder are marked `needs_data`; without the data they fail with one line naming
-`BENCH_DATA_DIR` (`make bench` leaves them out, saying so, when `BENCH_DATA_DIR` is unset). The JSON file
-gets a `suite` entry: the machine and code the run comes from (`bench.core.benchruns.machine_env`).
+`BENCH_DATA_DIR` (`make bench` leaves them out, saying so, when `BENCH_DATA_DIR` is unset). Every benchmark
+starts with the session's torch thread count (torch's default, as the suite's runs use, unless
+OMP_NUM_THREADS says otherwise): one that pins its own count must not change the next one's. The JSON file
+gets a `suite` entry: the machine and code the run comes from (`bench.core.benchruns.machine_env`, taken at
+the start and checked again at the end: code edited during the run makes it dirty).
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import torch
@@ -17,7 +22,7 @@ from omegaconf import OmegaConf
 from bench.core.paths import REPO_ROOT
 
 DEFAULT_ROUNDS = 5
-_START = {"t": time.perf_counter()}
+_SESSION: dict = {"t": time.perf_counter(), "threads": torch.get_num_threads(), "env": None}
 
 
 def pytest_addoption(parser):
@@ -31,15 +36,36 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    _START["t"] = time.perf_counter()
+    from bench.core.benchruns import machine_env
+
+    _SESSION.update(t=time.perf_counter(), threads=torch.get_num_threads(), env=machine_env())
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     from bench.core.benchruns import machine_env
     from bench.core.records import now_iso
 
+    env, end = dict(_SESSION["env"] or machine_env()), machine_env()
+    env["git_dirty"] = bool(env["git_dirty"] or end["git_dirty"] or env["git_sha"] != end["git_sha"])
+    env["torch_threads"] = _SESSION["threads"]
     output_json["suite"] = {"created": now_iso(), "rounds": config.getoption("--bench-rounds"),
-                            "duration_s": round(time.perf_counter() - _START["t"], 1), "env": machine_env()}
+                            "duration_s": round(time.perf_counter() - _SESSION["t"], 1), "env": env}
+
+
+@contextmanager
+def keep_threads(n: int) -> Iterator[None]:
+    """Run a block with `n` torch threads, and leave `n` set whatever the block sets."""
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _session_threads():
+    with keep_threads(_SESSION["threads"]):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ def test_sink_cache_step_overhead(benchmark, smollm2, rounds):
     sink_ms, dyn_ms = spread(t["sink"]).median, spread(t["dynamic"]).median
     benchmark.extra_info.update({"sink_ms": sink_ms, "dynamic_ms": dyn_ms, "ratio": s.median,
                                  "ratio_rounds": ratios, "rounds": rounds, "steps_per_round": STEPS,
+                                 "threads": torch.get_num_threads(),
                                  "about": {"ratio": "ms per decoding step through SinkCache over a DynamicCache "
                                                     f"of the same {CACHE} keys (fp32)"}})
     benchmark.pedantic(sink_step, rounds=PEDANTIC, iterations=1)

@@ -96,7 +96,8 @@ def test_chunked_vs_token_by_token(benchmark, moby_dick, smollm2, rounds):
     diff = (got[:want.numel()] - want).abs().max().item()  # both start at stream position WARM
     benchmark.extra_info.update({"max_abs_nll_diff": diff, "token_ms": spread(token_ms).median,
                                  "chunked_ms_per_token": spread(chunked_ms).median,
-                                 "compared_tokens": want.numel(), "rounds": rounds})
+                                 "compared_tokens": want.numel(), "rounds": rounds,
+                                 "threads": torch.get_num_threads()})
     benchmark.pedantic(chunked, rounds=1, iterations=1)
     print(f"\nfp32: token-by-token {spread(token_ms).median:.1f} ms/token, chunked "
           f"{spread(chunked_ms).median:.2f} ms/token, speedup {speedup:.1f}x (median of {rounds} rounds, "
