@@ -8,7 +8,7 @@ goal, and "met" / "NOT MET" / "not measured"). A goal describes an idle machine,
 not failed: the exit code is 0 (1 with `--strict`). Two files (a saved baseline, then the new run): each
 benchmark's median time and each ratio's median are compared, and anything worse than `--fail` (0.25 =
 25%) is "regressed" (exit 1). Timings are only comparable on one machine: a baseline from another machine
-(cpu model and cores) is refused. A missing, unreadable or malformed file or `--ratio`: one line, exit 2.
+(cpu model and cores) or run with another torch thread count is refused. A missing, unreadable or malformed file or `--ratio`: one line, exit 2.
 Ratio specs are `[BENCH:]KEY[>=|<=VALUE]` (`bench.core.benchruns`).
 """
 
@@ -41,7 +41,8 @@ def ratio_rows(run: dict[str, Any], goals: list[Goal]) -> list[dict[str, Any]]:
 def _same_machine(base: dict[str, Any], new: dict[str, Any]) -> tuple[bool, str, str]:
     def who(run: dict[str, Any]) -> str:
         env = (run.get("suite") or {}).get("env") or {}
-        return env.get("machine") or str((run.get("machine_info") or {}).get("cpu", {}).get("brand_raw", "?"))
+        machine = env.get("machine") or str((run.get("machine_info") or {}).get("cpu", {}).get("brand_raw", "?"))
+        return f"{machine} ({env.get('torch_threads', '?')} torch threads)"
 
     a, b = who(base), who(new)
     return a == b, a, b

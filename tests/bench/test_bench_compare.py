@@ -12,8 +12,8 @@ from reproduce import bench_compare
 GOALS = ["--ratio", "chunked:speedup>=25", "--ratio", "sink:ratio<=1.15"]
 
 
-def _write(path, benches: dict[str, tuple[float, dict]], machine: str = "amd-epyc-2cpu") -> str:
-    data = {"machine_info": {"cpu": {"brand_raw": "x"}}, "suite": {"env": {"machine": machine}},
+def _write(path, benches: dict[str, tuple[float, dict]], machine: str = "amd-epyc-2cpu", threads: int = 2) -> str:
+    data = {"machine_info": {"cpu": {"brand_raw": "x"}}, "suite": {"env": {"machine": machine, "torch_threads": threads}},
             "benchmarks": [{"fullname": k, "stats": {"median": m}, "extra_info": e} for k, (m, e) in benches.items()]}
     path.write_text(json.dumps(data))
     return str(path)
@@ -83,3 +83,6 @@ def test_baseline_from_another_machine_is_refused(tmp_path, capsys):
     assert bench_compare.main([base, _run(tmp_path), *GOALS]) == 2
     err = capsys.readouterr().err
     assert "intel-xeon-8cpu" in err and "amd-epyc-2cpu" in err and "one machine" in err
+    one_thread = _run(tmp_path, "t1.json", threads=1)
+    assert bench_compare.main([one_thread, _run(tmp_path), *GOALS]) == 2
+    assert "(1 torch threads)" in capsys.readouterr().err
