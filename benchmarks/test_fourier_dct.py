@@ -21,7 +21,7 @@ GRIDS = [24, 48, 72, 96]
 @pytest.mark.parametrize("method", ["dct", "dct_dense"])
 @pytest.mark.parametrize("n", GRIDS)
 def test_compressor_scaling(benchmark, n, method):
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # per core; the conftest gives the next benchmark the session's count back
     x = torch.randn(1, n * n, 1024, generator=torch.Generator().manual_seed(n))
     comp = TokenCompressor(method, k=n // 3)
     benchmark.extra_info.update({"grid": n, "tokens_in": n * n, "tokens_out": (n // 3) ** 2, "channels": 1024})

@@ -1,99 +1,119 @@
-"""Judge pytest-benchmark JSON files: medians against a saved run, and speed ratios against floors.
+"""Report the speed ratios of a `make bench` run against their goals, and compare two runs of one machine.
 
-    python -m reproduce.bench_compare .benchmarks/base.json .benchmarks/latest.json --fail 0.25
-    python -m reproduce.bench_compare .benchmarks/latest.json --ratio speedup>=25 --ratio sink_cache:ratio<=1.15
+    python -m reproduce.bench_compare .benchmarks/latest.json --ratio 'chunked_vs_token:speedup>=25'
+    python -m reproduce.bench_compare .benchmarks/base.json .benchmarks/latest.json --fail 0.25 --ratio ...
 
-With two files, a benchmark whose median got slower than --fail is "slower" (exit 1). With --ratio, a ratio a
-benchmark recorded in `extra_info` (measured interleaved within one run, so the machine's load cancels) is
-checked against a bound: `[BENCH:]KEY>=VALUE` or `<=`, where BENCH (optional) is a substring of the
-benchmark's name. A ratio nobody measured (e.g. its benchmark was skipped) fails too. Benchmarks themselves
-assert only load-independent facts (exactness); whether a ratio is good enough is judged here.
+One file: a table of every `--ratio` (median of its paired rounds, min-max, interquartile range, rounds,
+goal, and "met" / "NOT MET" / "not measured"). A goal describes an idle machine, so missing it is reported,
+not failed: the exit code is 0 (1 with `--strict`). Two files (a saved baseline, then the new run): each
+benchmark's median time and each ratio's median are compared, and anything worse than `--fail` (0.25 =
+25%) is "regressed" (exit 1). Timings are only comparable on one machine: a baseline from another machine
+(cpu model and cores) or run with another torch thread count is refused. A missing, unreadable or malformed file or `--ratio`: one line, exit 2.
+Ratio specs are `[BENCH:]KEY[>=|<=VALUE]` (`bench.core.benchruns`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
+from typing import Any
 
+from bench.core.benchruns import BenchFileError, Goal, load_run, measured, parse_goal
 from bench.core.tables import markdown
 
-_RATIO = re.compile(r"^(?:(?P<bench>[^:]+):)?(?P<key>[\w.]+)(?P<op>>=|<=)(?P<value>[-+0-9.eE]+)$")
 
-
-def _benchmarks(path: str) -> dict[str, dict]:
-    return {b["fullname"]: b for b in json.load(open(path))["benchmarks"]}
-
-
-def compare_medians(base_path: str, new_path: str, fail: float) -> tuple[list[dict], bool]:
-    """Rows per benchmark (base vs new median) and whether any got slower than `fail`."""
-    base, new = _benchmarks(base_path), _benchmarks(new_path)
-    if json.load(open(base_path)).get("machine_info", {}).get("cpu") != \
-            json.load(open(new_path)).get("machine_info", {}).get("cpu"):
-        print("warning: the two runs come from different machines; timings are not comparable", file=sys.stderr)
-    rows, bad = [], False
-    for name in sorted(set(base) | set(new)):
-        if name not in base or name not in new:
-            rows.append({"benchmark": name, "verdict": "only in " + ("new" if name in new else "base")})
-            continue
-        o, n = base[name]["stats"]["median"], new[name]["stats"]["median"]
-        slow = n / o - 1
-        verdict = "slower" if slow > fail else ("faster" if slow < -fail else "same")
-        bad |= verdict == "slower"
-        rows.append({"benchmark": name, "base_median_s": o, "new_median_s": n, "change": f"{slow:+.1%}",
-                     "verdict": verdict})
-    return rows, bad
-
-
-def check_ratios(new_path: str, specs: list[str]) -> tuple[list[dict], bool]:
-    """Rows per (spec, benchmark that recorded the key) and whether any bound failed or was not measured.
-
-    Raises:
-        ValueError: a spec that is not `[BENCH:]KEY>=VALUE` or `[BENCH:]KEY<=VALUE`.
-    """
-    new = _benchmarks(new_path)
-    rows, bad = [], False
-    for spec in specs:
-        m = _RATIO.match(spec.replace(" ", ""))
-        if m is None:
-            raise ValueError(f"--ratio {spec!r}: expected [BENCH:]KEY>=VALUE or [BENCH:]KEY<=VALUE")
-        key, op, bound = m["key"], m["op"], float(m["value"])
-        hits = [(name, b["extra_info"][key]) for name, b in sorted(new.items())
-                if key in b.get("extra_info", {}) and (m["bench"] is None or m["bench"] in name)]
+def ratio_rows(run: dict[str, Any], goals: list[Goal]) -> list[dict[str, Any]]:
+    """One row per measured ratio (or per goal nobody measured): median, spread, goal and status."""
+    rows = []
+    for g in goals:
+        hits = measured(run, g)
         if not hits:
-            rows.append({"check": spec, "benchmark": "-", "value": None, "verdict": "not measured"})
-            bad = True
-        for name, value in hits:
-            ok = value >= bound if op == ">=" else value <= bound
-            bad |= not ok
-            rows.append({"check": spec, "benchmark": name, "value": float(value), "verdict": "ok" if ok else "FAIL"})
+            rows.append({"ratio": g.name, "median": None, "min-max": "—", "IQR": "—", "rounds": 0,
+                         "goal": g.text, "status": "not measured"})
+        for m in hits:
+            s, met = m.spread, g.met(m.spread.median)
+            rows.append({"ratio": m.name, "median": f"{s.median:.3g}", "min-max": f"{s.min:.3g}-{s.max:.3g}",
+                         "IQR": f"{s.p25:.3g}-{s.p75:.3g}", "rounds": s.n, "goal": g.text,
+                         "status": "—" if met is None else ("met" if met else "NOT MET")})
+    return rows
+
+
+def _same_machine(base: dict[str, Any], new: dict[str, Any]) -> tuple[bool, str, str]:
+    def who(run: dict[str, Any]) -> str:
+        env = (run.get("suite") or {}).get("env") or {}
+        machine = env.get("machine") or str((run.get("machine_info") or {}).get("cpu", {}).get("brand_raw", "?"))
+        return f"{machine} ({env.get('torch_threads', '?')} torch threads)"
+
+    a, b = who(base), who(new)
+    return a == b, a, b
+
+
+def compare_runs(base: dict[str, Any], new: dict[str, Any], goals: list[Goal],
+                 fail: float) -> tuple[list[dict[str, Any]], bool]:
+    """Rows per benchmark median and per ratio median (base vs new), and whether any regressed by > `fail`."""
+    rows, bad = [], False
+    b_all = {b["fullname"]: b for b in base["benchmarks"]}
+    n_all = {b["fullname"]: b for b in new["benchmarks"]}
+    for name in sorted(set(b_all) | set(n_all)):
+        if name not in b_all or name not in n_all:
+            rows.append({"what": name, "verdict": "only in " + ("new" if name in n_all else "base")})
+            continue
+        o, n = b_all[name]["stats"]["median"], n_all[name]["stats"]["median"]
+        change = n / o - 1  # time: higher is worse
+        verdict = "regressed" if change > fail else ("faster" if change < -fail else "same")
+        bad |= verdict == "regressed"
+        rows.append({"what": f"{name} (median s)", "base": f"{o:.4g}", "new": f"{n:.4g}", "change": f"{change:+.1%}",
+                     "verdict": verdict})
+    for g in (g for g in goals if g.op):
+        old = {m.name: m.spread.median for m in measured(base, g)}
+        for m in measured(new, g):
+            if m.name not in old:
+                continue
+            o, n = old[m.name], m.spread.median
+            worse = o / n - 1 if g.direction == "higher" else n / o - 1  # slowdown factor minus one
+            verdict = "regressed" if worse > fail else ("better" if worse < -fail else "same")
+            bad |= verdict == "regressed"
+            rows.append({"what": f"{m.name} (ratio)", "base": f"{o:.4g}", "new": f"{n:.4g}", "change": f"{n / o - 1:+.1%}",
+                         "verdict": verdict})
     return rows, bad
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+", metavar="JSON", help="[base.json] new.json")
-    ap.add_argument("--fail", type=float, default=0.25, help="allowed slowdown of the median (0.25 = 25%%)")
-    ap.add_argument("--ratio", action="append", default=[], metavar="[BENCH:]KEY>=VALUE",
-                    help="bound on a ratio a benchmark recorded in extra_info (repeatable)")
+    ap.add_argument("--fail", type=float, default=0.25, help="allowed regression against the base (0.25 = 25%%)")
+    ap.add_argument("--ratio", action="append", default=[], metavar="[BENCH:]KEY[>=VALUE]",
+                    help="a ratio a benchmark recorded in extra_info, with an optional goal (repeatable)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a goal is not met or not measured")
     a = ap.parse_args(argv)
     if len(a.files) > 2:
         ap.error("give at most two files: [base.json] new.json")
     if len(a.files) == 1 and not a.ratio:
         ap.error("with one file, give at least one --ratio")
-    bad = False
-    if len(a.files) == 2:
-        rows, bad = compare_medians(a.files[0], a.files[1], a.fail)
-        print(markdown(rows, digits=4))
-    if a.ratio:
-        try:
-            rows, bad_r = check_ratios(a.files[-1], a.ratio)
-        except ValueError as e:
-            print(f"error: {e}", file=sys.stderr)
+    try:
+        goals = [parse_goal(s) for s in a.ratio]
+        runs = [load_run(f) for f in a.files]
+    except (ValueError, BenchFileError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    new, bad = runs[-1], False
+    rows = ratio_rows(new, goals)
+    if rows:
+        print(markdown(rows))
+        unmet = [r["ratio"] for r in rows if r["status"] in ("NOT MET", "not measured")]
+        if unmet:
+            print(f"goals not met or not measured: {', '.join(unmet)} (a goal holds on an idle machine; "
+                  "see docs/benchmarks.md)")
+        bad = a.strict and bool(unmet)
+    if len(runs) == 2:
+        same, who_base, who_new = _same_machine(runs[0], new)
+        if not same:
+            print(f"error: {a.files[0]} comes from {who_base}, {a.files[1]} from {who_new}: timings compare "
+                  "only on one machine; save a baseline here (make bench-baseline)", file=sys.stderr)
             return 2
-        print(markdown(rows, digits=3))
-        bad |= bad_r
+        rows, worse = compare_runs(runs[0], new, goals, a.fail)
+        print(markdown(rows, ["what", "base", "new", "change", "verdict"]))
+        bad |= worse
     return 1 if bad else 0
 
 
