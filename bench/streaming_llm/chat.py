@@ -1,4 +1,4 @@
-"""Streaming chat: one multi-round conversation, far longer than the cache, through one `SinkCache`.
+"""Streaming chat: one multi-round conversation, far longer than the cache, through one sink cache.
 
 This is the deployment the paper is about (Sec. 1 and Fig. 1: "multi-round dialogue", Sec. 4.4 streaming
 question answering): every user turn is appended to the same KV cache with the model's chat template,
@@ -6,8 +6,8 @@ the reply is generated greedily into that cache, and nothing is ever reset or re
 S attention sinks + the R most recent tokens (Sec. 3.2), so memory stays flat and the model keeps
 answering after the conversation has overflowed the cache many times.
 
-A prompt is fed in one forward while it fits in the cache without eviction (the `SinkCache` rule), and
-one token per forward after that, as the paper's streaming loop does.
+The loop is `generate.StreamingSession`: a user turn is read in chunks with the exact sink + band masks,
+the reply is generated one token per forward, positions within the cache as the paper assigns them.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-import torch
 from tqdm import tqdm
 
 from bench.core.errors import ConfigError
@@ -28,9 +27,8 @@ from bench.core.paths import REPO_ROOT, data_dir as resolve_data_dir
 from bench.core.plots import run_view
 from bench.core.runner import RunContext
 from bench.streaming_llm import figures
+from bench.streaming_llm.generate import StreamingSession
 from bench.streaming_llm.ppl import rss_mb
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 SETTING = "experiment.conversation"
 
@@ -138,6 +136,10 @@ class Round:
 class StreamingChat:
     """A conversation with one attention-sink cache that is never reset (paper Sec. 3.2).
 
+    The generation loop is `generate.StreamingSession`, the suite's one loop: each user turn is fed in
+    chunks through the exact evaluator, the reply is generated greedily one token per forward into the
+    same stream.
+
     Args:
         model: a transformers causal LM (RoPE or ALiBi).
         tokenizer: its tokenizer (chat template used when it has one).
@@ -148,43 +150,23 @@ class StreamingChat:
 
     def __init__(self, model: Any, tokenizer: Any, n_sink: int, window: int, max_new_tokens: int):
         self.model, self.tok = model, tokenizer
-        self.cache = SinkCache(n_sink, window, rope_of(model))
+        self.session = StreamingSession(model, n_sink, window)
         self.capacity = n_sink + window
         self.max_new = int(max_new_tokens)
         self.stop = stop_ids(model, tokenizer)
-        self.device = next(model.parameters()).device
-        self.fed = 0  # tokens streamed into the cache so far
-        self.fed_text = ""  # their text in template form, to find what the next turn adds
+        self.fed_text = ""  # the streamed tokens' text in template form, to find what the next turn adds
         self.messages: list[dict[str, str]] = []
-        self.overflows = 0  # forwards that kept or attended more than the policy allows
+        self.overflows = 0  # turns after which the cache kept, or a forward attended, more than the policy allows
         self.template_mismatches = 0
-        self._keys_max = 0
 
-    @torch.inference_mode()
-    def _forward(self, ids: Sequence[int]) -> torch.Tensor:
-        """Stream `ids` into the cache; return the next-token logits after the last one, (V,)."""
-        i, logits = 0, None
-        while i < len(ids):
-            # Several tokens per forward only while no eviction happens inside it (SinkCache rule).
-            n = max(1, min(len(ids) - i, self.capacity + 1 - self.fed))
-            x = torch.tensor([list(ids[i:i + n])], device=self.device)  # (1, n)
-            pos = self.cache.position_ids(n, self.device)
-            out = self.model(input_ids=x, position_ids=pos, use_cache=True, logits_to_keep=1,
-                             **cache_kwargs(self.model, self.cache))
-            logits = out.logits[0, -1]
-            self._check(n)
-            self.fed += n
-            i += n
-        assert logits is not None, "nothing to feed"
-        return logits
+    @property
+    def fed(self) -> int:
+        """Tokens streamed into the cache so far."""
+        return self.session.seen
 
-    def _check(self, n_new: int) -> None:
-        """The cache policy, checked after every forward: keep <= S + R, attend <= S + R + n_new keys."""
-        kept = self.cache.get_seq_length()
-        attended = max((layer.sink_k.shape[-2] + layer.recent_k.shape[-2]) for layer in self.cache.layers
-                       if layer.is_initialized)
-        self._keys_max = max(self._keys_max, attended)
-        if kept > self.capacity or attended > self.capacity + n_new:
+    def _check(self, longest_forward: int) -> None:
+        """The cache policy, checked after every turn: keep <= S + R, attend <= S + R + tokens per forward."""
+        if self.session.cache_len > self.capacity or self.session.keys_max > self.capacity + longest_forward:
             self.overflows += 1
 
     def _delta(self, user: str) -> str:
@@ -200,27 +182,23 @@ class StreamingChat:
         """One round: feed the user turn, generate the reply greedily into the same cache."""
         delta = self._delta(user)
         ids = self.tok(delta, add_special_tokens=False).input_ids
-        self._keys_max = 0
+        self.session.keys_max = 0
         t0 = time.perf_counter()
-        logits = self._forward(ids)
+        self.session.feed(ids)
         prefill_ms = (time.perf_counter() - t0) * 1e3
-        gen: list[int] = []
         t0 = time.perf_counter()
-        for _ in range(self.max_new):
-            nxt = int(logits.argmax())
-            gen.append(nxt)
-            logits = self._forward([nxt])  # the reply stays in the conversation's cache
-            if nxt in self.stop:
-                break
+        gen = self.session.generate(max_new_tokens=self.max_new, eos_token_id=sorted(self.stop))
         decode_ms = (time.perf_counter() - t0) * 1e3
+        self._check(min(len(ids), self.session.chunk))
         ended = bool(gen) and gen[-1] in self.stop
         content = self.tok.decode(gen[:-1] if ended else gen, skip_special_tokens=False)
         self.fed_text += delta + content + (self.tok.decode(gen[-1:], skip_special_tokens=False) if ended else "")
         self.messages.append({"role": "assistant", "content": content})
         return Round(round=len(self.messages) // 2, user=user, reply=content.strip(), tokens_in=len(ids),
-                     tokens_out=len(gen), tokens_total=self.fed, cache_len=self.cache.get_seq_length(),
-                     keys_max=self._keys_max, prefill_ms=prefill_ms, ms_per_token=decode_ms / max(1, len(gen)),
-                     rss_mb=rss_mb(), kv_cache_mb=self.cache.nbytes() / 2**20)
+                     tokens_out=len(gen), tokens_total=self.fed, cache_len=self.session.cache_len,
+                     keys_max=self.session.keys_max, prefill_ms=prefill_ms,
+                     ms_per_token=decode_ms / max(1, len(gen)), rss_mb=rss_mb(),
+                     kv_cache_mb=self.session.nbytes() / 2**20)
 
 
 def _clip(text: str, n: int = 160) -> str:
@@ -268,8 +246,8 @@ def chat(ctx: RunContext) -> None:
     ctx.metric("chat.cache_len.max", max(r.cache_len for r in rounds), "tokens", "none",
                note=f"after each round; must stay <= {L}")
     ctx.metric("chat.cache_len.final", rounds[-1].cache_len, "tokens", "none")
-    ctx.metric("chat.cache_overflows", session.overflows, "forwards", "lower",
-               note="forwards after which the cache kept > S+R tokens or attended > S+R+new keys")
+    ctx.metric("chat.cache_overflows", session.overflows, "rounds", "lower",
+               note="rounds after which the cache kept > S+R tokens or a forward attended > S+R+new keys")
     ctx.metric("chat.latency_ms_per_token.median", statistics.median(lat) if lat else float("nan"), "ms", "lower",
                note=f"per round: decoding wall time / generated tokens; median over {len(lat)} rounds; "
                     f"{ctx.record.env.get('device_name', lm.device)}, {str(lm.dtype).replace('torch.', '')}")

@@ -52,6 +52,16 @@ EXPERIMENTS = {
         "experiment.probe_windows": pos_int(hi=100_000), "experiment.probe_points": pos_int(hi=100_000)},
     "chat": {"experiment.conversation": Text(), "experiment.rounds": pos_int(null=True), "experiment.cache": CACHE,
              "experiment.n_sink": nonneg_int(), "experiment.max_new_tokens": pos_int(hi=100_000)},
+    "stream_eval": {"experiment.seed": nonneg_int(), "experiment.dev_seed": nonneg_int(),
+                    "experiment.lines": pos_int(hi=50_000), "experiment.dev_lines": pos_int(hi=50_000),
+                    "experiment.distances": ListOf(pos_int(hi=50_000), unique=True),
+                    "experiment.dev_distances": ListOf(pos_int(hi=50_000), unique=True),
+                    "experiment.dev_one_shot_distances": ListOf(nonneg_int(hi=50_000), min_len=0, unique=True),
+                    "experiment.query_every": pos_int(hi=50_000), "experiment.cache": CACHE,
+                    "experiment.n_sink": nonneg_int(),
+                    "experiment.policies": ListOf(Choice(("streaming", "window", "dense")), unique=True),
+                    "experiment.dense_max_tokens": pos_int(), "experiment.max_new_tokens": pos_int(hi=4096),
+                    "experiment.position_bins": pos_int(hi=1000)},
 }
 
 RULES = [
@@ -68,4 +78,6 @@ RULES = [
          "hidden size {0} must be a multiple of the {1} heads", "experiment.arch.heads"),
     Rule(("experiment.arch.heads", "experiment.arch.kv_heads"), lambda n, kv: n % kv == 0,
          "the {0} heads must be a multiple of the {1} key/value heads", "experiment.arch.kv_heads"),
+    Rule(("experiment.seed", "experiment.dev_seed", "experiment.name"), lambda a, b, n: n != "stream_eval" or a != b,
+         "the dev stream's seed must differ from the test stream's ({0})", "experiment.dev_seed"),
 ]

@@ -25,6 +25,11 @@ Use:
 Feeding several tokens in one call is allowed only while no eviction happens inside the call (prefill of
 a prompt that fits); past that, feed one token per call, as the paper does. `bench.streaming_llm.engine`
 gives the same numbers as this cache for long inputs, in parallel.
+
+Every forward must take its positions from `position_ids(n)`: a forward that did not (transformers'
+`model.generate`, which assigns its own growing `cache_position`, or a loop that forgets the call) raises
+`SinkCacheUsageError` instead of silently attending at wrong positions. To generate text with sinks + a
+rolling window, use `bench.streaming_llm.generate` (`sink_generate`, `StreamingSession`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,17 @@ if TYPE_CHECKING:
     from bench.streaming_llm.engine import StreamState
 
 REBASE_EVERY = 512  # tokens between re-bases once the cache is full (see the module docstring)
+
+
+class SinkCacheUsageError(RuntimeError):
+    """A forward updated the cache without taking its positions from `SinkCache.position_ids`."""
+
+
+def _usage_error(why: str) -> SinkCacheUsageError:
+    return SinkCacheUsageError(
+        f"SinkCache: {why}. Every forward must take position_ids from cache.position_ids(n) (model.generate "
+        "does not: it would give every new token wrong positions); to generate with sinks + a rolling window "
+        "use bench.streaming_llm.generate.sink_generate or StreamingSession")
 
 
 def cache_kwargs(model, cache: Cache | None) -> dict:
@@ -69,6 +85,7 @@ class SinkLayer(CacheLayerMixin):
         super().__init__()
         self.parent = parent
         self.sink_k = self.sink_v = self.recent_k = self.recent_v = None
+        self.step = -1  # the parent's `step` of the last forward that updated this layer
 
     def lazy_initialization(self, key_states, value_states):
         empty = key_states[:, :, :0]
@@ -78,9 +95,15 @@ class SinkLayer(CacheLayerMixin):
         self.is_initialized = True
 
     def update(self, key_states, value_states, *args, **kwargs):
+        p = self.parent
+        if p.step == 0 or self.step == p.step:
+            raise _usage_error("a forward updated the cache without calling position_ids(n) first")
+        if key_states.shape[-2] != p._pending:
+            raise _usage_error(f"position_ids({p._pending}) was called but the forward fed "
+                               f"{key_states.shape[-2]} tokens")
+        self.step = p.step
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        p = self.parent
         seen = p.seen  # tokens before this forward
         window = p.window
         # 1. Evict what the previous forward left over: keep the most recent `window` (paper: after forward).
@@ -118,6 +141,7 @@ class SinkLayer(CacheLayerMixin):
     def reset(self) -> None:
         self.sink_k = self.sink_v = self.recent_k = self.recent_v = None
         self.is_initialized = False
+        self.step = -1
 
     def nbytes(self) -> int:
         if not self.is_initialized:
@@ -147,6 +171,7 @@ class SinkCache(Cache):
         self.seen = 0  # tokens of finished forwards
         self.base = 0  # stream index that has position 0 in the current frame
         self._pending = 0
+        self.step = 0  # forwards announced by `position_ids`; each layer must see each step exactly once
         super().__init__(layer_class_to_replicate=lambda: SinkLayer(self))
 
     @property
@@ -163,6 +188,7 @@ class SinkCache(Cache):
                 f"{self.capacity}); feed them one at a time or use the chunked evaluator"
             )
         self._pending = n_new
+        self.step += 1
         if self.rope is not None and self.seen > self.capacity \
                 and self.current_position >= self.capacity + self.rebase_every:
             self._rebase()

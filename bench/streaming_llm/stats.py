@@ -91,3 +91,38 @@ def ols_trend(x: list[float], y: list[float]) -> Trend:
         return Trend(b, float("nan"), a, n)
     ssr = float(((yt - (a + b * xt)) ** 2).sum())
     return Trend(b, math.sqrt(ssr / (n - 2) / sxx), a, n)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95% by default); (nan, nan) when n = 0.
+
+    Used for accuracies from tens of questions, where the normal (Wald) interval is too narrow near 0 and 1.
+    """
+    if n == 0:
+        return float("nan"), float("nan")
+    p = k / n
+    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def newcombe_diff(k1: int, n1: int, k2: int, n2: int, z: float = 1.96) -> tuple[float, float, float]:
+    """p1 - p2 of two independent proportions with Newcombe's hybrid score interval (from the two Wilson
+    intervals): (difference, low, high)."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    d = p1 - p2
+    return d, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+
+
+def paired_diff(a: list[int], b: list[int], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) - mean(b) of paired 0/1 outcomes (the same questions) with a 95% percentile bootstrap interval
+    over questions: (difference, low, high). Pairing removes the between-question variance."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need equally many paired outcomes, at least one (got {len(a)} and {len(b)})")
+    d = torch.tensor(a, dtype=torch.float64) - torch.tensor(b, dtype=torch.float64)  # (n,)
+    g = torch.Generator().manual_seed(seed)
+    boot = d[torch.randint(0, d.numel(), (n_boot, d.numel()), generator=g)].mean(1)  # (n_boot,)
+    lo, hi = torch.quantile(boot, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return float(d.mean()), lo, hi

@@ -139,11 +139,12 @@ def test_chat_cache_stays_within_s_plus_r_and_is_never_reset(template):
         streamed += r.tokens_in + r.tokens_out
         assert r.cache_len <= S + R
         assert r.tokens_total == streamed  # every token of every round went into the one cache
-        for layer in chat.cache.layers:  # at most R recent tokens survive the pending eviction
-            assert layer.sink_k.shape[-2] == S and min(layer.recent_k.shape[-2], R) + S == r.cache_len
+        st = chat.session.evaluator.state  # at most S sinks + R recent tokens per layer
+        for sk, rk in zip(st.sink_k, st.recent_k):
+            assert sk.shape[-2] == S and rk.shape[-2] + S == r.cache_len
         assert r.keys_max <= S + R + max(1, r.tokens_in)
     assert streamed > 4 * (S + R)
-    assert chat.cache.seen + 1 == streamed  # the last generated token is pending in the cache
+    assert chat.session.seen == streamed and chat.session.cache_len == S + R
     assert chat.overflows == 0 and chat.template_mismatches == 0
     # What was streamed is the conversation in the model's template, turn after turn.
     assert render(tok, chat.messages, add_generation_prompt=False).startswith(chat.fed_text)
