@@ -2,7 +2,8 @@
 
 * the portable sink+band attention (`sink_band_attention(..., fused=False)`, what the chunked evaluator
   uses off the CPU) equals token-by-token `SinkCache` decoding: fp32 <= 1e-4 NLL, bf16 within BF16_TOL;
-* `SinkCache` greedy generation past the cache capacity on CUDA matches the CPU run;
+* `SinkCache` greedy generation past the cache capacity on CUDA matches the CPU run, and so does the suite's
+  generation loop (`StreamingSession`: chunked prompt, greedy tokens, `score`);
 * the Fourier compressors on CUDA equal their CPU results, and a compressed LLaVA forward too;
 * random-weight models are built on the device, in the dtype, reproducibly.
 """
@@ -110,6 +111,26 @@ def test_sink_cache_generation_on_device_matches_cpu(device):
     assert toks == ref_toks
     assert (logits - ref_logits).abs().max().item() <= 1e-3
     assert len(set(ref_toks)) > 3  # the model does not just repeat one token: the comparison has content
+
+
+def test_streaming_session_generation_on_device_matches_cpu(device):
+    """The suite's generation loop on the device: a prompt longer than the cache (fed in chunks), then greedy
+    tokens well past it; the same tokens as on the CPU, and the KV never above S + R."""
+    from bench.streaming_llm.generate import StreamingSession
+
+    model = tiny_llama()
+    prompt = torch.randint(0, 101, (70,))
+    runs = []
+    for dev in ("cpu", device):
+        session = StreamingSession(model.to(dev), n_sink=4, window=28, chunk=16)
+        session.feed(prompt.to(dev))
+        toks = session.generate(max_new_tokens=80)
+        assert session.cache_len <= 4 + 28
+        runs.append((toks, session.score(torch.tensor(toks[:5], device=dev)).cpu()))
+    (ref, ref_lp), (got, got_lp) = runs
+    assert got == ref
+    assert (got_lp - ref_lp).abs().max().item() <= 1e-3
+    assert len(set(ref)) > 3  # not one repeated token: the comparison has content
 
 
 @pytest.mark.parametrize("method", ["dct", "dct_dense", "avgpool", "drop"])
