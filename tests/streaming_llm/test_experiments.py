@@ -143,9 +143,10 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
     assert e.value.setting == "experiment.fn"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = compose("streaming_llm", ["profile=paper", "device=cpu", f"results_dir={tmp_path}", "data=gutenberg"])
-    with pytest.raises(ConfigError, match="no access to the model hub") as e:
+    with pytest.raises(ConfigError, match="not in the local hub cache and HF_HUB_OFFLINE is set") as e:
         run("streaming_llm", cfg)
     assert e.value.setting == "model"
+    assert "model.source=local +model.path=" in str(e.value)  # the hint names an override that works
 
 
 def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
