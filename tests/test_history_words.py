@@ -17,7 +17,7 @@ PATTERNS = {
     "session N": re.compile(r"\bsessions? \d+\b", re.I),
     "issue N": re.compile(r"\bissues? #?\d+\b", re.I),
     "part N": re.compile(r"\bpart \d+\b", re.I),
-    "a target reached or not": re.compile(r"\btarget\s*(?:>=|<=|≥|≤|=?\s*\d)|\btarget (?:is |was )?(?:not )?reached"
+    "a target reached or not": re.compile(r"(?<![.\w])target\s*(?:>=|<=|≥|≤|=?\s*\d)|\btarget (?:is |was )?(?:not )?reached"
                                           r"|\breached? the [\w.-]+ (?:\w+ )?target\b|\b\d+-minute target\b", re.I),
     "before/after a change": re.compile(r"\b(?:before|previous(?:ly)?|no longer|used to|earlier (?:run|code|"
                                         r"version|record|re-base)s?|old(?:er)? (?:code|policy|records?))\b"
@@ -69,7 +69,7 @@ def test_patterns_catch_history_and_spare_code():
                "the layout the old Stage had", "with the old 16K re-base"]
     code = ["target_modules = ['q_proj']", "labels = target.clone()", "target = _canary(tmp_path)",
             "the target token", "def before_step(self):", "--target .whl/site",
-            "returns the part of the cache", "issues a warning", "before the model is loaded"]
+            "returns the part of the cache", "q.after_line - q.target >= q.nominal", "issues a warning", "before the model is loaded"]
     assert all(any(p.search(t) for p in hits.values()) for t in history)
     assert not [t for t in code if any(p.search(t) for p in hits.values())]
 
