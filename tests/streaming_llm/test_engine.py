@@ -25,7 +25,7 @@ def token_by_token(model, ids: torch.Tensor, n_sink: int, window: int | None, ro
         cache = SinkCache(n_sink, window, rope_of(model) if rope == "model" else rope, **kw)
     out = []
     for t in range(ids.numel() - 1):
-        kw = {} if window is None else {"position_ids": cache.position_ids(1)}
+        kw = {} if window is None else {"position_ids": cache.position_ids(1, device=ids.device)}
         logits = model(ids[t:t + 1][None], use_cache=True, **cache_kwargs(model, cache), **kw).logits[0, -1]
         out.append(F.cross_entropy(logits.float()[None], ids[t + 1:t + 2]))
     return torch.stack(out)
