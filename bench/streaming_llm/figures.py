@@ -10,6 +10,7 @@ the same figure, with the title built once (here) from the record:
 * `attention` -> `fig2_attention_maps.png` from `attention_maps.csv` and `sink_share_per_layer.png` from
   `sink_share.csv`;
 * `chat` -> `chat_memory.png` from `transcript.csv`;
+* `stream_qa` -> `table5_stream_qa.png` from `answers.csv`;
 * `sink_pretrain` -> `table3.png` from `table3_long.csv` and `sink_share_vs_steps.csv`.
 """
 
@@ -223,6 +224,58 @@ def chat_memory(transcript_csv: Path, out_png: Path, title: str, cache: int) -> 
     return save(fig, out_png)
 
 
+QA_POLICIES = {"one_shot": ("one-shot", "#2ca02c"), "dense": ("dense", COLORS["dense"]),
+               "window": ("window", COLORS["window"]), "streaming": ("4+(L-4)", COLORS["streaming"])}
+
+
+def stream_qa(answers_csv: Path, out_png: Path, title: str, cache: int, context: int | None,
+              running: int = 100) -> list[Path]:
+    """Table 5: acc_norm per split and policy with a 95% bootstrap interval (top), and the running acc_norm
+    (mean of the last `running` questions, fewer on short runs) against the question's stream position."""
+    import numpy as np
+
+    rows = read_rows(answers_csv, ["split", "policy", "index", "stream_tokens", "correct_norm"])
+    splits = list(dict.fromkeys(r["split"] for r in rows))
+    pols = [p for p in QA_POLICIES if any(r["policy"] == p for r in rows)]
+    fig, axes = figure(3.4 * len(splits), 5.4, ncols=len(splits), nrows=2)
+    rng = np.random.default_rng(0)
+    for j, split in enumerate(splits):
+        ax, ax2 = axes[0][j], axes[1][j]
+        pos = {int(r["index"]): int(r["stream_tokens"]) for r in rows
+               if r["split"] == split and r["policy"] in ("streaming", "window", "dense")}
+        for i, p in enumerate(pols):
+            sel = sorted((int(r["index"]), int(r["correct_norm"])) for r in rows
+                         if r["split"] == split and r["policy"] == p)
+            if not sel:
+                continue
+            y = np.array([c for _, c in sel], float) * 100
+            boots = y[rng.integers(0, y.size, (2000, y.size))].mean(1)
+            lo, hi = np.percentile(boots, [2.5, 97.5])
+            label, col = QA_POLICIES[p]
+            ax.bar(i, y.mean(), color=col, yerr=[[y.mean() - lo], [hi - y.mean()]], capsize=3)
+            ax.text(i, 2, f"{y.mean():.1f}", ha="center", va="bottom", fontsize=ANNOTATION_SIZE, color="w")
+            if y.size >= 2:
+                k = min(running, max(2, y.size // 3))
+                roll = np.convolve(y, np.ones(k) / k, mode="valid")
+                xs = [pos.get(idx, idx) for idx, _ in sel][k - 1:]
+                ax2.plot(xs, roll, color=col, lw=1.0, label=label)
+        ax.set_xticks(range(len(pols)), [QA_POLICIES[p][0] for p in pols])
+        ax.grid(axis="x", visible=False)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("acc_norm (%)")
+        ax.set_title(split)
+        ax2.axvline(cache, color="k", ls=":", lw=0.8, label=f"cache {cache}")
+        if context:
+            ax2.axvline(context, color=COLORS["dense"], ls="--", lw=0.8, label=f"context {context}")
+        count_axis(ax2)
+        ax2.set_ylim(0, 100)
+        ax2.set_xlabel("stream position of the question (tokens)")
+        ax2.set_ylabel("running acc_norm (%)")
+        ax2.legend(fontsize=ANNOTATION_SIZE)
+    fig.suptitle(title)
+    return save(fig, out_png)
+
+
 PRETRAIN_COLORS = {"vanilla": "#7f7f7f", "sink": "#1f77b4", "zero_sink": "#ff7f0e"}
 
 
@@ -312,6 +365,12 @@ def rebuild(run_dir: Path, record: dict) -> list[Path]:
         L = int(cache)
         out += chat_memory(run_dir / "transcript.csv", run_dir / "chat_memory.png",
                            f"{model}: streaming chat, cache {S}+{L - S}", L)
+    if exp == "stream_qa" and has("answers.csv"):
+        S = int(e.get("n_sink", 0))
+        ctx_len = _get(cfg, "model", "context")
+        out += stream_qa(run_dir / "answers.csv", run_dir / "table5_stream_qa.png",
+                         f"{model}: ARC as one stream, cache {S}+{int(cache) - S}", int(cache),
+                         int(ctx_len) if ctx_len else None)
     if exp == "sink_pretrain" and has("table3_long.csv"):
         out += pretrain_table3(run_dir / "table3_long.csv", run_dir / "sink_share_vs_steps.csv",
                                run_dir / "table3.png", int(cache), int(_get(e, "train", "seq_len")))

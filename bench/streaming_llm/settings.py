@@ -50,6 +50,12 @@ EXPERIMENTS = {
         "experiment.train.seed": nonneg_int(), "experiment.cache": CACHE,
         "experiment.sink_counts": ListOf(nonneg_int(), unique=True), "experiment.eval_tokens": pos_int(),
         "experiment.probe_windows": pos_int(hi=100_000), "experiment.probe_points": pos_int(hi=100_000)},
+    "stream_qa": {"experiment.splits": ListOf(Choice(("arc_easy", "arc_challenge")), unique=True),
+                  "experiment.part": Choice(("test", "dev")), "experiment.questions": pos_int(null=True),
+                  "experiment.policies": ListOf(Choice(("one_shot", "dense", "window", "streaming")), unique=True),
+                  "experiment.cache": CACHE, "experiment.n_sink": nonneg_int(),
+                  "experiment.dense_max_tokens": pos_int(), "experiment.generate_every": nonneg_int(),
+                  "experiment.max_new_tokens": pos_int(hi=4096), "experiment.chunk": pos_int(hi=65536)},
     "chat": {"experiment.conversation": Text(), "experiment.rounds": pos_int(null=True), "experiment.cache": CACHE,
              "experiment.n_sink": nonneg_int(), "experiment.max_new_tokens": pos_int(hi=100_000)},
 }
