@@ -10,13 +10,15 @@ stays in the stream: nothing is reset or re-encoded. Four policies on the same q
 * `window`: the last L tokens only (0 + L);
 * `streaming`: StreamingLLM, 4 sinks + the last L - 4 tokens.
 
-Scoring is lm-eval's ARC protocol inside the stream: the log-likelihood of each choice's text as the reply,
-given the stream so far (`acc`: highest sum; `acc_norm`: highest sum per character), the `acc_norm` choice
-then appended to the stream as the model's answer. The user turn lists the lettered choices, as a chat
-prompt does, so the same stream also supports a generative metric: on every `generate_every`-th question a
-greedy reply is generated on a branch of the stream (undone afterwards) and scored by exact match of the
-letter (or the whole choice text). Each policy is compared with one-shot on the same questions by a
-paired bootstrap interval of the accuracy difference.
+Scoring is lm-eval's ARC protocol inside the stream: the user turn is lm-eval's prompt ("Question: <stem>\n
+Answer:", no choices shown), and the log-likelihood of each choice's text as the reply, given the stream so
+far, picks the answer (`acc`: highest sum; `acc_norm`: highest sum per character); the `acc_norm` choice is
+then appended to the stream as the model's answer. Generative metric, on every `generate_every`-th question:
+on a branch of the stream (undone afterwards) the same question is asked with its lettered choices and the
+greedy reply is scored by exact match of the letter (or the whole choice text). Showing the choices in the
+stream's own turn instead took SmolLM2-135M to chance under log-likelihood scoring (one-shot, first 100
+ARC-Easy questions: acc_norm 24% with them, 44% with lm-eval's plain prompt). Each policy is compared with one-shot
+on the same questions by a paired bootstrap interval of the accuracy difference.
 
 Cost: one forward reads a question (with the previous answer), one batched forward scores all choices
 (`StreamingSession.score_many`); generation costs one forward per token, hence the subset.
@@ -44,10 +46,16 @@ from bench.streaming_llm.generate import Snapshot, StreamingSession
 
 POLICIES = ("one_shot", "dense", "window", "streaming")
 INSTRUCTION = "Answer with the correct choice."
+PROMPT_VERSION = 2  # in the resume key: 2 = lm-eval's cloze turn in the stream, lettered choices on a branch
 
 
 def user_text(q: Question) -> str:
-    """The user turn: the question, its lettered choices, and what to answer."""
+    """The stream's user turn: lm-eval's ARC prompt (arc_easy / arc_challenge `doc_to_text`)."""
+    return f"Question: {q.stem}\nAnswer:"
+
+
+def choices_text(q: Question) -> str:
+    """The user turn for a generated reply: the question, its lettered choices, and what to answer."""
     lines = [q.stem] + [f"{lab}. {text}" for lab, text in zip(q.labels, q.choices)]
     return "\n".join(lines) + "\n" + INSTRUCTION
 
@@ -143,8 +151,14 @@ class QAStream:
         if self.policy == "one_shot":
             self.session, self.prev, self.pending = self._new_session(), [], []
         user = user_text(q)
-        ids = self.pending + self.tok(self._turn_text(user), add_special_tokens=False).input_ids
         position = self.session.seen + len(self.pending)
+        generated = None
+        if generate:  # on a branch: the same question with its lettered choices, a greedy reply
+            with self.session.branch():
+                self.session.feed(self.pending + self.tok(self._turn_text(choices_text(q)),
+                                                          add_special_tokens=False).input_ids)
+                generated = self.session.generate(max_new_tokens=self.max_new, eos_token_id=self.stop)
+        ids = self.pending + self.tok(self._turn_text(user), add_special_tokens=False).input_ids
         self.session.feed(ids)
         parts = [self._reply_parts(user, c) for c in q.choices]
         conts = [self.tok(head, add_special_tokens=False).input_ids for head, _ in parts]
@@ -154,10 +168,8 @@ class QAStream:
         pick_norm = int((ll / torch.tensor([max(1, len(c)) for c in q.choices], dtype=torch.float64)).argmax())
         row = Answer(split, self.policy, index, q.id, position, q.answer, pick_acc, pick_norm,
                      int(pick_acc == q.answer), int(pick_norm == q.answer))
-        if generate:
-            with self.session.branch():
-                out = self.session.generate(max_new_tokens=self.max_new, eos_token_id=self.stop)
-            text = self.tok.decode([t for t in out if t not in self.stop], skip_special_tokens=True)
+        if generated is not None:
+            text = self.tok.decode([t for t in generated if t not in self.stop], skip_special_tokens=True)
             pick = parse_reply(text, q)
             row.generated, row.gen_pick = text.strip(), -1 if pick is None else pick
             row.correct_gen = int(pick == q.answer)
@@ -322,7 +334,8 @@ def stream_qa(ctx: RunContext) -> None:
                           "model=llama2_7b_chat (or llama2_13b_chat)")
     key = {"model": cfg.model, "dtype": str(lm.dtype), "n_sink": S, "cache": L, "part": e.part,
            "questions": e.questions, "generate_every": e.generate_every, "max_new_tokens": e.max_new_tokens,
-           "chunk": e.chunk, "dense_max_tokens": e.dense_max_tokens, "instruction": INSTRUCTION}
+           "chunk": e.chunk, "dense_max_tokens": e.dense_max_tokens, "instruction": INSTRUCTION,
+           "prompt_version": PROMPT_VERSION}
     answers, table = [], []
     for split, questions in splits.items():
         if e.questions is not None:
@@ -342,10 +355,12 @@ def stream_qa(ctx: RunContext) -> None:
     paper = ", ".join(f"{p} {v[0]:.2f} / {v[1]:.2f}" for p, v in t5.items())
     ctx.table("table5", f"Table 5 — streaming QA, {lm.name}, cache {S}+{L - S} (window 0+{L}), ARC {e.part}",
               table, digits=2,
-              notes=[f"acc / acc_norm: lm-eval's ARC scoring inside the stream (log-likelihood of each choice's "
-                     "text as the reply; acc_norm per character); the acc_norm choice is appended as the answer",
-                     f"em: greedy reply (<= {e.max_new_tokens} tokens) on every {g}-th question, on a branch of "
-                     "the stream, exact match of the letter or choice text" if g else "em: not measured",
+              notes=[f"acc / acc_norm: lm-eval's ARC scoring inside the stream (user turn 'Question: ...\\nAnswer:', "
+                     "log-likelihood of each choice's text as the reply; acc_norm per character); the acc_norm "
+                     "choice is appended as the answer",
+                     f"em: on every {g}-th question, on a branch of the stream, the question with its lettered "
+                     f"choices and a greedy reply (<= {e.max_new_tokens} tokens), exact match of the letter or "
+                     "choice text" if g else "em: not measured",
                      "d_*: policy - one-shot on the same questions, points, paired 95% bootstrap interval",
                      f"dense: no eviction until {int(e.dense_max_tokens):,} tokens (model context {lm.context}); "
                      "answers.csv has every question's row",

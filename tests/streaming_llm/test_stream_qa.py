@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -12,7 +13,7 @@ from bench.core.errors import ConfigError
 from bench.core.records import read_record
 from bench.core.runner import run
 from bench.streaming_llm.arc import Question, load_arc
-from bench.streaming_llm.stream_qa import QAStream, paired_diff, parse_reply, user_text
+from bench.streaming_llm.stream_qa import QAStream, choices_text, paired_diff, parse_reply, user_text
 from tests.conftest import compose
 from tests.streaming_llm.test_pretrain_chat import CHATML, _tiny_chat_model
 
@@ -63,7 +64,7 @@ def test_parse_reply():
     assert parse_reply("Carbon dioxide, because", Q) == 1
     assert parse_reply("Plants take in carbon dioxide", Q) is None  # names no choice up front
     assert parse_reply("", Q) is None and parse_reply("E", Q) is None
-    assert "B. carbon dioxide" in user_text(Q)
+    assert "B. carbon dioxide" in choices_text(Q) and user_text(Q) == "Question: Which gas do plants take in?\nAnswer:"
 
 
 def test_paired_diff():
@@ -76,9 +77,9 @@ def test_paired_diff():
 
 
 def _recorder(qa: QAStream) -> list[int]:
-    """Tokens fed to the stream (generation on a branch, which is undone, not counted)."""
+    """Tokens fed to the stream (what happens on a branch, which is undone, not counted)."""
     fed: list[int] = []
-    feed, generate = qa.session.feed, qa.session.generate
+    feed, branch = qa.session.feed, qa.session.branch
     on = [True]
 
     def wrapped(ids):
@@ -86,14 +87,16 @@ def _recorder(qa: QAStream) -> list[int]:
             fed.extend(ids)
         return feed(ids)
 
-    def wrapped_generate(*a, **k):
+    @contextlib.contextmanager
+    def wrapped_branch():
         on[0] = False
         try:
-            return generate(*a, **k)
+            with branch() as s:
+                yield s
         finally:
             on[0] = True
 
-    qa.session.feed, qa.session.generate = wrapped, wrapped_generate
+    qa.session.feed, qa.session.branch = wrapped, wrapped_branch
     return fed
 
 
