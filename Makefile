@@ -12,7 +12,7 @@ PROFILE ?= cpu
 PYTEST_ARGS ?=
 
 # The `cpu` experiments of each paper, in the order they run (cheap first).
-EXPERIMENTS_streaming_llm := ppl_table1 ppl_sinks ppl_cache speed attention sink_pretrain chat stream_eval ppl_4m
+EXPERIMENTS_streaming_llm := ppl_table1 ppl_sinks ppl_cache speed attention sink_pretrain chat stream_qa stream_eval ppl_4m
 EXPERIMENTS_fourier_vlm := flops lowpass speed
 EXPERIMENTS_adaptive_step := cost bon tvd greedy bon_released
 PAPERS := streaming_llm fourier_vlm adaptive_step

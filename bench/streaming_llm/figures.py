@@ -10,6 +10,7 @@ the same figure, with the title built once (here) from the record:
 * `attention` -> `fig2_attention_maps.png` from `attention_maps.csv` and `sink_share_per_layer.png` from
   `sink_share.csv`;
 * `chat` -> `chat_memory.png` from `transcript.csv`;
+* `stream_qa` -> `table5_stream_qa.png` from `answers.csv`;
 * `sink_pretrain` -> `table3.png` from `table3_long.csv` and `sink_share_vs_steps.csv`;
 * `stream_eval` -> `stream_eval.png` from `answers.csv`.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from bench.core.plots import (ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows,
                               record_get as _get, save)
+from bench.streaming_llm.stream_figures import stream_eval, stream_qa
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -317,81 +319,6 @@ def _policy(e: dict) -> str:
     return f"{S}+{int(cache) - int(S)}" if S is not None and cache is not None else ""
 
 
-SE_POLICIES = {"streaming": "StreamingLLM", "window": "window", "dense": "dense"}
-
-
-def stream_eval_positions(rows: list[dict[str, Any]], bins: int) -> list[dict[str, Any]]:
-    """Fig. 9 rows: accuracy per policy in `bins` equal stream-position bins, on the queries whose asked line
-    StreamingLLM still caches (the same queries for every policy), with Wilson 95% intervals."""
-    from bench.streaming_llm.stats import wilson
-
-    keep = {int(r["query"]) for r in rows if r["policy"] == "streaming" and int(r["in_cache"])}
-    if not any(r["policy"] == "streaming" for r in rows):  # no StreamingLLM run: every query
-        keep = {int(r["query"]) for r in rows}
-    top = max((int(r["stream_tokens"]) for r in rows), default=0)
-    width = max(1, -(-top // max(1, bins)))
-    out = []
-    for p in SE_POLICIES:
-        for b in range(bins):
-            sel = [int(r["correct"]) for r in rows if r["policy"] == p and int(r["query"]) in keep
-                   and b * width < int(r["stream_tokens"]) <= (b + 1) * width]
-            if sel:
-                lo, hi = wilson(sum(sel), len(sel))
-                out.append({"policy": p, "from_tokens": b * width, "to_tokens": (b + 1) * width, "n": len(sel),
-                            "accuracy": 100 * sum(sel) / len(sel), "ci_lo": 100 * lo, "ci_hi": 100 * hi})
-    return out
-
-
-def stream_eval(answers_csv: Path, out_png: Path, title: str, cache: int, context: int | None,
-                bins: int) -> list[Path]:
-    """Fig. 9 / Table 7: accuracy vs stream position per policy (left) and vs answer distance (right), with
-    the cache size (and the dense model's trained context) marked; bars are Wilson 95% intervals."""
-    from bench.streaming_llm.stats import wilson
-
-    rows = read_rows(answers_csv, ["policy", "query", "stream_tokens", "distance_tokens", "nominal_distance",
-                                   "in_cache", "correct"])
-    fig, axes = figure(9.0, 3.3, ncols=2)
-    ax, ax2 = axes[0][0], axes[0][1]
-    pos = stream_eval_positions(rows, bins)
-    for i, (p, name) in enumerate(SE_POLICIES.items()):
-        mark = "os^"[i]
-        pts = [r for r in pos if r["policy"] == p]
-        if pts:  # policies side by side within a bin, so equal accuracies do not hide each other
-            x = [(r["from_tokens"] + r["to_tokens"]) / 2 + (i - 1) * 0.12 * (r["to_tokens"] - r["from_tokens"])
-                 for r in pts]
-            y = [r["accuracy"] for r in pts]
-            err = [[v - r["ci_lo"] for v, r in zip(y, pts)], [r["ci_hi"] - v for v, r in zip(y, pts)]]
-            ax.errorbar(x, y, yerr=err, color=color(p), marker=mark, ms=3.5, lw=1.0, capsize=2, label=name)
-        sel = [r for r in rows if r["policy"] == p]
-        dists = sorted({int(r["nominal_distance"]) for r in sel})
-        xs, ys, lo, hi = [], [], [], []
-        for d in dists:
-            ds = [r for r in sel if int(r["nominal_distance"]) == d]
-            k = sum(int(r["correct"]) for r in ds)
-            lw, up = wilson(k, len(ds))
-            xs.append(sum(int(r["distance_tokens"]) for r in ds) / len(ds) * (1 + (i - 1) * 0.03))
-            ys.append(100 * k / len(ds))
-            lo.append(ys[-1] - 100 * lw)
-            hi.append(100 * up - ys[-1])
-        if xs:
-            ax2.errorbar(xs, ys, yerr=[lo, hi], color=color(p), marker=mark, ms=3.5, lw=1.0, capsize=2, label=name)
-    for a in (ax, ax2):
-        a.axvline(cache, color="k", ls=":", lw=0.8, label=f"cache {cache}")
-        a.set_ylim(-3, 103)
-        a.set_ylabel("accuracy (%)")
-        count_axis(a)
-    if context:
-        ax.axvline(context, color=color("dense"), ls="--", lw=0.8, label=f"context {context}")
-    ax.set_xlabel("stream position of the query (tokens)")
-    ax.set_title("answers in the StreamingLLM cache")
-    ax2.set_xlabel("answer distance (tokens back, mean per distance; policies offset)")
-    ax2.set_title("by distance")
-    ax.legend(fontsize=ANNOTATION_SIZE)
-    ax2.legend(fontsize=ANNOTATION_SIZE)
-    fig.suptitle(title)
-    return save(fig, out_png)
-
-
 def rebuild(run_dir: Path, record: dict) -> list[Path]:
     """Redraw the figures of one StreamingLLM record (or running experiment, `run_view`) from its CSVs.
 
@@ -444,6 +371,12 @@ def rebuild(run_dir: Path, record: dict) -> list[Path]:
         L = int(cache)
         out += chat_memory(run_dir / "transcript.csv", run_dir / "chat_memory.png",
                            f"{model}: streaming chat, cache {S}+{L - S}", L)
+    if exp == "stream_qa" and has("answers.csv"):
+        S = int(e.get("n_sink", 0))
+        ctx_len = _get(cfg, "model", "context")
+        out += stream_qa(run_dir / "answers.csv", run_dir / "table5_stream_qa.png",
+                         f"{model}: ARC as one stream, cache {S}+{int(cache) - S}", int(cache),
+                         int(ctx_len) if ctx_len else None)
     if exp == "sink_pretrain" and has("table3_long.csv"):
         out += pretrain_table3(run_dir / "table3_long.csv", run_dir / "sink_share_vs_steps.csv",
                                run_dir / "table3.png", int(cache), int(_get(e, "train", "seq_len")))

@@ -139,7 +139,7 @@ class StreamingSession:
         if self.policy.window is None and self.context and self.seen > self.context and not self._warned:
             self._warned = True
             warnings.warn(f"dense attention past the model's trained context ({self.seen} > {self.context} "
-                          "tokens): positions beyond training, expect the output to degrade", stacklevel=3)
+                          "tokens): positions beyond training, expect the output to degrade", stacklevel=4)
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def feed(self, ids: Any) -> torch.Tensor:
@@ -173,6 +173,39 @@ class StreamingSession:
             logits = self.adapter.logits(h).float()  # (T-1, V)
         rest = torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:], device=logits.device)[:, None])[:, 0]
         return torch.cat([first[None], rest])
+
+    @torch.inference_mode()
+    def score_many(self, continuations: Sequence[Any]) -> list[torch.Tensor]:
+        """`score` of several continuations of the same stream, in one batched forward per chunk.
+
+        The stream's state is broadcast over the batch, the continuations are right-padded (causal
+        attention: padding after a token never changes its logits), so the model's weights are read once
+        for all of them (a forward of a few tokens costs about as much as one token on a CPU).
+        """
+        conts = [_as_ids(c) for c in continuations]
+        if not conts or any(not c for c in conts):
+            raise ValueError("score_many: needs at least one continuation, none empty")
+        if self.next_logits is None:
+            raise ValueError("score_many: the stream is empty; feed a prompt (at least one token) first")
+        first = torch.log_softmax(self.next_logits, -1)
+        longest = max(len(c) for c in conts)
+        if longest == 1:
+            return [first[c[0]][None] for c in conts]
+        b = len(conts)
+        x = torch.tensor([c[:-1] + [c[0]] * (longest - len(c)) for c in conts], device=self.device)  # (B, T-1)
+        with self.branch():
+            st = self.evaluator.state
+            self.evaluator.state = StreamState(  # (1, H, T, D) views broadcast to (B, H, T, D)
+                st.seen, *([t.expand(b, -1, -1, -1) for t in ts] for ts in (st.sink_k, st.sink_v, st.recent_k,
+                                                                            st.recent_v)))
+            h = torch.cat([self.evaluator.forward_chunk(x[:, i:i + self.chunk])
+                           for i in range(0, x.shape[1], self.chunk)], dim=1)  # (B, T-1, d)
+        logp = torch.log_softmax(self.adapter.logits(h).float(), -1)  # (B, T-1, V)
+        out = []
+        for k, c in enumerate(conts):
+            rest = logp[k, :len(c) - 1].gather(-1, torch.tensor(c[1:], device=logp.device)[:, None])[:, 0]
+            out.append(torch.cat([first[c[0]][None], rest]))
+        return out
 
     # -------------------------------------------------------------------------------------- generate
     def generate(self, prompt_ids: Any = None, max_new_tokens: int = 20, do_sample: bool = False,

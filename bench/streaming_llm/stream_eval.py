@@ -29,7 +29,7 @@ from bench.core.checkpoint import Checkpoint, config_key
 from bench.core.errors import ConfigError
 from bench.core.plots import run_view
 from bench.core.runner import RunContext
-from bench.streaming_llm import figures
+from bench.streaming_llm import figures, stream_figures
 from bench.streaming_llm.engine import StreamState
 from bench.streaming_llm.generate import Snapshot, StreamingSession
 from bench.streaming_llm.stats import newcombe_diff, paired_diff, wilson
@@ -383,7 +383,7 @@ def _tables(ctx: RunContext, lm: Any, data: StreamEval, runs: dict, answers: dic
                              "share_in_cache": sum(a.in_cache for a in sel) / len(sel), **acc(sel)})
     ctx.table("by_distance", f"StreamEval accuracy by answer distance — cache {S}+{L - S} (Table 7 style)", rows,
               digits=1, notes=["distance_tokens: mean tokens from the asked line to the end of the query"])
-    pos = figures.stream_eval_positions([asdict(a) for ans in answers.values() for a in ans],
+    pos = stream_figures.stream_eval_positions([asdict(a) for ans in answers.values() for a in ans],
                                         int(e.position_bins))
     ctx.table("by_position", f"StreamEval accuracy by stream position — cache {S}+{L - S} (Fig. 9 style)",
               [{**r, "policy": label[r["policy"]]} for r in pos], digits=1,

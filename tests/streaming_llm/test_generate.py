@@ -164,6 +164,20 @@ def test_score_leaves_the_stream_unchanged_and_equals_feeding():
     assert lp.shape == (30,) and bool((lp <= 0).all())
 
 
+@pytest.mark.parametrize("n_sink,window", [(4, 20), (0, None)], ids=["sinks", "dense"])
+def test_score_many_equals_score_one_by_one(n_sink, window):
+    """Batched scoring of continuations of different lengths (padded) = each scored alone."""
+    model = tiny_llama()
+    session = StreamingSession(model, n_sink, window, chunk=8)
+    session.feed(_prompt(60))
+    conts = [_prompt(k, seed=k) for k in (1, 5, 13, 2)]
+    seen = session.seen
+    many = session.score_many(conts)
+    assert session.seen == seen and session.evaluator.state.recent_k[0].shape[0] == 1
+    for got, c in zip(many, conts):
+        assert got.shape == (len(c),) and (got - session.score(c)).abs().max() <= 1e-5
+
+
 def test_stop_conditions_streamer_and_sink_generate():
     model = tiny_llama()
     prompt = torch.tensor([_prompt(30)])
