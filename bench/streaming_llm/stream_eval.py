@@ -289,7 +289,7 @@ def stream_eval(ctx: RunContext) -> None:
 
 def _metrics(ctx: RunContext, lm: Any, data: StreamEval, runs: dict, answers: dict[str, list[Answer]]) -> None:
     e = ctx.cfg.experiment
-    S, L, T = int(e.n_sink), int(e.cache), lm.context
+    L, T = int(e.cache), lm.context
     for p, rows in answers.items():
         _pct(ctx, f"{p}.accuracy", rows, "every query answered")
         for d in data.distances:

@@ -355,7 +355,7 @@ def stream_qa(ctx: RunContext) -> None:
     paper = ", ".join(f"{p} {v[0]:.2f} / {v[1]:.2f}" for p, v in t5.items())
     ctx.table("table5", f"Table 5 — streaming QA, {lm.name}, cache {S}+{L - S} (window 0+{L}), ARC {e.part}",
               table, digits=2,
-              notes=[f"acc / acc_norm: lm-eval's ARC scoring inside the stream (user turn 'Question: ...\\nAnswer:', "
+              notes=["acc / acc_norm: lm-eval's ARC scoring inside the stream (user turn 'Question: ...\\nAnswer:', "
                      "log-likelihood of each choice's text as the reply; acc_norm per character); the acc_norm "
                      "choice is appended as the answer",
                      f"em: on every {g}-th question, on a branch of the stream, the question with its lettered "
