@@ -22,6 +22,9 @@
         why: the tiny model did not learn ... # optional: one line saying why the claim is not reproduced
                                               # or not comparable, shown beside the verdict
         note: counting convention ...         # optional: what a reader must know to read the number
+        requires: other_claim_id              # optional: a claim of the same experiment that must hold on
+                                              # the same record for this one to mean anything; when it does
+                                              # not, this claim is `not comparable`, with that as its reason
 
 Status per (claim, record): `reproduced` / `not reproduced` on a comparable profile; on another profile
 `shape reproduced` / `not reproduced` when the claim has a shape condition, else `not comparable`
@@ -73,6 +76,7 @@ def load_references(paper: str, directory: Path = REFERENCES_DIR) -> dict[str, A
                 raise ValueError(f"{path}: claim {c.get('id', '?')} lacks '{key}'")
         if ("metric" in c) == ("ratio" in c):
             raise ValueError(f"{path}: claim {c['id']} needs exactly one of 'metric' or 'ratio'")
+    data["all_claims"] = list(data["claims"])  # kept when callers narrow `claims` (a `requires` looks here)
     return data
 
 
@@ -169,6 +173,36 @@ def tagged(name: str, record: dict[str, Any]) -> str:
     return f"{name} [{tag}]" if tag else str(name)
 
 
+def claim_status(c: dict[str, Any], ours: float, profile: str | None) -> str:
+    """The verdict of one claim for one measured value: the tolerance on a profile that runs the paper's
+    model, else the shape condition, else `not comparable`."""
+    paper = float(c["paper_value"])
+    tol, shape = c.get("tolerance") or {}, c.get("shape")
+    if profile in (c.get("comparable_profiles") or []):
+        return "reproduced" if tol and within(ours, paper, tol) else "not reproduced"
+    if shape:
+        return "shape reproduced" if shape_ok(ours, shape) else "not reproduced"
+    return "not comparable"
+
+
+def _unmet_precondition(refs: dict[str, Any], c: dict[str, Any], record: dict[str, Any]) -> str | None:
+    """Why claim `c` says nothing on `record`: its `requires` claim (same experiment) fails there, e.g. "flat
+    accuracy over the stream" holds vacuously for a model that answers nothing. None when it holds."""
+    req_id = c.get("requires")
+    if not req_id:
+        return None
+    req = next((x for x in refs.get("all_claims") or refs["claims"] if x["id"] == req_id), None)
+    if req is None or req["experiment"] != c["experiment"]:
+        raise ValueError(f"claim {c['id']}: requires '{req_id}', which is not a claim of experiment "
+                         f"{c['experiment']}")
+    value = metric_value(req, record.get("metrics", {}))
+    status = None if value is None else claim_status(req, value, record.get("profile"))
+    if status in ("reproduced", "shape reproduced"):
+        return None
+    return (f"says nothing on this run: it requires '{req['claim']}', which is "
+            f"{status or 'not measured'} here")
+
+
 def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (claim, record with that experiment), the claim's headline run first, then the other
     configurations by profile and run tag (`headline`: whether the row is the headline run); a claim with no
@@ -187,18 +221,16 @@ def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dic
             paper = float(c["paper_value"])
             tol, shape = c.get("tolerance") or {}, c.get("shape")
             model = tagged((r.get("config", {}).get("model") or {}).get("name", "?"), r)
-            if r.get("profile") in (c.get("comparable_profiles") or []):
-                status = "reproduced" if tol and within(ours, paper, tol) else "not reproduced"
-            elif shape:
-                status = "shape reproduced" if shape_ok(ours, shape) else "not reproduced"
-            else:
-                status = "not comparable"
+            status, why = claim_status(c, ours, r.get("profile")), c.get("why")
+            pre = _unmet_precondition(refs, c, r)
+            if pre is not None:  # the claim only means something when its precondition holds on this run
+                status, why = "not comparable", pre
             rows.append({
                 "claim": c["claim"], "source": c["source"], "paper": paper, "ours": ours,
                 "model / profile": f"{model} / {r.get('profile')} (paper: {c.get('paper_model', '?')})",
                 "delta": ours - paper if math.isfinite(ours) else None,
                 "tolerance": _tol_text(tol, shape), "status": status, "id": c["id"],
-                "headline": is_headline(c, r, refs), "profile": r.get("profile"), "why": c.get("why"),
+                "headline": is_headline(c, r, refs), "profile": r.get("profile"), "why": why,
                 "note": c.get("note"),
             })
         if not found:

@@ -31,6 +31,25 @@ def test_statuses():
     assert rows[("a", "paper")]["delta"] == pytest.approx(0.2)
 
 
+def test_a_claim_whose_precondition_fails_is_not_comparable_with_that_reason():
+    """`requires`: "flat over the stream" holds vacuously for a model that retrieves nothing; on such a run
+    the dependent claim is not comparable, never shape reproduced."""
+    refs = {"claims": [
+        {"id": "retrieves", "claim": "retrieves in cache", "source": "T", "experiment": "e", "metric": "acc",
+         "paper_value": 85.0, "shape": {"min": 50}},
+        {"id": "flat", "claim": "flat over the stream", "source": "F", "experiment": "e", "metric": "drift",
+         "paper_value": 0.0, "shape": {"min": -10, "max": 10}, "requires": "retrieves", "why": "w"},
+    ]}
+    rows = {r["id"]: r for r in compare(refs, [_rec("cpu", acc=3.0, drift=0.0)])}
+    assert rows["flat"]["status"] == "not comparable"
+    assert "retrieves in cache" in rows["flat"]["why"] and "not reproduced" in rows["flat"]["why"]
+    rows = {r["id"]: r for r in compare(refs, [_rec("cpu", acc=80.0, drift=0.0)])}
+    assert rows["flat"]["status"] == "shape reproduced" and rows["flat"]["why"] == "w"
+    bad = {"claims": [{**refs["claims"][1], "requires": "no_such_claim"}]}
+    with pytest.raises(ValueError, match="no_such_claim"):
+        compare(bad, [_rec("cpu", drift=0.0)])
+
+
 def test_every_reference_file_but_the_tolerances_is_a_paper():
     names = {p.stem for p in REFERENCES_DIR.glob("*.yaml")}
     assert set(reference_papers()) == names - {"regression"}
