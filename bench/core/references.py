@@ -199,8 +199,7 @@ def _unmet_precondition(refs: dict[str, Any], c: dict[str, Any], record: dict[st
     status = None if value is None else claim_status(req, value, record.get("profile"))
     if status in ("reproduced", "shape reproduced"):
         return None
-    return (f"says nothing on this run: it requires '{req['claim']}', which is "
-            f"{status or 'not measured'} here")
+    return f"vacuous on this run: it needs claim `{req_id}` to hold, and that is {status or 'not measured'} here"
 
 
 def compare(refs: dict[str, Any], records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

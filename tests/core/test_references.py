@@ -42,7 +42,7 @@ def test_a_claim_whose_precondition_fails_is_not_comparable_with_that_reason():
     ]}
     rows = {r["id"]: r for r in compare(refs, [_rec("cpu", acc=3.0, drift=0.0)])}
     assert rows["flat"]["status"] == "not comparable"
-    assert "retrieves in cache" in rows["flat"]["why"] and "not reproduced" in rows["flat"]["why"]
+    assert "`retrieves`" in rows["flat"]["why"] and "not reproduced" in rows["flat"]["why"]
     rows = {r["id"]: r for r in compare(refs, [_rec("cpu", acc=80.0, drift=0.0)])}
     assert rows["flat"]["status"] == "shape reproduced" and rows["flat"]["why"] == "w"
     bad = {"claims": [{**refs["claims"][1], "requires": "no_such_claim"}]}
