@@ -149,6 +149,18 @@ def _bwrap_options() -> str:
         return ""
 
 
+def _under_tmp(path: str) -> bool:
+    return path == "/tmp" or path.startswith("/tmp/")
+
+
+def _moved(path: str, prefixes: tuple[str, ...], new: str) -> str:
+    """`path` with the first of `prefixes` it starts with replaced by `new` (unchanged if none)."""
+    for old in prefixes:
+        if path == old or path.startswith(old.rstrip("/") + "/"):
+            return new + path[len(old.rstrip("/")):]
+    return path
+
+
 def bwrap_command(python: str, limits: Limits) -> list[str]:
     """The bubblewrap command line that runs `python -I <runner>` in a fresh sandbox."""
     # --as-pid-1: the runner is the PID namespace's init (no bubblewrap init holding the result pipe; the
@@ -169,13 +181,19 @@ def bwrap_command(python: str, limits: Limits) -> list[str]:
     for name in _ETC:
         if (Path("/etc") / name).exists():
             cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    # The private /tmp comes before the interpreter's binds: bwrap applies mounts in order, so a venv or
-    # checkout that lives under /tmp (a CI clone) is bound on top of the tmpfs instead of hidden by it.
     cmd += ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-    # the interpreter: its installation, and the virtual environment it is started from (packages only)
-    for prefix in sorted({sys.base_prefix, sys.prefix}):
+    # the interpreter: its installation, and the virtual environment it is started from (packages only).
+    # One that lives under /tmp (a CI clone's venv) is bound outside it, at /sandbox/python<i>: a bind inside
+    # the scratch space would leave folders there that no program may find or fill and no wipe can remove.
+    for i, prefix in enumerate(sorted({sys.base_prefix, sys.prefix})):
         real = os.path.realpath(prefix)
-        if not real.startswith("/usr/"):
+        if real.startswith("/usr/"):
+            continue
+        if _under_tmp(real):
+            moved = f"/sandbox/python{i}"
+            cmd += ["--ro-bind", real, moved]
+            python = _moved(python, (os.path.abspath(prefix), real), moved)
+        else:
             cmd += ["--ro-bind", real, real]
             if os.path.abspath(prefix) != real:
                 cmd += ["--symlink", real, os.path.abspath(prefix)]

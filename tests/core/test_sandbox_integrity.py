@@ -273,3 +273,15 @@ def test_bubblewrap_without_the_needed_options_is_not_used(monkeypatch):
     monkeypatch.setattr(S.shutil, "which", lambda name: "/usr/bin/bwrap")
     monkeypatch.setattr(S, "_bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
     assert "--as-pid-1" in probe() and "too old" in probe()
+
+
+def test_an_interpreter_under_tmp_is_bound_outside_the_scratch_space(monkeypatch, tmp_path):
+    """A CI clone's venv under /tmp must not leave mount folders inside the programs' /tmp."""
+    venv = tmp_path / "clone" / ".venv"
+    assert str(venv).startswith("/tmp/")
+    monkeypatch.setattr(S.sys, "prefix", str(venv))
+    cmd = S.bwrap_command(str(venv / "bin" / "python"), S.Limits())
+    binds = [(cmd[i + 1], cmd[i + 2]) for i, a in enumerate(cmd) if a == "--ro-bind"]
+    assert (str(venv), "/sandbox/python1") in binds or (str(venv), "/sandbox/python0") in binds
+    assert not [dst for _, dst in binds if dst == "/tmp" or dst.startswith("/tmp/")]
+    assert cmd[-3].startswith("/sandbox/python") and cmd[-3].endswith("/bin/python")
