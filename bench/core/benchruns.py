@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.core.env import cpu_model
-from bench.core.paths import REPO_ROOT
+from bench.core.env import _git, cpu_model
 from bench.core.ratios import Spread, spread
 
 # What the benchmarks' numbers depend on: a run from a tree with edits here does not name its code.
@@ -121,14 +119,6 @@ def measured(run: dict[str, Any], goal: Goal) -> list[Measured]:
         about = (extra.get("about") or {}).get(goal.key, "") if isinstance(extra.get("about"), dict) else ""
         out.append(Measured(name, b["fullname"], spread(rounds), about, rounds))
     return out
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
 
 
 def slug(text: str) -> str:

@@ -9,7 +9,6 @@ read a prompt longer than the cache in chunks with the same logits, and score wi
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -26,14 +25,7 @@ VOCAB = 101
 S, R = 4, 20
 GEN = {"llama": tiny_llama, "gpt_neox": tiny_neox, "qwen2": MODELS["qwen2"], "falcon": MODELS["falcon_new_arch"]}
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster, and far faster on a machine whose cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _prompt(n: int, seed: int = 3) -> list[int]:

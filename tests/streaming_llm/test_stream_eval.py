@@ -6,7 +6,6 @@ import csv
 import re
 
 import pytest
-import torch
 
 from bench.core.errors import ConfigError
 from bench.core.records import read_record
@@ -16,15 +15,6 @@ from tests.conftest import compose
 
 LINE = re.compile(r"The REGISTER_CONTENT in line (\d+) is <(\d+)>")
 QUERY = re.compile(r"Query: The REGISTER_CONTENT in line (\d+) is <(\d+)>")
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny models: one thread is faster, and far faster on a machine whose cores are busy."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_same_seed_same_stream_other_seed_other_values():

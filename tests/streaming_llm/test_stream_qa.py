@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from bench.core.errors import ConfigError
 from bench.core.records import read_record
@@ -20,13 +19,7 @@ from tests.streaming_llm.test_pretrain_chat import CHATML, _tiny_chat_model
 Q = Question("q1", "Which gas do plants take in?", ("A", "B", "C", "D"),
              ("oxygen", "carbon dioxide", "helium", "neon"), 1)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_arc_files_load_in_order_with_their_labels(data_dir):
