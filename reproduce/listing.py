@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import yaml
 
 from bench.core.paths import REPO_ROOT
 from bench.core.records import read_records
