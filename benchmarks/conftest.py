@@ -5,7 +5,7 @@ text from the data folder are marked `needs_data`; without the data they fail wi
 `BENCH_DATA_DIR` (`make bench` leaves them out, saying so, when `BENCH_DATA_DIR` is unset). Every benchmark
 starts with the session's torch thread count (torch's default, as the suite's runs use, unless
 OMP_NUM_THREADS says otherwise): one that pins its own count must not change the next one's. The JSON file
-gets a `suite` entry: the machine and code the run comes from (`bench.core.benchruns.machine_env`, taken at
+gets a `suite` entry: the machine and code the run comes from (`llm_efficiency_bench.core.benchruns.machine_env`, taken at
 the start and checked again at the end: code edited during the run makes it dirty).
 """
 
@@ -19,7 +19,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.core.paths import REPO_ROOT
+from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
 
 DEFAULT_ROUNDS = 5
 _SESSION: dict = {"t": time.perf_counter(), "threads": torch.get_num_threads(), "env": None}
@@ -36,14 +36,14 @@ def pytest_configure(config):
 
 
 def pytest_sessionstart(session):
-    from bench.core.benchruns import machine_env
+    from llm_efficiency_bench.core.benchruns import machine_env
 
     _SESSION.update(t=time.perf_counter(), threads=torch.get_num_threads(), env=machine_env())
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    from bench.core.benchruns import machine_env
-    from bench.core.records import now_iso
+    from llm_efficiency_bench.core.benchruns import machine_env
+    from llm_efficiency_bench.core.records import now_iso
 
     env, end = dict(_SESSION["env"] or machine_env()), machine_env()
     env["git_dirty"] = bool(env["git_dirty"] or end["git_dirty"] or env["git_sha"] != end["git_sha"])
@@ -93,14 +93,14 @@ def data_text(rel: str) -> str:
 
 @pytest.fixture(scope="session")
 def smollm2():
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
     torch.manual_seed(0)
-    return load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype="float32")
+    return load_model(OmegaConf.load(CONFIG_DIR / "model/smollm2_135m.yaml"), dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def smollm2_bf16():
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
-    return load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype="bfloat16")
+    return load_model(OmegaConf.load(CONFIG_DIR / "model/smollm2_135m.yaml"), dtype="bfloat16")

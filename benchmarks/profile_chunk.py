@@ -24,12 +24,12 @@ import torch
 from omegaconf import OmegaConf
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from bench.core.paths import REPO_ROOT
-from bench.streaming_llm import engine
-from bench.streaming_llm.adapters import adapter_for
-from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, SinkLayer, cache_kwargs
+from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
+from llm_efficiency_bench.streaming_llm import engine
+from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+from llm_efficiency_bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, SinkLayer, cache_kwargs
 
 LABELS = ("qkv", "rope", "attention", "finish", "lm_head", "nll", "state")
 TOKEN_LABELS = ("embed", "rope_tables", "norm", "qkv", "cache", "attention", "o_proj", "mlp", "lm_head", "nll")
@@ -170,9 +170,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--window", type=int, default=1020)
     ap.add_argument("--rows", type=int, default=15)
     a = ap.parse_args(argv)
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
-    lm = load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype=a.dtype)
+    lm = load_model(OmegaConf.load(CONFIG_DIR / "model/smollm2_135m.yaml"), dtype=a.dtype)
     n = a.sinks + a.window + max(3 * a.chunk, 2 * a.tokens) + 1
     ids = torch.randint(0, 40000, (n,), generator=torch.Generator().manual_seed(0))
     print(f"SmolLM2-135M {a.dtype}, cache {a.sinks}+{a.window}, threads {torch.get_num_threads()}")

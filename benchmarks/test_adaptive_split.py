@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import steps as S
 
 
 def _data(n_solutions: int = 512, length: int = 200, seed: int = 0):

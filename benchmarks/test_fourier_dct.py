@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.fourier_vlm.compress import TokenCompressor
+from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
 
 GRIDS = [24, 48, 72, 96]
 

@@ -1,6 +1,6 @@
 """One decoding step through SinkCache vs a plain DynamicCache of the same length (goal <= 1.15x).
 
-The ratio (`ratio`, median of paired rounds of STEPS steps per side, `bench.core.ratios.paired_rounds`) is
+The ratio (`ratio`, median of paired rounds of STEPS steps per side, `llm_efficiency_bench.core.ratios.paired_rounds`) is
 recorded in extra_info and reported against its goal by `reproduce.bench_compare` (make bench), not
 asserted: a goal is a statement about an idle machine.
 """
@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from bench.core.ratios import paired_rounds, per_round_ratio, spread
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
+from llm_efficiency_bench.core.ratios import paired_rounds, per_round_ratio, spread
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 pytestmark = pytest.mark.benchmark
 CACHE, STEPS, PEDANTIC = 1024, 12, 20

@@ -8,7 +8,7 @@
    over the keys each block sees (`masked`), the same mask as one call over the whole chunk
    (`blocks_vs_one_call`), and the unmasked split pieces (`split_vs_masked`).
 
-Every ratio is the median of per-round ratios (`bench.core.ratios.paired_rounds`: all sides once per
+Every ratio is the median of per-round ratios (`llm_efficiency_bench.core.ratios.paired_rounds`: all sides once per
 round, in alternating order), so it holds under load; `<key>_rounds` keeps the rounds. Whether a ratio
 meets its goal is reported by `reproduce.bench_compare` (make bench), never asserted here: a goal is a
 statement about an idle machine. Both tests read Moby-Dick from BENCH_DATA_DIR (`needs_data`).
@@ -20,11 +20,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.core.ratios import paired_rounds, per_round_ratio, spread
-from bench.streaming_llm.adapters import adapter_for
-from bench.streaming_llm.engine import QUERY_BLOCK, CachePolicy, ChunkedEvaluator
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
+from llm_efficiency_bench.core.ratios import paired_rounds, per_round_ratio, spread
+from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+from llm_efficiency_bench.streaming_llm.engine import QUERY_BLOCK, CachePolicy, ChunkedEvaluator
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from benchmarks.conftest import data_text
 
 S, R, WARM, CHUNK, TOKENS_PER_CALL = 4, 1020, 1024, 512, 16

@@ -1,22 +1,6 @@
-"""Fourier-VLM harness.
+"""`python -m reproduce.fourier_vlm`: runs `llm_efficiency_bench.cli.fourier_vlm` as the main module."""
 
-    python -m reproduce.fourier_vlm experiment=flops profile=cpu
-    python -m reproduce.fourier_vlm experiment=speed profile=smoke results_dir=/tmp/res
-    python -m reproduce.fourier_vlm --list      # experiments, their claims and measured cost per profile
-"""
-
-import hydra
-
-from bench.core.runner import guard_overrides, hydra_entry
-from reproduce.listing import list_if_asked
-
-
-@hydra.main(config_path="../configs", config_name="fourier_vlm", version_base="1.3")
-def main(cfg) -> None:
-    hydra_entry("fourier_vlm", cfg)
-
+import runpy
 
 if __name__ == "__main__":
-    list_if_asked("fourier_vlm")
-    guard_overrides("fourier_vlm")
-    main()
+    runpy.run_module("llm_efficiency_bench.cli.fourier_vlm", run_name="__main__", alter_sys=True)

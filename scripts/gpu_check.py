@@ -222,7 +222,7 @@ def summary(results: Path, profile: str, device: str, steps: list[Step], info: d
     records = [r for r in _records(results, profile) if str(r.get("created", "")) >= since]
     rows = []
     try:
-        from bench.core.references import compare, load_references
+        from llm_efficiency_bench.core.references import compare, load_references
 
         for paper in ("streaming_llm", "fourier_vlm"):
             recs = [r for r in records if r.get("paper") == paper]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "configs"
+CONFIGS = REPO / "llm_efficiency_bench" / "configs"
 
 if not os.environ.get("BENCH_DATA_DIR") and (REPO.parent / "shared" / "data").is_dir():
     os.environ["BENCH_DATA_DIR"] = str((REPO.parent / "shared" / "data").resolve())

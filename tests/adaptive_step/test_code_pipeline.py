@@ -15,8 +15,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.adaptive_step import policy as P
-from bench.adaptive_step.tasks import make_task
+from llm_efficiency_bench.adaptive_step import policy as P
+from llm_efficiency_bench.adaptive_step.tasks import make_task
 from tests.conftest import compose
 
 
@@ -52,7 +52,7 @@ class ScriptedLM(torch.nn.Module):
 
 
 def _policy(cfg, probs, outputs: list[str], style: str) -> P.Policy:
-    from bench.core.tiny import train_bpe_tokenizer
+    from llm_efficiency_bench.core.tiny import train_bpe_tokenizer
 
     task = make_task(cfg)
     prompts = [task.prompt(p, style) for p in probs]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.adaptive_step.generation import label_scores, sample
+from llm_efficiency_bench.adaptive_step.generation import label_scores, sample
 
 
 def _model(seed: int = 0) -> LlamaForCausalLM:

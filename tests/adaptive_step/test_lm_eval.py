@@ -6,7 +6,7 @@ import pytest
 
 
 def test_task_helpers_score_gold_answers(data_dir):
-    from bench.adaptive_step.lm_eval_tasks import utils
+    from llm_efficiency_bench.adaptive_step.lm_eval_tasks import utils
 
     g = utils.load_gsm8k(str(data_dir))
     assert len(g["test"]) == 1319 and len(g["train"]) == 7473
@@ -24,9 +24,9 @@ def test_lm_eval_runs_registered_model_on_project_task(data_dir, tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from bench.adaptive_step.tasks import synthetic_task
-    from bench.core.tiny import train_bpe_tokenizer
-    from bench.adaptive_step.lm_eval_model import evaluate_greedy
+    from llm_efficiency_bench.adaptive_step.tasks import synthetic_task
+    from llm_efficiency_bench.core.tiny import train_bpe_tokenizer
+    from llm_efficiency_bench.adaptive_step.lm_eval_model import evaluate_greedy
 
     # a random tiny Llama saved to a folder: checks the plumbing (task YAML -> data dir -> model -> metric)
     tok = train_bpe_tokenizer("\n".join(p.question + p.solution for p in synthetic_task(200, 0, "train")), 300)

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from bench.adaptive_step import checkers as C
-from bench.adaptive_step.oracle import label_confusion
-from bench.adaptive_step.tasks import synthetic_task
+from llm_efficiency_bench.adaptive_step import checkers as C
+from llm_efficiency_bench.adaptive_step.oracle import label_confusion
+from llm_efficiency_bench.adaptive_step.tasks import synthetic_task
 
 
 def test_reference_solutions_pass_and_any_wrong_result_fails():
@@ -88,8 +88,8 @@ def test_question_reading_oracle_rejects_a_consistent_misread():
 
 
 def test_bad_selection_variant_names_the_setting():
-    from bench.core.errors import ConfigError
-    from bench.core.validate import validate
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.validate import validate
     from tests.conftest import compose
 
     for over, word in (("+select.variants.x.bogus=1", "bogus"), ("select.variants.pair.loss=huber", "loss")):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "llm_efficiency_bench" / "configs"
 SHRINK = ["model.train.steps=60", "model.train.questions=500", "scale.greedy_eval_questions=8",
           "scale.prm_questions=6", "scale.prm_samples=4", "scale.test_questions=6", "scale.test_samples=4",
           "scale.rollouts=2", "scale.max_new=40", "scale.tvd_questions=2", "scale.bon_n=[1,2,4]",
@@ -24,7 +24,7 @@ def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
 
 
 def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     rec = json.loads(run("adaptive_step", _cfg("bon", tmp_path)).read_text())
@@ -90,8 +90,8 @@ def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
 
 
 def test_paper_profile_composes_and_refuses_to_run(tmp_path):
-    from bench.core.errors import ConfigError
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.runner import run
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
@@ -105,7 +105,7 @@ def test_paper_profile_composes_and_refuses_to_run(tmp_path):
 
 def test_chosen_data_variant_feeds_every_arm(tmp_path, monkeypatch):
     """A `data` variant (more PRM-data questions) that wins the selection is the PRM data of every arm."""
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     from omegaconf import open_dict

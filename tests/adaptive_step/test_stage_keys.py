@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.adaptive_step.labels import labels_key_obj
-from bench.adaptive_step.pipeline import labels_division_key
-from bench.adaptive_step.policy import policy_key_obj
-from bench.adaptive_step.samples import division_key_obj, samples_key_obj
-from bench.core.cache import config_key
+from llm_efficiency_bench.adaptive_step.labels import labels_key_obj
+from llm_efficiency_bench.adaptive_step.pipeline import labels_division_key
+from llm_efficiency_bench.adaptive_step.policy import policy_key_obj
+from llm_efficiency_bench.adaptive_step.samples import division_key_obj, samples_key_obj
+from llm_efficiency_bench.core.cache import config_key
 from tests.conftest import compose
 
 OLD_KEYS = {

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import steps as S
 
 
 def test_token_confidence_is_probability_of_sampled_token():
@@ -100,7 +100,7 @@ def test_markers_roundtrip(conf, tau):
 
 
 def test_auc_and_within_question_auc():
-    from bench.adaptive_step.steps import auc, within_group_auc
+    from llm_efficiency_bench.adaptive_step.steps import auc, within_group_auc
 
     assert auc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
     assert auc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0

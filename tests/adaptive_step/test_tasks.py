@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.adaptive_step import checkers as C
-from bench.adaptive_step import tasks as T
+from llm_efficiency_bench.adaptive_step import checkers as C
+from llm_efficiency_bench.adaptive_step import tasks as T
 
 
 def test_gsm8k_all_gold_answers_self_consistent(data_dir):

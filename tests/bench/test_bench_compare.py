@@ -1,4 +1,4 @@
-"""reproduce.bench_compare: goals reported (never failed), one-line errors for bad files, same-machine
+"""llm_efficiency_bench.cli.bench_compare: goals reported (never failed), one-line errors for bad files, same-machine
 regressions of medians and ratios."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from reproduce import bench_compare
+from llm_efficiency_bench.cli import bench_compare
 
 GOALS = ["--ratio", "chunked:speedup>=25", "--ratio", "sink:ratio<=1.15"]
 

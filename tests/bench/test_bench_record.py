@@ -1,4 +1,4 @@
-"""reproduce.bench_record: the machine's record from the runs of one commit, and the README table from it."""
+"""llm_efficiency_bench.cli.bench_record: the machine's record from the runs of one commit, and the README table from it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.core.benchruns import parse_goal
-from bench.core.records import read_record
-from reproduce import bench_record
+from llm_efficiency_bench.core.benchruns import parse_goal
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.cli import bench_record
 
 ENV = {"machine": "amd-epyc-2cpu", "cpu_model": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "torch": "2.13.0",
        "git_sha": "a" * 40, "git_dirty": False}

@@ -1,11 +1,11 @@
-"""bench.core.ratios: paired rounds alternate the sides, and per-round ratios cancel the machine's load."""
+"""llm_efficiency_bench.core.ratios: paired rounds alternate the sides, and per-round ratios cancel the machine's load."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.core import ratios
-from bench.core.ratios import paired_rounds, per_round_ratio, spread
+from llm_efficiency_bench.core import ratios
+from llm_efficiency_bench.core.ratios import paired_rounds, per_round_ratio, spread
 
 
 class _Clock:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.core import data as D
-from bench.core.data import load_documents
-from bench.core.errors import ConfigError
+from llm_efficiency_bench.core import data as D
+from llm_efficiency_bench.core.data import load_documents
+from llm_efficiency_bench.core.errors import ConfigError
 
 GOOD = {"question": "1+1?", "answer": "2\n#### 2", "unique_id": "u/1", "problem": "p", "solution": "s",
         "task_id": 11, "text": "t", "code": "def f(x):\n    return x\n", "test_list": ["assert f(1) == 1"],
@@ -72,7 +72,7 @@ LOADERS = {
 
 @pytest.mark.parametrize("name", sorted(LOADERS))
 def test_every_task_loader_names_the_bad_line(tmp_path, name):
-    from bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks as T
 
     rel, load = LOADERS[name]
     _jsonl(tmp_path / rel, bad_line=None)
@@ -83,7 +83,7 @@ def test_every_task_loader_names_the_bad_line(tmp_path, name):
 
 
 def test_gsm8k_answer_without_its_marker_is_named(tmp_path):
-    from bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks as T
 
     path = _jsonl(tmp_path / "gsm8k" / "test.jsonl", bad_line=2, bad=json.dumps({"question": "q", "answer": "2"}))
     with pytest.raises(ConfigError, match=rf"{path} row 2: the answer has no '####"):
@@ -91,7 +91,7 @@ def test_gsm8k_answer_without_its_marker_is_named(tmp_path):
 
 
 def test_chat_conversation_jsonl_names_the_bad_line(tmp_path):
-    from bench.streaming_llm.chat import load_conversation
+    from llm_efficiency_bench.streaming_llm.chat import load_conversation
 
     path = tmp_path / "conv.jsonl"
     path.write_text('{"turns": ["hi", "there"]}\n"a bare string turn"\n{"turns": [\n')
@@ -103,7 +103,7 @@ def test_chat_conversation_jsonl_names_the_bad_line(tmp_path):
 
 
 def test_released_candidates_name_the_bad_line(tmp_path, monkeypatch):
-    from bench.adaptive_step import candidates as C
+    from llm_efficiency_bench.adaptive_step import candidates as C
 
     path = tmp_path / "cands.jsonl"
     row = {"question": "1+1?", "input": "1+1?", "answer": "2", "pred": ["2", "3"]}

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import time
 from pathlib import Path
 
-from bench.core.cache import CacheEntry, config_key
+from llm_efficiency_bench.core.cache import CacheEntry, config_key
 
 
 def _build_slow(root: str, out: str, tag: str) -> None:
@@ -84,8 +84,8 @@ def test_config_key_same_for_omegaconf_and_plain():
 def test_interrupted_rerun_resumes_its_own_partial_build(tmp_path, monkeypatch):
     """`pipeline.rerun=[stage]` started again after an interruption keeps the partial progress of that rerun
     (same code); a rerun by other code starts over."""
-    from bench.core import cache as cache_mod
-    from bench.core import env
+    from llm_efficiency_bench.core import cache as cache_mod
+    from llm_efficiency_bench.core import env
 
     monkeypatch.setattr(env, "code_hash", lambda: "code-A")
     CacheEntry("stage", "p", {"k": 4}, root=tmp_path).get_or_build(lambda w: {})  # published by an earlier run

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from bench.core.regress import compare_records
+from llm_efficiency_bench.core.regress import compare_records
 from tests.conftest import REPO, compose
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
@@ -102,8 +102,8 @@ def test_config_composition_fuzz(pairs):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from bench.core.errors import ConfigError
-    from bench.core.runner import check_group_overrides
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.runner import check_group_overrides
 
     overrides = [f"{k}={v}" for k, v in pairs]
     try:
@@ -125,7 +125,7 @@ def test_launcher_configs_compose(launcher, target):
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "llm_efficiency_bench" / "configs"), version_base="1.3"):
         cfg = h_compose(config_name="streaming_llm", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith(target)
 

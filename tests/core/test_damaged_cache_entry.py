@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.core.cache import CacheEntry
+from llm_efficiency_bench.core.cache import CacheEntry
 
 # A tiny Llama of the suite (source: tiny), trained for two steps on a few lines: a real converted model
 # folder (config, model.safetensors, tokenizer) in a second.
@@ -28,7 +28,7 @@ def tiny_cfg(tmp_path, monkeypatch):
 
 
 def test_truncated_model_is_named_and_rebuilt(tiny_cfg, capsys):
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
     cfg, data = tiny_cfg
     lm = load_model(cfg, data_dir=data)

@@ -7,9 +7,9 @@ import random
 import pytest
 from omegaconf import OmegaConf
 
-from bench.core.data import load_documents, read_text
-from bench.core.errors import ConfigError
-from bench.core.tiny import read_corpus
+from llm_efficiency_bench.core.data import load_documents, read_text
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.tiny import read_corpus
 from tests.conftest import CONFIGS
 
 BOOK = "It was the best of times, it was the worst of times.\n" * 20

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from omegaconf import OmegaConf
 
-from bench.core import runner
-from bench.core.errors import ConfigError
-from bench.core.validate import covered, numeric_leaves, source_key
+from llm_efficiency_bench.core import runner
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.validate import covered, numeric_leaves, source_key
 from tests.conftest import CONFIGS, REPO
 
 
@@ -77,7 +77,7 @@ def test_every_numeric_setting_is_declared(bases):
     for (paper, name), cfg in bases.items():
         t = _targets(cfg)
         missing += [f"{paper}/{name}: {k}" for k in numeric_leaves(cfg) if _used(cfg, k, t) and not covered(paper, cfg, k)]
-    assert not missing, "settings without a type/range in bench/<paper>/settings.py: " + ", ".join(missing)
+    assert not missing, "settings without a type/range in llm_efficiency_bench/<paper>/settings.py: " + ", ".join(missing)
 
 
 def _run_noop(paper: str, name: str, cfg, results) -> tuple[bool, ConfigError | None]:

@@ -130,7 +130,7 @@ def test_only_present_compares_just_the_experiments_run_and_names_the_skipped(tm
 
 
 def test_only_present_outside_the_repository_compares_with_the_committed_results(tmp_path):
-    from bench.core.records import find_records, read_record
+    from llm_efficiency_bench.core.records import find_records, read_record
 
     committed = sorted(p for p in find_records(REPO / "results"))
     src = next(p for p in committed if read_record(p)["profile"] == "cpu")

@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from bench.core import env as env_mod, runner
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
+from llm_efficiency_bench.core import env as env_mod, runner
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
 from tests.conftest import REPO, compose
 from tests.core.test_fuzz_settings import patch_experiment
 
@@ -130,10 +130,10 @@ def _git(cwd, *args):
 
 def test_code_hash_follows_the_code_not_caches(tmp_path, monkeypatch):
     monkeypatch.setattr(env_mod, "REPO_ROOT", tmp_path)
-    (tmp_path / "bench").mkdir()
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "bench" / "a.py").write_text("x = 1\n")
-    (tmp_path / "configs" / "c.yaml").write_text("k: 1\n")
+    (tmp_path / "llm_efficiency_bench").mkdir()
+    (tmp_path / "llm_efficiency_bench" / "configs").mkdir()
+    (tmp_path / "llm_efficiency_bench" / "a.py").write_text("x = 1\n")
+    (tmp_path / "llm_efficiency_bench" / "configs" / "c.yaml").write_text("k: 1\n")
     no_git = env_mod.code_hash()  # outside a checkout: every file
     _git(tmp_path, "init", "-q")
     (tmp_path / ".gitignore").write_text("*.cache\n")
@@ -141,13 +141,13 @@ def test_code_hash_follows_the_code_not_caches(tmp_path, monkeypatch):
     _git(tmp_path, "commit", "-qm", "c")
     h = env_mod.code_hash()
     assert h == no_git
-    (tmp_path / "bench" / "big.cache").write_text("ignored build output")
+    (tmp_path / "llm_efficiency_bench" / "big.cache").write_text("ignored build output")
     (tmp_path / "results.txt").write_text("outside the code folders")
     assert env_mod.code_hash() == h
-    (tmp_path / "bench" / "a.py").write_text("x = 2\n")  # an uncommitted edit changes it
+    (tmp_path / "llm_efficiency_bench" / "a.py").write_text("x = 2\n")  # an uncommitted edit changes it
     h2 = env_mod.code_hash()
     assert h2 != h
-    (tmp_path / "configs" / "new.yaml").write_text("k: 2\n")  # so does a new untracked config
+    (tmp_path / "llm_efficiency_bench" / "configs" / "new.yaml").write_text("k: 2\n")  # so does a new untracked config
     assert env_mod.code_hash() != h2
 
 

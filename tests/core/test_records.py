@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bench.core.records import Record, RecordError, read_record, validate, write_record
+from llm_efficiency_bench.core.records import Record, RecordError, read_record, validate, write_record
 
 
 def _record() -> Record:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.core.references import REFERENCES_DIR, compare, load_references, reference_papers
+from llm_efficiency_bench.core.references import REFERENCES_DIR, compare, load_references, reference_papers
 
 
 def _rec(profile, **metrics):
@@ -69,7 +69,7 @@ def test_reference_files_are_well_formed(paper):
 def test_second_configuration_is_named_by_its_run_tag():
     """Two records of one experiment and profile (a `run_tag` configuration beside the default) give two rows
     that say which is which."""
-    from bench.core.references import compare
+    from llm_efficiency_bench.core.references import compare
 
     refs = {"claims": [{"id": "c", "claim": "x", "source": "s", "experiment": "bon", "metric": "m",
                         "paper_value": 1.0, "shape": {"min": 1.0}}]}

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.fourier_vlm.flops import all_conventions
-from bench.core.plots import DPI, FigureDataError, read_rows
-from bench.core.records import Record, write_record
-from bench.core.tables import write_csv
-from reproduce import report
+from llm_efficiency_bench.fourier_vlm.flops import all_conventions
+from llm_efficiency_bench.core.plots import DPI, FigureDataError, read_rows
+from llm_efficiency_bench.core.records import Record, write_record
+from llm_efficiency_bench.core.tables import write_csv
+from llm_efficiency_bench.cli import report
 
 MODEL = {"model": {"name": "tiny"}}
 
@@ -116,7 +116,7 @@ def test_report_redraws_every_papers_figures(results):
 
 def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
     """speed, attention, chat and sink_pretrain used to draw inline; now `figures.rebuild` draws them all."""
-    from bench.streaming_llm import figures
+    from llm_efficiency_bench.streaming_llm import figures
 
     res = tmp_path / "results"
     _record(res, "streaming_llm", "speed",
@@ -233,7 +233,7 @@ def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path
 
 @pytest.mark.parametrize("paper", ["streaming_llm", "fourier_vlm", "adaptive_step"])
 def test_headline_claims_and_key_figures_come_from_the_references(paper):
-    from bench.core.references import load_references
+    from llm_efficiency_bench.core.references import load_references
 
     refs = load_references(paper)
     ranks = [int(c["headline"]) for c in refs["claims"] if c.get("headline")]
@@ -251,14 +251,14 @@ def test_papers_follow_report_order_and_include_unreferenced_ones():
 
 
 def test_paper_numbers_are_read_from_the_reference_files():
-    from bench.core.references import paper_table, paper_value
+    from llm_efficiency_bench.core.references import paper_table, paper_value
 
     assert paper_value("fourier_vlm", "flops_reduction_64") == pytest.approx(0.838)
     assert paper_table("streaming_llm", "table3")["sink"][0] == 1235
     with pytest.raises(KeyError, match="no claim"):
         paper_value("fourier_vlm", "no_such_claim")
     # no copy of a paper number is left in the experiment code
-    src = (Path(__file__).resolve().parents[2] / "bench").rglob("*.py")
+    src = (Path(__file__).resolve().parents[2] / "llm_efficiency_bench").rglob("*.py")
     assert not [p for p in src if "0.838" in p.read_text() or "PAPER_TABLE3" in p.read_text()]
 
 
@@ -277,7 +277,7 @@ def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
 
 def test_run_and_report_draw_identical_figures(tmp_path):
     """One code path: the flops smoke run draws flops.png from its CSV; the report redraws the same bytes."""
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
     from tests.conftest import compose
 
     cfg = compose("fourier_vlm", ["experiment=flops", "profile=smoke", f"results_dir={tmp_path}",

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.core.records import Record, write_record
-from bench.core.references import compare, verdicts
-from reproduce import report
-from reproduce.listing import list_if_asked, listing
+from llm_efficiency_bench.core.records import Record, write_record
+from llm_efficiency_bench.core.references import compare, verdicts
+from llm_efficiency_bench.cli import report
+from llm_efficiency_bench.cli.listing import list_if_asked, listing
 
 CLAIM = {"id": "c", "claim": "x", "source": "Fig. 4", "experiment": "bon", "metric": "m", "paper_value": 1.0,
          "shape": {"min": 1.0}, "why": "the miniature verifier reads uncertainty"}
@@ -105,8 +105,8 @@ def test_list_prints_experiments_claims_and_measured_cost(tmp_path, capsys):
 def test_offline_hub_model_fails_once_fast_with_a_working_hint(monkeypatch, offline, capsys):
     from omegaconf import OmegaConf
 
-    from bench.core import models
-    from bench.core.errors import ConfigError
+    from llm_efficiency_bench.core import models
+    from llm_efficiency_bench.core.errors import ConfigError
 
     if offline == "env":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -128,7 +128,7 @@ def test_the_hint_loads_a_local_folder(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models as tok_models
 
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
     folder = tmp_path / "m"
     LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
@@ -151,13 +151,13 @@ def test_bench_block_is_filled_when_the_module_exists_and_left_alone_otherwise(t
     body = ("# T\n<!-- results:start -->\n<!-- results:end -->\n## Speed ratios (`make bench`)\n"
             "<!-- bench:start -->\nold\n<!-- bench:end -->\ntail\n")
     readme.write_text(body)
-    monkeypatch.setitem(sys.modules, "reproduce.bench_record", None)  # not importable
+    monkeypatch.setitem(sys.modules, "llm_efficiency_bench.cli.bench_record", None)  # not importable
     report.update_readme(readme, results)
     assert "<!-- bench:start -->\nold\n<!-- bench:end -->" in readme.read_text()
     assert "not importable" in capsys.readouterr().out
-    fake = types.ModuleType("reproduce.bench_record")
+    fake = types.ModuleType("llm_efficiency_bench.cli.bench_record")
     fake.bench_table_markdown = lambda results_dir: f"| ratio | value |\n|---|---|\n| x | {results_dir.name} |\n"
-    monkeypatch.setitem(sys.modules, "reproduce.bench_record", fake)
+    monkeypatch.setitem(sys.modules, "llm_efficiency_bench.cli.bench_record", fake)
     report.update_readme(readme, results)
     text = readme.read_text()
     assert "| x | results |" in text and "\nold\n" not in text and text.endswith("<!-- bench:end -->\ntail\n")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench.core.errors import ConfigError
-from bench.core.records import Record, infer_kind, metric_kind, read_record, write_record
-from bench.core.regress import compare_records, load_rules
-from bench.core.runner import resolve_experiment
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import Record, infer_kind, metric_kind, read_record, write_record
+from llm_efficiency_bench.core.regress import compare_records, load_rules
+from llm_efficiency_bench.core.runner import resolve_experiment
 from tests.conftest import CONFIGS, REPO, compose
 
 EXPERIMENT_YAMLS = sorted(CONFIGS.glob("*/experiment/*.yaml"))
@@ -24,15 +24,15 @@ EXPERIMENT_YAMLS = sorted(CONFIGS.glob("*/experiment/*.yaml"))
 def test_every_experiment_yaml_names_a_callable(path):
     exp = yaml.safe_load(path.read_text())["experiment"]
     assert exp["name"] == path.stem
-    assert exp["fn"].startswith(f"bench.{path.parts[-3]}."), "a paper's experiment lives in its own package"
+    assert exp["fn"].startswith(f"llm_efficiency_bench.{path.parts[-3]}."), "a paper's experiment lives in its own package"
     assert callable(resolve_experiment(exp["fn"]))
 
 
 @pytest.mark.parametrize("spec,msg", [
     (None, "names no function"), ("", "names no function"), ("nocolon", "not of the form"),
-    ("bench.streaming_llm.nope:ppl_table1", "no module"), ("no_such_pkg.mod:fn", "no module"),
-    ("bench.streaming_llm.experiments:nope", "no function 'nope'"),
-    ("bench.streaming_llm.experiments:PAPER", "no function 'PAPER'"),  # exists, but not callable
+    ("llm_efficiency_bench.streaming_llm.nope:ppl_table1", "no module"), ("no_such_pkg.mod:fn", "no module"),
+    ("llm_efficiency_bench.streaming_llm.experiments:nope", "no function 'nope'"),
+    ("llm_efficiency_bench.streaming_llm.experiments:PAPER", "no function 'PAPER'"),  # exists, but not callable
 ])
 def test_bad_experiment_fn_is_a_config_error(spec, msg):
     with pytest.raises(ConfigError, match=msg) as e:
@@ -41,7 +41,7 @@ def test_bad_experiment_fn_is_a_config_error(spec, msg):
 
 
 def test_no_registry_left_in_the_runner():
-    import bench.core.runner as runner
+    import llm_efficiency_bench.core.runner as runner
 
     assert not hasattr(runner, "_REGISTRY") and not hasattr(runner, "PAPERS")
     assert not hasattr(runner, "experiments") and not hasattr(runner, "get_experiment")
@@ -53,7 +53,7 @@ def _resume_leg(ctx) -> None:  # an experiment whose earlier legs took 100 s (as
 
 
 def test_duration_counts_every_leg_of_a_resumed_run(tmp_path):
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
 
     cfg = compose("fourier_vlm", ["experiment=lowpass", "profile=smoke", f"results_dir={tmp_path}"])
     cfg.experiment.fn = f"{__name__}:_resume_leg"
@@ -176,11 +176,12 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
-def test_layering_core_knows_no_paper_and_bench_never_imports_reproduce():
-    papers = ("bench.streaming_llm", "bench.fourier_vlm", "bench.adaptive_step")
-    for path in sorted((REPO / "bench").rglob("*.py")):
+def test_layering_core_knows_no_paper_and_only_the_cli_imports_the_cli():
+    papers = ("llm_efficiency_bench.streaming_llm", "llm_efficiency_bench.fourier_vlm", "llm_efficiency_bench.adaptive_step")
+    for path in sorted((REPO / "llm_efficiency_bench").rglob("*.py")):
         mods = _imports(path)
-        assert not [m for m in mods if m.split(".")[0] == "reproduce"], path
+        if path.parent.name != "cli":
+            assert not [m for m in mods if m.startswith("llm_efficiency_bench.cli")], path
         if path.parent.name == "core":
             assert not [m for m in mods if m.startswith(papers)], f"{path} imports a paper package"
 
@@ -198,8 +199,8 @@ def test_record_config_has_no_absolute_machine_paths(tmp_path):
     """`data_dir` and `results_dir` given as absolute paths are stored relative to the repository."""
     import os
 
-    from bench.core.paths import REPO_ROOT
-    from bench.core.runner import _plain
+    from llm_efficiency_bench.core.paths import REPO_ROOT
+    from llm_efficiency_bench.core.runner import _plain
 
     cfg = {"data_dir": str(REPO_ROOT.parent / "shared" / "data"), "results_dir": str(REPO_ROOT / "results"), "x": 1}
     plain = _plain(cfg)

@@ -1,4 +1,4 @@
-"""The sandbox for generated code (`bench.core.sandbox`): one test per attack on the suite.
+"""The sandbox for generated code (`llm_efficiency_bench.core.sandbox`): one test per attack on the suite.
 
 Every attack runs inside bubblewrap and must leave the canary files, the suite's files and the test's
 environment untouched, and no process behind. Where the attack is only stopped by the isolation, the same
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.core import sandbox as S
-from bench.core.errors import ConfigError
+from llm_efficiency_bench.core import sandbox as S
+from llm_efficiency_bench.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
@@ -32,7 +32,7 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
 def _tree_state() -> dict[str, tuple[int, int]]:
     """(mtime, size) of every file of the suite's code and configs."""
     return {str(p): (p.stat().st_mtime_ns, p.stat().st_size)
-            for top in ("bench", "configs", "reproduce", "references") for p in (REPO / top).rglob("*") if p.is_file()}
+            for top in ("llm_efficiency_bench", "reproduce", "references") for p in (REPO / top).rglob("*") if p.is_file()}
 
 
 def _alive(marker: str) -> list[int]:
@@ -277,7 +277,7 @@ def test_no_isolation_stops_with_one_error_naming_the_setting(monkeypatch):
 
 @needs_bwrap
 def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
-    from bench.adaptive_step.code_exec import check_completions
+    from llm_efficiency_bench.adaptive_step.code_exec import check_completions
 
     with gzip.open(data_dir / "humaneval" / "HumanEval.jsonl.gz", "rt") as f:
         probs = [json.loads(line) for line in f if line.strip()]
@@ -295,7 +295,7 @@ def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
 def test_adaptive_step_code_checks_name_the_unsafe_setting(data_dir, monkeypatch):
     """Without isolation the AdaptiveStep code path stops with `sandbox.allow_unsafe` (already when it loads
     the problems, before any training); =true runs UNSAFE."""
-    from bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks as T
     from tests.conftest import compose
 
     monkeypatch.setattr(S, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
@@ -327,7 +327,7 @@ def test_record_says_how_generated_code_was_contained(tmp_path, monkeypatch):
 
     from omegaconf import OmegaConf
 
-    from bench.core import runner
+    from llm_efficiency_bench.core import runner
     from tests.conftest import compose
 
     monkeypatch.setattr(S, "isolation_problem", lambda: "forced by the test")

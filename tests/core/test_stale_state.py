@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.core import runner
-from bench.core.cache import CacheEntry
-from bench.core.checkpoint import Checkpoint
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
+from llm_efficiency_bench.core import runner
+from llm_efficiency_bench.core.cache import CacheEntry
+from llm_efficiency_bench.core.checkpoint import Checkpoint
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
 from tests.conftest import compose
 from tests.core.test_fuzz_settings import patch_experiment
 
@@ -99,8 +99,8 @@ def test_a_cached_file_with_a_pickle_payload_is_refused_naming_the_entry(tmp_pat
 
 def test_every_resume_state_of_the_suite_round_trips(tmp_path):
     """The states the suite's checkpoints and cached stages hold load back with weights_only=True."""
-    from bench.adaptive_step import steps as S
-    from bench.streaming_llm.engine import StreamState
+    from llm_efficiency_bench.adaptive_step import steps as S
+    from llm_efficiency_bench.streaming_llm.engine import StreamState
 
     cost = S.Cost()
     cost.add(3, 12, 40, 0.5)

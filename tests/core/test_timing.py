@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bench.core.timing import summarize, time_interleaved
+from llm_efficiency_bench.core.timing import summarize, time_interleaved
 
 
 def test_time_interleaved_alternates_and_summarises():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.core.checkpoint import Checkpoint
-from bench.core.tiny import llama_config, train_causal_lm
+from llm_efficiency_bench.core.checkpoint import Checkpoint
+from llm_efficiency_bench.core.tiny import llama_config, train_causal_lm
 
 ARCH = {"hidden": 16, "intermediate": 32, "layers": 1, "heads": 2, "kv_heads": 1}
 TRAIN = {"steps": 12, "batch": 2, "seq_len": 16, "lr": 0.01, "seed": 3, "warmup": 2}
@@ -50,7 +50,7 @@ def test_resumed_training_matches_uninterrupted(tmp_path):
 def test_policy_sft_resumes_with_identical_losses(tmp_path, monkeypatch):
     """AdaptiveStep's policy SFT (`policy.train_sft`) checkpoints the same way: a run killed mid-training and
     restarted gives the uninterrupted losses and weights exactly."""
-    from bench.adaptive_step import policy
+    from llm_efficiency_bench.adaptive_step import policy
 
     g = torch.Generator().manual_seed(2)
     pairs = [(torch.randint(1, 50, (5,), generator=g).tolist(), torch.randint(1, 50, (4,), generator=g).tolist())

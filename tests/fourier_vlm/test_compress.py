@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.core.errors import ConfigError
-from bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
-from bench.fourier_vlm.dct import dctn
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
+from llm_efficiency_bench.fourier_vlm.dct import dctn
 
 
 def test_output_is_inverse_of_kept_block():

@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from bench.fourier_vlm import dct as dct_mod
-from bench.fourier_vlm.compress import TokenCompressor
-from bench.fourier_vlm.dct import dct, dctn, dctn_dense, idct, idctn, idctn_dense
+from llm_efficiency_bench.fourier_vlm import dct as dct_mod
+from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
+from llm_efficiency_bench.fourier_vlm.dct import dct, dctn, dctn_dense, idct, idctn, idctn_dense
 
 
 def _ref(x: torch.Tensor, axes, inverse=False):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
-from bench.core.runner import run
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.core.runner import run
 from tests.conftest import compose
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.core.errors import ConfigError
-from bench.fourier_vlm.flops import (Convention, TransformerArch, all_conventions, arch_from_llava_config,
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.fourier_vlm.flops import (Convention, TransformerArch, all_conventions, arch_from_llava_config,
                               convention_flops, decode_flops, exact_flops, layer_flops, reduction)
-from bench.fourier_vlm.compress import TokenCompressor
-from bench.fourier_vlm.llava import apply_compressor, llava_config
+from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
+from llm_efficiency_bench.fourier_vlm.llava import apply_compressor, llava_config
 from tests.conftest import compose
 
 

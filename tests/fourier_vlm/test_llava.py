@@ -7,9 +7,9 @@ import inspect
 import pytest
 import torch
 
-from bench.core.errors import ConfigError
-from bench.fourier_vlm.compress import TokenCompressor
-from bench.fourier_vlm.llava import (apply_compressor, convert_original_llava_state_dict, expand_image_placeholder,
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
+from llm_efficiency_bench.fourier_vlm.llava import (apply_compressor, convert_original_llava_state_dict, expand_image_placeholder,
                                      image_token_count, prompt_ids, random_llava)
 
 ARCH = {"vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -116,7 +116,7 @@ def test_loader_base_plus_original_checkpoint(tmp_path, model):
     from omegaconf import OmegaConf
     from safetensors.torch import save_file
 
-    from bench.fourier_vlm.llava import load_paper_llava
+    from llm_efficiency_bench.fourier_vlm.llava import load_paper_llava
 
     model.save_pretrained(tmp_path / "base")
     other = random_llava(ARCH, seed=7)  # stands for the fine-tuned Fourier weights
@@ -147,7 +147,7 @@ def test_processor_emits_budget_placeholders():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import CLIPImageProcessor, LlavaProcessor, PreTrainedTokenizerFast
 
-    from bench.fourier_vlm.llava import budget_processor
+    from llm_efficiency_bench.fourier_vlm.llava import budget_processor
 
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, "hello": 3, "world": 4, "<image>": 129}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))

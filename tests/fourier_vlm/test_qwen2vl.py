@@ -7,8 +7,8 @@ import inspect
 import pytest
 import torch
 
-from bench.core.errors import ConfigError
-from bench.fourier_vlm.qwen2vl import (apply_qwen2vl_compressor, compressed_grid_thw, compressed_token_count,
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.fourier_vlm.qwen2vl import (apply_qwen2vl_compressor, compressed_grid_thw, compressed_token_count,
                                        fake_pixels, keep_sides, prompt_ids, random_qwen2vl)
 
 GRID = torch.tensor([[1, 16, 24], [1, 8, 8]])  # two images; merged grids 8x12 and 4x4

@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.streaming_llm import engine
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
+from llm_efficiency_bench.streaming_llm import engine
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from tests.streaming_llm.models import tiny_llama
 from tests.streaming_llm.test_engine import chunked, token_by_token
 
@@ -116,7 +116,7 @@ def test_sink_cache_generation_on_device_matches_cpu(device):
 def test_streaming_session_generation_on_device_matches_cpu(device):
     """The suite's generation loop on the device: a prompt longer than the cache (fed in chunks), then greedy
     tokens well past it; the same tokens as on the CPU, and the KV never above S + R."""
-    from bench.streaming_llm.generate import StreamingSession
+    from llm_efficiency_bench.streaming_llm.generate import StreamingSession
 
     model = tiny_llama()
     prompt = torch.randint(0, 101, (70,))
@@ -135,7 +135,7 @@ def test_streaming_session_generation_on_device_matches_cpu(device):
 
 @pytest.mark.parametrize("method", ["dct", "dct_dense", "avgpool", "drop"])
 def test_fourier_compression_on_device_equals_cpu(device, method):
-    from bench.fourier_vlm.compress import TokenCompressor
+    from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
 
     x = torch.randn(2, 576, 64)  # (B, 24*24, C)
     for k in (6, 8, 16):
@@ -153,12 +153,12 @@ def test_fourier_compression_on_device_equals_cpu(device, method):
 def test_compressed_llava_forward_on_device_equals_cpu(device):
     from omegaconf import OmegaConf
 
-    from bench.core.paths import REPO_ROOT
-    from bench.core.random_models import build
-    from bench.fourier_vlm.compress import TokenCompressor
-    from bench.fourier_vlm.llava import apply_compressor, image_token_count, prompt_ids
+    from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
+    from llm_efficiency_bench.core.random_models import build
+    from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
+    from llm_efficiency_bench.fourier_vlm.llava import apply_compressor, image_token_count, prompt_ids
 
-    cfg = OmegaConf.load(REPO_ROOT / "configs/model/llava_tiny_random.yaml")
+    cfg = OmegaConf.load(CONFIG_DIR / "model/llava_tiny_random.yaml")
     comp = TokenCompressor("dct", k=8)
     base = build(cfg, torch.float32, "cpu")  # one set of weights: CPU and CUDA generators draw differently
     outs = []
@@ -175,10 +175,10 @@ def test_compressed_llava_forward_on_device_equals_cpu(device):
 def test_random_model_built_on_device_in_dtype(device):
     from omegaconf import OmegaConf
 
-    from bench.core.paths import REPO_ROOT
-    from bench.core.random_models import build
+    from llm_efficiency_bench.core.paths import CONFIG_DIR
+    from llm_efficiency_bench.core.random_models import build
 
-    cfg = OmegaConf.load(REPO_ROOT / "configs/model/llama_tiny_random.yaml")
+    cfg = OmegaConf.load(CONFIG_DIR / "model/llama_tiny_random.yaml")
     a, b = build(cfg, torch.float16, device), build(cfg, torch.float16, device)
     params = list(a.parameters())
     assert {p.device.type for p in params} == {torch.device(device).type}

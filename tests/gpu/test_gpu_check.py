@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.core.paths import REPO_ROOT
+from llm_efficiency_bench.core.paths import REPO_ROOT
 from tests.conftest import compose
 
 sys.path.insert(0, str(REPO_ROOT / "scripts"))

@@ -7,13 +7,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.core.errors import ConfigError
-from bench.core.models import load_model
-from bench.core.paths import REPO_ROOT
-from bench.core.random_models import SPEED_ONLY_NOTE, ByteTokenizer, build, parameter_count, speed_note
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.models import load_model
+from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
+from llm_efficiency_bench.core.random_models import SPEED_ONLY_NOTE, ByteTokenizer, build, parameter_count, speed_note
 from tests.conftest import compose
 
-MODELS = REPO_ROOT / "configs" / "model"
+MODELS = CONFIG_DIR / "model"
 
 
 def _cfg(name: str):
@@ -54,7 +54,7 @@ def test_load_model_refuses_random_weights_without_speed_only():
 
 @pytest.mark.parametrize("experiment", ["ppl_table1", "ppl_4m"])
 def test_quality_experiments_refuse_random_models(tmp_path, experiment):
-    from bench.core.runner import run
+    from llm_efficiency_bench.core.runner import run
 
     cfg = compose("streaming_llm", [f"experiment={experiment}", "profile=smoke", "model=llama_tiny_random",
                                     f"results_dir={tmp_path}"])
@@ -78,6 +78,6 @@ def test_bad_builder_names_the_setting():
     with pytest.raises(ConfigError) as e:
         build(cfg, torch.float32, "meta")
     assert e.value.setting == "model.builder.model"
-    bad = OmegaConf.merge(_cfg("llama_tiny_random"), {"builder": {"config": "bench.core.random_models:nope"}})
+    bad = OmegaConf.merge(_cfg("llama_tiny_random"), {"builder": {"config": "llm_efficiency_bench.core.random_models:nope"}})
     with pytest.raises(ConfigError):
         build(bad, torch.float32, "meta")

@@ -1,4 +1,4 @@
-"""Device-aware timing (bench.core.timing.DeviceClock): perf_counter on CPU, CUDA events on CUDA."""
+"""Device-aware timing (llm_efficiency_bench.core.timing.DeviceClock): perf_counter on CPU, CUDA events on CUDA."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from bench.core.timing import DeviceClock, time_call, time_interleaved
+from llm_efficiency_bench.core.timing import DeviceClock, time_call, time_interleaved
 
 
 def test_cpu_clock_times_host_work():

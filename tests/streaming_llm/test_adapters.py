@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from transformers import (FalconConfig, FalconForCausalLM, GPT2Config, GPT2LMHeadModel, MptConfig, MptForCausalLM,
                           Qwen2Config, Qwen2ForCausalLM)
 
-import bench.streaming_llm.engine as engine
-from bench.core.errors import ConfigError
-from bench.streaming_llm.adapters import adapter_for
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
+import llm_efficiency_bench.streaming_llm.engine as engine
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from tests.streaming_llm.test_engine import chunked, token_by_token
 
 VOCAB = 101

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
-from bench.streaming_llm.adapters import adapter_for
-from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
+from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+from llm_efficiency_bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 from tests.streaming_llm.models import tiny_llama, tiny_neox
 
 
@@ -99,7 +99,7 @@ def test_cache_state_is_flat_over_a_long_stream():
 @pytest.mark.parametrize("with_sinks", [True, False])
 def test_portable_attention_path_equals_fused(with_sinks):
     """The GPU path (one SDPA over [0|k_sink] and [k_band|0]) equals the CPU flash + LSE merge."""
-    from bench.streaming_llm.engine import sink_band_attention
+    from llm_efficiency_bench.streaming_llm.engine import sink_band_attention
 
     b, hq, hkv, c, k, s, d = 1, 4, 2, 9, 20, 3, 16
     qb, qs = torch.randn(b, hq, c, d), torch.randn(b, hq, c, d)
@@ -134,8 +134,8 @@ def _band_mask(n: int, c: int, r: int, n_sink: int, window: int | None) -> torch
 def test_split_attention_equals_masked(hq, hkv, n_sink, c, r, window):
     """The unmasked pieces (causal own keys, reversed-causal triangle, rectangles, sinks merged by
     log-sum-exp) equal one masked softmax over [sinks | band], in fp32, in every regime of the stream."""
-    from bench.streaming_llm.engine import sink_band_attention
-    from bench.streaming_llm.split_attention import split_band_attention
+    from llm_efficiency_bench.streaming_llm.engine import sink_band_attention
+    from llm_efficiency_bench.streaming_llm.split_attention import split_band_attention
 
     g = torch.Generator().manual_seed(hash((hq, n_sink, c, r, window)) % 2**31)
     rnd = lambda *s, a=1.0: a * torch.randn(*s, generator=g)  # noqa: E731
@@ -156,8 +156,8 @@ def test_split_attention_equals_masked(hq, hkv, n_sink, c, r, window):
 
 def test_split_attention_sees_the_window_edge():
     """Negative control: shifting the window by one key (off-by-one in the triangle) is detected."""
-    from bench.streaming_llm.engine import sink_band_attention
-    from bench.streaming_llm.split_attention import split_band_attention
+    from llm_efficiency_bench.streaming_llm.engine import sink_band_attention
+    from llm_efficiency_bench.streaming_llm.split_attention import split_band_attention
 
     b, h, c, r, d = 1, 2, 8, 20, 16
     qb, kb, vb = 3 * torch.randn(b, h, c, d), 3 * torch.randn(b, h, r + c, d), torch.randn(b, h, r + c, d)
@@ -179,7 +179,7 @@ def test_split_evaluator_equals_masked_evaluator(n_sink, window, chunk):
 def test_band_blocks_equal_one_masked_call(n_sink, window, chunk, block):
     """Whole streams (first chunk with the sinks, r < R, r = R): the band block by block (`band_blocks`)
     and as one masked call agree to 1e-5, and the blocks really skip keys (fewer columns than the chunk's)."""
-    from bench.streaming_llm import engine
+    from llm_efficiency_bench.streaming_llm import engine
 
     model = tiny_llama()
     ids = torch.randint(0, 101, (131,))
@@ -196,7 +196,7 @@ def test_band_blocks_equal_one_masked_call(n_sink, window, chunk, block):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_token_nll_equals_cross_entropy_of_fp32_logits(dtype):
     """The row-blocked NLL equals the plain cross-entropy of the fp32 logits of the whole chunk."""
-    from bench.streaming_llm.engine import token_nll
+    from llm_efficiency_bench.streaming_llm.engine import token_nll
 
     model = tiny_llama().to(dtype)
     a = adapter_for(model)

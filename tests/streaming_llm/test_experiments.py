@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
-from bench.core.runner import run
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.core.runner import run
 from tests.conftest import CONFIGS, compose
 
 SMALL = ["scale.speed_caches=[32]", "scale.speed_tokens=2", "scale.attn_sentences=4", "scale.attn_late_position=128",
@@ -61,10 +61,10 @@ def test_second_run_keeps_the_first_record(tmp_path, data_dir):
 
 
 def test_interrupted_run_resumes_with_the_same_result(tmp_path):
-    from bench.core.checkpoint import Checkpoint
-    from bench.streaming_llm.adapters import adapter_for
-    from bench.streaming_llm.engine import CachePolicy
-    from bench.streaming_llm.ppl import build_stream, evaluate
+    from llm_efficiency_bench.core.checkpoint import Checkpoint
+    from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+    from llm_efficiency_bench.streaming_llm.engine import CachePolicy
+    from llm_efficiency_bench.streaming_llm.ppl import build_stream, evaluate
     from tests.streaming_llm.models import tiny_llama
 
     model = tiny_llama()
@@ -83,7 +83,7 @@ def test_interrupted_run_resumes_with_the_same_result(tmp_path):
 
 
 def test_books_are_scored_separately_and_the_cache_carries_over():
-    from bench.streaming_llm.ppl import build_stream
+    from llm_efficiency_bench.streaming_llm.ppl import build_stream
 
     s = build_stream([("a", [1, 2, 3]), ("b", [4, 5, 6, 7])], None)
     assert s.inputs.tolist() == [1, 2, 4, 5, 6] and s.targets.tolist() == [2, 3, 5, 6, 7]
@@ -137,7 +137,7 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
     with pytest.raises(MissingConfigException):  # Hydra lists the available experiments
         compose("streaming_llm", ["experiment=no_such_thing"])
     cfg = compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}"])
-    cfg.experiment.fn = "bench.streaming_llm.experiments:no_such_thing"
+    cfg.experiment.fn = "llm_efficiency_bench.streaming_llm.experiments:no_such_thing"
     with pytest.raises(ConfigError, match="no function 'no_such_thing'") as e:
         run("streaming_llm", cfg)
     assert e.value.setting == "experiment.fn"
@@ -161,7 +161,7 @@ def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
 
 
 def test_fresh_book_sample_spreads_over_the_stream():
-    from bench.streaming_llm.ppl import build_stream, sample_books
+    from llm_efficiency_bench.streaming_llm.ppl import build_stream, sample_books
 
     docs = [(f"b{k:02d}", list(range(101))) for k in range(20)] + [("short", list(range(31)))]
     s = build_stream(docs, None)
@@ -180,7 +180,7 @@ def test_fresh_book_sample_spreads_over_the_stream():
 def test_paired_ratio_stderr_matches_the_spread_of_the_estimate():
     """The delta-method (and bootstrap) standard error of the paired PPL ratio, with the finite-population
     correction, must match the actual spread of the estimate over repeated samples of one population."""
-    from bench.streaming_llm.stats import paired_ppl_ratio
+    from llm_efficiency_bench.streaming_llm.stats import paired_ppl_ratio
 
     g = torch.Generator().manual_seed(0)
     N, n = 4000, 1000
@@ -204,7 +204,7 @@ def test_paired_ratio_stderr_matches_the_spread_of_the_estimate():
 
 
 def test_ols_trend_against_the_matrix_formula():
-    from bench.streaming_llm.stats import ols_trend
+    from llm_efficiency_bench.streaming_llm.stats import ols_trend
 
     x = [0.1, 0.5, 0.9, 1.7, 2.2, 3.0, 3.6, 3.9]
     y = [1.01, 0.99, 1.02, 1.00, 1.03, 0.98, 1.01, 1.04]
@@ -222,8 +222,8 @@ def test_ols_trend_against_the_matrix_formula():
 def test_recompute_scores_the_last_position_and_resumes(tmp_path):
     import torch.nn.functional as F
 
-    from bench.core.checkpoint import Checkpoint
-    from bench.streaming_llm.ppl import EvalTiming, build_stream, recompute_nll, recompute_positions
+    from llm_efficiency_bench.core.checkpoint import Checkpoint
+    from llm_efficiency_bench.streaming_llm.ppl import EvalTiming, build_stream, recompute_nll, recompute_positions
     from tests.streaming_llm.models import tiny_llama
 
     model = tiny_llama()
@@ -267,7 +267,7 @@ def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch
     resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""
     import time as _time
 
-    from bench.streaming_llm import experiments as ex
+    from llm_efficiency_bench.streaming_llm import experiments as ex
 
     extra = ["scale.long_tokens=12000", "scale.long_book_tokens=1000", "scale.fresh_books=3", "eval.checkpoint_every_s=0"]
     whole = read_record(run("streaming_llm", _cfg(tmp_path / "a", "ppl_4m", extra)))

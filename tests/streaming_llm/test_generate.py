@@ -1,4 +1,4 @@
-"""Generation with a bounded sink cache (`bench.streaming_llm.generate`) against transformers' own forward.
+"""Generation with a bounded sink cache (`llm_efficiency_bench.streaming_llm.generate`) against transformers' own forward.
 
 The reference is the paper's loop written out by hand: one token per forward through the model's own
 `forward` with a `SinkCache` whose `position_ids` place every key within the cache. The session must give
@@ -14,10 +14,10 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from bench.core.paths import REPO_ROOT
-from bench.streaming_llm.generate import StreamingSession, sink_generate
-from bench.streaming_llm.rope import rope_of
-from bench.streaming_llm.sink_cache import SinkCache, SinkCacheUsageError, cache_kwargs
+from llm_efficiency_bench.core.paths import REPO_ROOT
+from llm_efficiency_bench.streaming_llm.generate import StreamingSession, sink_generate
+from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, SinkCacheUsageError, cache_kwargs
 from tests.streaming_llm.models import tiny_llama, tiny_neox
 from tests.streaming_llm.test_adapters import MODELS
 

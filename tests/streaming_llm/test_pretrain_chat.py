@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
-from bench.core.runner import run
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.core.runner import run
 from tests.conftest import compose
 
 CONVERSATION = Path(__file__).parent / "data" / "conversation.jsonl"
@@ -86,11 +86,11 @@ def test_chat_sinks_must_leave_room(tmp_path, data_dir, n_sink):
                                     f"experiment.conversation={CONVERSATION}"])
     with pytest.raises(ConfigError, match="no room") as e:
         run("streaming_llm", cfg)
-    assert e.value.setting == "experiment.n_sink"  # checked up front (bench/streaming_llm/settings.py)
+    assert e.value.setting == "experiment.n_sink"  # checked up front (llm_efficiency_bench/streaming_llm/settings.py)
 
 
 def test_conversation_formats(tmp_path):
-    from bench.streaming_llm.chat import load_conversation
+    from llm_efficiency_bench.streaming_llm.chat import load_conversation
 
     turns = load_conversation(CONVERSATION)
     assert len(turns) == 8 and turns[1].startswith("Now make the note more formal")
@@ -107,7 +107,7 @@ def test_conversation_formats(tmp_path):
 def _tiny_chat_model(chat_template: str | None):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from bench.core.tiny import train_bpe_tokenizer
+    from llm_efficiency_bench.core.tiny import train_bpe_tokenizer
 
     text = " ".join(load_turns()) * 20
     tok = train_bpe_tokenizer(text, 300, extra_special=["<|im_start|>", "<|im_end|>"])
@@ -121,14 +121,14 @@ def _tiny_chat_model(chat_template: str | None):
 
 
 def load_turns() -> list[str]:
-    from bench.streaming_llm.chat import load_conversation
+    from llm_efficiency_bench.streaming_llm.chat import load_conversation
 
     return load_conversation(CONVERSATION)
 
 
 @pytest.mark.parametrize("template", [None, CHATML])
 def test_chat_cache_stays_within_s_plus_r_and_is_never_reset(template):
-    from bench.streaming_llm.chat import StreamingChat, render
+    from llm_efficiency_bench.streaming_llm.chat import StreamingChat, render
 
     model, tok = _tiny_chat_model(template)
     S, R = 2, 30
@@ -151,7 +151,7 @@ def test_chat_cache_stays_within_s_plus_r_and_is_never_reset(template):
 
 
 def test_chat_overflow_check_can_fail():
-    from bench.streaming_llm.chat import StreamingChat
+    from llm_efficiency_bench.streaming_llm.chat import StreamingChat
 
     model, tok = _tiny_chat_model(None)
     chat = StreamingChat(model, tok, 2, 30, max_new_tokens=4)
@@ -164,7 +164,7 @@ def test_chat_overflow_check_can_fail():
 # ---------------------------------------------------------------------------------- pre-training pieces
 
 def test_prepend_sink_puts_the_sink_at_position_0():
-    from bench.streaming_llm.pretrain import prepend_sink
+    from llm_efficiency_bench.streaming_llm.pretrain import prepend_sink
 
     batch = torch.arange(2, 2 + 3 * 9).view(3, 9)  # (B, T+1)
     out = prepend_sink(batch, 1)
@@ -175,7 +175,7 @@ def test_prepend_sink_puts_the_sink_at_position_0():
 
 
 def _tiny_setup(tmp_path, monkeypatch):
-    from bench.streaming_llm.pretrain import cached_tokenizer
+    from llm_efficiency_bench.streaming_llm.pretrain import cached_tokenizer
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     text = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age "
@@ -187,7 +187,7 @@ def _tiny_setup(tmp_path, monkeypatch):
 
 
 def test_sink_training_windows_start_with_the_sink_token(tmp_path, monkeypatch):
-    from bench.streaming_llm.pretrain import SINK_TOKEN, pretrain_variant
+    from llm_efficiency_bench.streaming_llm.pretrain import SINK_TOKEN, pretrain_variant
 
     tok, ids, key, arch, train = _tiny_setup(tmp_path, monkeypatch)
     sink_id = tok.convert_tokens_to_ids(SINK_TOKEN)
@@ -215,7 +215,7 @@ def test_sink_training_windows_start_with_the_sink_token(tmp_path, monkeypatch):
 
 
 def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
-    import bench.streaming_llm.pretrain as pt
+    import llm_efficiency_bench.streaming_llm.pretrain as pt
 
     tok, ids, key, arch, train = _tiny_setup(tmp_path, monkeypatch)
     first = pt.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
@@ -238,7 +238,7 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
 
 
 def test_softmax1_matches_hand_computation():
-    from bench.streaming_llm.pretrain import softmax1_attention
+    from llm_efficiency_bench.streaming_llm.pretrain import softmax1_attention
 
     torch.manual_seed(0)
     q, k, v = torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4)  # (B, H, T, D)
@@ -263,11 +263,11 @@ def test_softmax1_model_through_the_exact_evaluator():
     the model's own SoftMax1 forward."""
     from transformers import LlamaForCausalLM
 
-    from bench.core.tiny import llama_config
-    from bench.streaming_llm.adapters import adapter_for
-    from bench.streaming_llm.engine import CachePolicy
-    from bench.streaming_llm.ppl import build_stream, evaluate
-    from bench.streaming_llm.pretrain import SOFTMAX1, NullKeyAdapter
+    from llm_efficiency_bench.core.tiny import llama_config
+    from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+    from llm_efficiency_bench.streaming_llm.engine import CachePolicy
+    from llm_efficiency_bench.streaming_llm.ppl import build_stream, evaluate
+    from llm_efficiency_bench.streaming_llm.pretrain import SOFTMAX1, NullKeyAdapter
 
     torch.manual_seed(0)
     cfg = llama_config({"hidden": 64, "intermediate": 128, "layers": 3, "heads": 4, "kv_heads": 2}, 101, 512)
@@ -288,9 +288,9 @@ def test_softmax1_model_through_the_exact_evaluator():
 
 
 def test_non_text_conversation_file_names_the_setting(tmp_path):
-    """The conversation file is decoded strictly like every other text (bench.core.data.read_text)."""
-    from bench.core.errors import ConfigError
-    from bench.streaming_llm.chat import load_conversation
+    """The conversation file is decoded strictly like every other text (llm_efficiency_bench.core.data.read_text)."""
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.streaming_llm.chat import load_conversation
 
     p = tmp_path / "conv.txt"
     p.write_bytes(bytes(range(256)) * 4)

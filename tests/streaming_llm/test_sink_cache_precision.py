@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from bench.streaming_llm.adapters import adapter_for
-from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
-from bench.streaming_llm.rope import Rope, rope_of
-from bench.streaming_llm.sink_cache import REBASE_EVERY, SinkCache, cache_kwargs
+from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+from llm_efficiency_bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
+from llm_efficiency_bench.streaming_llm.rope import Rope, rope_of
+from llm_efficiency_bench.streaming_llm.sink_cache import REBASE_EVERY, SinkCache, cache_kwargs
 
 S, R = 4, 124
 

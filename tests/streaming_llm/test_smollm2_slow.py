@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.core.paths import REPO_ROOT
+from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
 from tests.streaming_llm.test_engine import chunked, token_by_token
 from tests.streaming_llm.test_sink_cache_precision import _token_path
 
@@ -16,9 +16,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    from bench.core.models import load_model
+    from llm_efficiency_bench.core.models import load_model
 
-    return load_model(OmegaConf.load(REPO_ROOT / "configs/model/smollm2_135m.yaml"), dtype="float32")
+    return load_model(OmegaConf.load(CONFIG_DIR / "model/smollm2_135m.yaml"), dtype="float32")
 
 
 def test_smollm2_chunked_equals_token_by_token(smollm2, data_dir):
@@ -38,10 +38,10 @@ def test_smollm2_sink_cache_rebases_keep_it_exact(smollm2, data_dir):
     ~64K positions and no re-base (a long stream without re-basing): it drifts past 1e-4."""
     import copy
 
-    from bench.streaming_llm.adapters import adapter_for
-    from bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
-    from bench.streaming_llm.rope import rope_of
-    from bench.streaming_llm.sink_cache import SinkCache
+    from llm_efficiency_bench.streaming_llm.adapters import adapter_for
+    from llm_efficiency_bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
+    from llm_efficiency_bench.streaming_llm.rope import rope_of
+    from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache
 
     text = (data_dir / "gutenberg" / "moby_dick.txt").read_text(encoding="utf-8-sig")[:40000]
     ids = torch.tensor(smollm2.tokenizer(text).input_ids[:1201])

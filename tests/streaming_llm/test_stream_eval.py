@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
-from bench.core.runner import run
-from bench.streaming_llm.stream_eval_data import HEADER, VERSION, generate, parse_answer
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.core.runner import run
+from llm_efficiency_bench.streaming_llm.stream_eval_data import HEADER, VERSION, generate, parse_answer
 from tests.conftest import compose
 
 LINE = re.compile(r"The REGISTER_CONTENT in line (\d+) is <(\d+)>")
@@ -95,8 +95,8 @@ def test_smoke_experiment_writes_record(tmp_path, data_dir, one_thread):
 
 
 def test_answering_into_a_used_session_raises(one_thread):
-    from bench.streaming_llm.generate import StreamingSession
-    from bench.streaming_llm.stream_eval import answer_stream
+    from llm_efficiency_bench.streaming_llm.generate import StreamingSession
+    from llm_efficiency_bench.streaming_llm.stream_eval import answer_stream
     from tests.streaming_llm.models import tiny_llama
 
     session = StreamingSession(tiny_llama(), n_sink=4, window=60)
@@ -132,8 +132,8 @@ class CharTokenizer:
 
 
 def test_an_interrupted_stream_resumes_with_the_same_answers(one_thread):
-    from bench.streaming_llm.generate import StreamingSession
-    from bench.streaming_llm.stream_eval import Encoder, answer_stream
+    from llm_efficiency_bench.streaming_llm.generate import StreamingSession
+    from llm_efficiency_bench.streaming_llm.stream_eval import Encoder, answer_stream
     from tests.streaming_llm.models import tiny_llama
 
     data = generate(5, 60, [3, 7], query_every=5)

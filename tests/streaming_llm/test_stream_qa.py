@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from bench.core.errors import ConfigError
-from bench.core.records import read_record
-from bench.core.runner import run
-from bench.streaming_llm.arc import Question, load_arc
-from bench.streaming_llm.stream_qa import QAStream, choices_text, paired_diff, parse_reply, user_text
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.records import read_record
+from llm_efficiency_bench.core.runner import run
+from llm_efficiency_bench.streaming_llm.arc import Question, load_arc
+from llm_efficiency_bench.streaming_llm.stream_qa import QAStream, choices_text, paired_diff, parse_reply, user_text
 from tests.conftest import compose
 from tests.streaming_llm.test_pretrain_chat import CHATML, _tiny_chat_model
 
