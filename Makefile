@@ -11,11 +11,9 @@ export BENCH_DATA_DIR
 PROFILE ?= cpu
 PYTEST_ARGS ?=
 
-# The `cpu` experiments of each paper, in the order they run (cheap first).
-EXPERIMENTS_streaming_llm := ppl_table1 ppl_sinks ppl_cache speed attention sink_pretrain chat stream_qa stream_eval ppl_4m
-EXPERIMENTS_fourier_vlm := flops lowpass speed
-EXPERIMENTS_adaptive_step := cost bon tvd greedy bon_released
-PAPERS := streaming_llm fourier_vlm adaptive_step
+# The papers: the top configs of the Hydra tree. Each paper's experiments run in the order their YAMLs give
+# (`run_order`; `python -m llm_efficiency_bench.cli.listing --order <paper>` prints it).
+PAPERS := $(basename $(notdir $(wildcard llm_efficiency_bench/configs/*.yaml)))
 
 .PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-slow bench bench-compare figures report check
 
@@ -50,7 +48,7 @@ reproduce: $(STAMP) $(addprefix reproduce-,$(PAPERS))
 
 # One paper's experiments: make reproduce-streaming_llm [PROFILE=smoke] [RESULTS_DIR=...] [FORCE=1]
 $(addprefix reproduce-,$(PAPERS)): reproduce-%: $(STAMP)
-	@set -e; for e in $(EXPERIMENTS_$*); do \
+	@set -e; order=$$($(BIN)/python -m llm_efficiency_bench.cli.listing --order $*); for e in $$order; do \
 	  echo "== $* $$e ($(PROFILE))"; $(BIN)/python -m reproduce.$* experiment=$$e $(REPRODUCE_ARGS); done
 
 test: $(STAMP)

@@ -181,8 +181,8 @@ def experiment_steps(python: str, results: Path, profile: str, dry: bool) -> lis
                           "scale.eval_cache=256"] if dry else ["model=llama2_7b_random"])], 120),
         Step("fourier", "Fourier-VLM generation speed at 576 tokens vs each budget",
              [python, "-m", "reproduce.fourier_vlm", "experiment=speed", "profile=gpu", *common,
-              *(["device=cpu", "dtype=float32", "model=llava_tiny_random", "scale.new_tokens=3", "scale.repeats=1",
-                 "scale.warmup=0", "scale.dct_grids=[24]", "fourier.budgets=[8]"] if dry else [])], 180),
+              *(["device=cpu", "dtype=float32", "model=llava_tiny_random", "experiment.new_tokens=3", "experiment.repeats=1",
+                 "experiment.warmup=0", "experiment.dct_grids=[24]", "fourier.budgets=[8]"] if dry else [])], 180),
     ]
 
 

@@ -31,10 +31,16 @@ def data_dir() -> Path:
 
 
 def compose(config_name: str, overrides: list[str]):
-    """Compose the real Hydra config (as the entry points do), with overrides."""
+    """Compose the real Hydra config as the entry points do: overrides checked (`core/overrides.py`), then
+    the experiment's settings for the profile (`core/experiment.py`)."""
     from hydra import compose as h_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from llm_efficiency_bench.core.experiment import specialise
+    from llm_efficiency_bench.core.overrides import prepare
+
+    checked = prepare(config_name, overrides, CONFIGS)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return h_compose(config_name=config_name, overrides=overrides)
+        cfg = h_compose(config_name=config_name, overrides=checked)
+    return specialise(cfg, checked)

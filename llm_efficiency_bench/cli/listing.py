@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-from llm_efficiency_bench.core.paths import CONFIG_DIR, REPO_ROOT
+from llm_efficiency_bench.core.paths import REPO_ROOT, config_dir_of, papers
 from llm_efficiency_bench.core.records import read_records
 from llm_efficiency_bench.core.references import load_references, tagged
 
@@ -28,9 +28,21 @@ def _first_comment(path: Path) -> str:
     return ""
 
 
-def listing(paper: str, results: Path) -> str:
+def run_order(paper: str, config_dir: Path | None = None) -> list[str]:
+    """The experiments `make reproduce` runs for `paper`, in order: those whose YAML gives `run_order`."""
+    import yaml
+
+    found = []
+    for path in sorted(((config_dir or config_dir_of(paper)) / paper / "experiment").glob("*.yaml")):
+        order = ((yaml.safe_load(path.read_text()) or {}).get("experiment") or {}).get("run_order")
+        if order is not None:
+            found.append((order, path.stem))
+    return [name for _, name in sorted(found)]
+
+
+def listing(paper: str, results: Path, config_dir: Path | None = None) -> str:
     """The text `--list` prints for `paper`."""
-    exp_dir = CONFIG_DIR / paper / "experiment"
+    exp_dir = (config_dir or config_dir_of(paper)) / paper / "experiment"
     names = sorted(p.stem for p in exp_dir.glob("*.yaml"))
     try:
         claims = load_references(paper)["claims"]
@@ -53,7 +65,7 @@ def listing(paper: str, results: Path) -> str:
     return "\n".join(lines)
 
 
-def list_if_asked(paper: str, argv: list[str] | None = None) -> None:
+def list_if_asked(paper: str, argv: list[str] | None = None, config_dir: Path | None = None) -> None:
     """Print the listing and exit 0 when the command line asks for `--list` (before Hydra sees it)."""
     argv = sys.argv[1:] if argv is None else argv
     if "--list" not in argv:
@@ -65,5 +77,24 @@ def list_if_asked(paper: str, argv: list[str] | None = None) -> None:
             print("error: --results needs a folder", file=sys.stderr)
             raise SystemExit(2)
         results = Path(argv[i + 1])
-    print(listing(paper, results))
+    print(listing(paper, results, config_dir))
     raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m llm_efficiency_bench.cli.listing --papers | --order <paper>` (what the Makefile reads)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="The papers and the experiments `make reproduce` runs, in order.")
+    ap.add_argument("--papers", action="store_true", help="print the papers, one per line")
+    ap.add_argument("--order", metavar="PAPER", help="print PAPER's experiments in their run order")
+    a = ap.parse_args(argv)
+    if a.order and a.order not in papers():
+        print(f"error: --order {a.order}: no such paper; papers: {', '.join(papers())}", file=sys.stderr)
+        return 2
+    print("\n".join(papers() if a.papers or not a.order else run_order(a.order)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,13 +23,13 @@ after the others.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
+from llm_efficiency_bench.core.experiment import declared
 from llm_efficiency_bench.core.records import read_records
 from llm_efficiency_bench.core.references import (NEEDS_REASON, STATUSES, VERDICTS_TEXT, comparison_markdown, headline_run,
                                    load_references, reference_papers, run_tag, tagged, verdict_counts, verdicts)
@@ -73,21 +73,13 @@ def _link(target: Path, base: Path) -> str:
     return Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
 
 
-def _figures_module(paper: str) -> Any | None:
-    try:
-        return importlib.import_module(f"llm_efficiency_bench.{paper}.figures")
-    except ModuleNotFoundError as e:
-        if e.name != f"llm_efficiency_bench.{paper}.figures":
-            raise  # the module exists but one of its imports is broken: that is a bug to see
-        return None
-
-
 def claim_notes(records: list[tuple[Path, dict[str, Any]]]) -> dict[tuple[str, str], str]:
-    """(paper, claim id) -> a note the paper's figures module derives from a record's CSVs
-    (`llm_efficiency_bench.<paper>.figures.claim_notes(run_dir, record)`, optional), e.g. which FLOPs convention a number uses."""
+    """(paper, claim id) -> a note the experiment derives from a record's CSVs (`@experiment(notes=...)`,
+    optional), e.g. which FLOPs convention a number uses."""
     notes: dict[tuple[str, str], str] = {}
     for path, rec in records:
-        fn = getattr(_figures_module(rec["paper"]), "claim_notes", None)
+        spec = declared(rec["paper"], rec["experiment"])
+        fn = spec.notes if spec is not None else None
         if fn is None or run_tag(rec):
             continue
         try:
@@ -133,13 +125,14 @@ def verdict_summary(records: list[tuple[Path, dict[str, Any]]], profile: str, le
     return lines
 
 
-def rebuild_figures(fig_mod: Any | None, run_dir: Path, rec: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """Redraw one record's figures; returns (figure files relative to run_dir, problems)."""
+def rebuild_figures(draw: Any | None, run_dir: Path, rec: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Redraw one record's figures with the experiment's drawer (`@experiment(figures=...)`); returns (figure
+    files relative to run_dir, problems)."""
     problems: list[str] = []
     drawn: list[str] = []
-    if fig_mod is not None and hasattr(fig_mod, "rebuild"):
+    if draw is not None:
         try:
-            drawn = [str(Path(p).relative_to(run_dir)) for p in fig_mod.rebuild(run_dir, rec)]
+            drawn = [str(Path(p).relative_to(run_dir)) for p in draw(run_dir, rec)]
         except Exception as e:  # a broken CSV must not break the other records
             from llm_efficiency_bench.core.plots import FigureDataError
 
@@ -172,7 +165,6 @@ def build(results: Path, out: Path, profile: str = "cpu") -> tuple[str, list[str
             lines += [comparison_markdown(paper, [r for _, r in mine]), ""]
         except FileNotFoundError:
             lines += ["_(no reference file)_", ""]
-        fig_mod = _figures_module(paper)
         for path, rec in sorted(mine, key=lambda x: (x[1]["experiment"], x[1]["profile"], run_tag(x[1]) or "")):
             run_dir = path.parent
             minutes = (rec.get("duration_s") or 0) / 60
@@ -180,7 +172,8 @@ def build(results: Path, out: Path, profile: str = "cpu") -> tuple[str, list[str
             lines += [f"### {tagged(rec['experiment'], rec)} / {rec['profile']}", "",
                       f"{env.get('device_name', '?')}, torch {env.get('packages', {}).get('torch', '?')}, "
                       f"git {str(env.get('git_sha'))[:10]}, {minutes:.1f} min, created {rec.get('created')}", ""]
-            drawn, trouble = rebuild_figures(fig_mod, run_dir, rec)
+            spec = declared(paper, rec["experiment"])
+            drawn, trouble = rebuild_figures(spec.figures if spec is not None else None, run_dir, rec)
             problems += trouble
             lines += [f"> **problem:** {t}\n" for t in trouble]
             for table in rec.get("artifacts", {}).get("tables", []):

@@ -192,10 +192,10 @@ def record_get(d: Any, *keys: str, default: Any = None) -> Any:
 
 
 def run_view(ctx: Any) -> dict[str, Any]:
-    """What `rebuild(run_dir, record)` reads of a record, built from a running experiment's context.
+    """What a figure drawer `draw(run_dir, record)` reads of a record, built from a running experiment's context.
 
-    Lets an experiment draw its figures through the same `rebuild` the report calls, before its record
-    is written (the runner stores the same resolved config and the env captured at the start).
+    The runner draws a run's figures through the same drawer the report calls, before the record is written
+    (the record then stores the same resolved config and the env captured at the start).
     """
     from omegaconf import OmegaConf
 

@@ -44,7 +44,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from llm_efficiency_bench.core.paths import REPO_ROOT
+from llm_efficiency_bench.core.paths import REPO_ROOT, references_dir_of
 from llm_efficiency_bench.core.tables import markdown
 
 REFERENCES_DIR = REPO_ROOT / "references"
@@ -63,8 +63,8 @@ VERDICTS_TEXT = (
     "configuration.")
 
 
-def load_references(paper: str, directory: Path = REFERENCES_DIR) -> dict[str, Any]:
-    path = Path(directory) / f"{paper}.yaml"
+def load_references(paper: str, directory: Path | None = None) -> dict[str, Any]:
+    path = Path(directory or references_dir_of(paper)) / f"{paper}.yaml"
     if not path.exists():
         raise FileNotFoundError(path)
     data = yaml.safe_load(path.read_text())
@@ -100,10 +100,14 @@ def paper_table(paper: str, name: str, directory: Path = REFERENCES_DIR) -> dict
     return tables[name]
 
 
-def reference_papers(directory: Path = REFERENCES_DIR) -> list[str]:
-    """Papers with a reference file, in their `report_order` (the regression tolerances are not a paper)."""
+def reference_papers(directory: Path | None = None) -> list[str]:
+    """Papers with a reference file, in their `report_order` (the regression tolerances are not a paper);
+    default: the suite's references and those of every folder in `BENCH_PAPERS_PATH`."""
+    from llm_efficiency_bench.core.paths import paper_roots
+
+    folders = [Path(directory)] if directory is not None else list(dict.fromkeys(r for _, r in paper_roots()))
     papers = []
-    for p in sorted(Path(directory).glob("*.yaml")):
+    for p in sorted(f for d in folders for f in d.glob("*.yaml")):
         data = yaml.safe_load(p.read_text()) or {}
         if isinstance(data, dict) and "claims" in data:
             papers.append((data.get("report_order", 1_000), data.get("paper", p.stem)))

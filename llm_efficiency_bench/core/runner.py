@@ -8,7 +8,6 @@ the resolved config and the environment and writes `results/<paper>/<experiment>
 
 from __future__ import annotations
 
-import importlib
 import json
 import random
 import shutil
@@ -22,38 +21,12 @@ from llm_efficiency_bench.core import env as env_mod
 from llm_efficiency_bench.core import sandbox
 from llm_efficiency_bench.core.cache import to_plain
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import resolve_experiment, spec_of, specialise
 from llm_efficiency_bench.core import records as records_mod
 from llm_efficiency_bench.core.records import Record, run_dir, write_record
 from llm_efficiency_bench.core.tables import write_csv, write_markdown
 
 Experiment = Callable[["RunContext"], None]
-FN_SETTING = "experiment.fn"
-
-
-def resolve_experiment(spec: Any) -> Experiment:
-    """The function an experiment config names: `"package.module:function"` (or `package.module.function`).
-
-    Raises:
-        ConfigError: naming `experiment.fn` when it is unset, malformed, or names no importable callable.
-    """
-    if not spec or not isinstance(spec, str):
-        raise ConfigError(FN_SETTING, f"the experiment config names no function (got {spec!r}); "
-                          "add `fn: llm_efficiency_bench.<paper>.<module>:<function>` to its YAML")
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(FN_SETTING, f"{spec!r} is not of the form package.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name is None or not module_name.startswith(e.name):
-            raise  # the module exists but one of its own imports is missing: a bug to see, not a config error
-        raise ConfigError(FN_SETTING, f"{spec!r}: no module {module_name!r}") from e
-    fn = getattr(module, attr, None)
-    if not callable(fn):
-        raise ConfigError(FN_SETTING, f"{spec!r}: module {module_name!r} has no function {attr!r}")
-    return fn
 
 
 @dataclass
@@ -155,7 +128,7 @@ def current_record(out: Path, cfg: Any) -> Path | None:
     return path if _comparable(rec.get("config") or {}) == _comparable(now) else None
 
 
-def run(paper: str, cfg: Any) -> Path:
+def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
     """Run the experiment `cfg.experiment.name` of `paper` and publish its run folder. Returns the record path.
 
     Every setting is validated first. The run writes into a staging folder inside its run folder; only a
@@ -163,12 +136,15 @@ def run(paper: str, cfg: Any) -> Path:
     `history/`) and clears its resume state (`.checkpoint/`); a failed one leaves the published run
     untouched, its partial output in `.failed-run/` and its resume state in place.
     With `skip_if_current=true` a run whose record was made by the same code and config is not repeated.
+    `overrides` are the command-line overrides (default: Hydra's, when Hydra runs the job); an
+    `experiment.<key>=...` among them keeps its value over the profile's size (`core/experiment.py`).
     """
     from llm_efficiency_bench.core.validate import validate
 
-    name = cfg.experiment.name
-    validate(paper, cfg)  # before anything heavy is imported or built: a bad setting costs a second
     fn = resolve_experiment(cfg.experiment.get("fn"))
+    specialise(cfg, hydra_overrides() if overrides is None else overrides, fn)
+    name = cfg.experiment.name
+    validate(paper, cfg)  # before anything is built: a bad setting costs seconds, never a run
 
     import numpy as np
     import torch
@@ -198,6 +174,11 @@ def run(paper: str, cfg: Any) -> Path:
     t0, ran = time.time(), sandbox.usage()
     try:
         fn(ctx)
+        draw = spec_of(fn).figures
+        if draw is not None:  # the figures the report redraws, drawn by the same code from this run's CSVs
+            from llm_efficiency_bench.core.plots import run_view
+
+            ctx.figures(draw(ctx.out_dir, run_view(ctx)))
         record.duration_s = round(time.time() - t0 + float(ctx.resumed_seconds), 1)
         ran = {k: n - ran.get(k, 0) for k, n in sandbox.usage().items() if n > ran.get(k, 0)}
         if ran:  # generated code ran: the record says how it was contained ("UNSAFE: not isolated" or bwrap)
@@ -231,6 +212,16 @@ def _comparison(paper: str, record: Record, name: str) -> str:
         return ""
 
 
+def hydra_overrides() -> list[str]:
+    """The command-line overrides of the Hydra job running now ([] outside one)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except (ImportError, ValueError):
+        return []
+
+
 def run_tag(cfg: Any) -> str | None:
     """Sub-folder for one job of a sweep, so jobs never share a record.
 
@@ -256,42 +247,6 @@ def run_tag(cfg: Any) -> str | None:
 
 def _safe(tag: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.,=+" else "_" for c in tag)[:120]
-
-
-GROUPS = {"experiment": "{paper}/experiment", "profile": "{paper}/profile", "model": "model", "data": "data"}
-
-
-def check_group_overrides(paper: str, overrides: Sequence[str]) -> None:
-    """Refuse unknown config-group choices (`model=nope`, `experiment=3`) with the options listed.
-
-    Hydra reports unknown names itself, but crashes with a bare TypeError on numeric values; checking
-    here gives every bad choice the same clear error, before Hydra composes anything.
-    """
-    from llm_efficiency_bench.core.paths import CONFIG_DIR
-
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        key = key.lstrip("+~")
-        sweep = ("," in value and not value.startswith("[")) or value.startswith(("choice(", "range(", "glob("))
-        if not sep or key not in GROUPS:
-            continue  # not a group choice
-        values = [v.strip() for v in value.split(",")] if sweep and "(" not in value else [value]
-        if "(" in value:
-            continue  # a sweep function Hydra expands and checks itself
-        folder = CONFIG_DIR / GROUPS[key].format(paper=paper)
-        options = sorted(p.stem for p in folder.glob("*.yaml"))
-        for v in values:
-            if v not in options:
-                raise ConfigError(key, f"unknown {key} {v!r} for {paper}; available: {', '.join(options)}")
-
-
-def guard_overrides(paper: str) -> None:
-    """Called by `python -m reproduce.<paper>` before Hydra: a bad group choice exits 2 with one clear line."""
-    try:
-        check_group_overrides(paper, [a for a in sys.argv[1:] if not a.startswith("-")])
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 def hydra_entry(paper: str, cfg: Any) -> None:

@@ -17,20 +17,23 @@ from __future__ import annotations
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.fourier_vlm.flops import (Convention, all_conventions, arch_from_llava_config, convention_flops, exact_flops,
                               reduction)
 from llm_efficiency_bench.core.models import resolve_device, resolve_dtype
-from llm_efficiency_bench.core.plots import figure, run_view
+from llm_efficiency_bench.core.plots import figure
 from llm_efficiency_bench.core.references import paper_value
 from llm_efficiency_bench.core.runner import RunContext
 from llm_efficiency_bench.core.random_models import speed_note
 from llm_efficiency_bench.core.timing import DeviceClock, StreamerMarks, is_cuda, summarize, time_call
+from llm_efficiency_bench.core.validate import ListOf, MapOf, Num, Rule, Text, nonneg_int, pos_float, pos_int
 from llm_efficiency_bench.fourier_vlm import figures
 from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor
 from llm_efficiency_bench.fourier_vlm.llava import apply_compressor, image_token_count, llava_config, prompt_ids, random_llava
@@ -40,22 +43,59 @@ PAPER = "fourier_vlm"
 
 
 def _budgets(ctx: RunContext) -> list[int]:
-    """Kept sides k from `fourier.budgets`, checked against the base grid."""
-    side = int(ctx.cfg.fourier.base_side)
-    ks = [int(k) for k in ctx.cfg.fourier.budgets]
-    for k in ks:
-        if not 1 <= k <= side:
-            raise ConfigError("fourier.budgets", f"k={k} is outside 1..{side} (the {side}x{side} patch grid)")
-    return ks
+    """Kept sides k from `fourier.budgets` (checked against the base grid up front: settings.py RULES)."""
+    return [int(k) for k in ctx.cfg.fourier.budgets]
 
 
-def _tokens_list(ctx: RunContext, values: Any, setting: str) -> list[int]:
-    side = int(ctx.cfg.fourier.base_side)
-    out = [int(t) for t in values]
-    for t in out:
-        if math.isqrt(t) ** 2 != t or math.isqrt(t) > side:
-            raise ConfigError(setting, f"{t} image tokens is not k*k for a k <= {side}")
-    return out
+def _is_square_grid(tokens: list[int], side: int) -> bool:
+    """Every count is k*k image tokens for some k <= side."""
+    return all(math.isqrt(int(t)) ** 2 == int(t) and math.isqrt(int(t)) <= int(side) for t in tokens)
+
+
+@dataclass
+class FlopsSettings:
+    """Claim 1's settings (`experiment.*`); the budgets are the compressor's (`fourier.budgets`)."""
+
+    text_tokens: list[int] = setting([0, 64], ListOf(nonneg_int(hi=1 << 20), unique=True),
+                                     "text tokens after the image; 0 = image tokens only (the paper's convention)")
+    decode_tokens: int = setting(128, nonneg_int(hi=1 << 20), "G generated tokens in the prefill+decode conventions")
+    crosscheck_tokens: list[int] = setting([576, 256, 144, 64, 36], ListOf(pos_int(hi=1 << 20), min_len=0),
+                                           "image-token counts of the FlopCounterMode cross-check (meta device)")
+    crosscheck_text_tokens: int = setting(32, nonneg_int(hi=1 << 20), "text tokens in the cross-check")
+    paper_convention: str = setting("llm_vit_proj_ffn2_prefill", Text(),
+                                    "the counting convention whose reduction is compared with the paper's")
+    # Third-party re-run of Fourier-VLM on LLaVA-1.5-7B (Braco paper; shared/papers/fourier_vlm.yaml
+    # third_party_rerun_llava15_7b.TFLOPs): full-pipeline prefill TFLOPs at these image-token counts.
+    third_party_tflops: dict[int, float] = setting({576: 8.67, 25: 1.37, 16: 1.25, 9: 1.15, 4: 1.09},
+                                                   MapOf(pos_float(hi=1e6)), "image tokens -> TFLOPs, third party")
+    models: dict[str, Any] = setting({}, None, "the LLaVA configs counted (composed from configs/model/)")
+
+
+FLOPS_RULES = [Rule(("crosscheck_tokens", "/fourier.base_side"), _is_square_grid,
+                    "cross-check counts {0} must each be k*k image tokens for a k <= {1}", "crosscheck_tokens")]
+
+
+@dataclass
+class SpeedSettings:
+    """Claim 2's settings (`experiment.*`); the defaults are the paper's (G = 128, 10 repetitions)."""
+
+    new_tokens: int = setting(128, Num(int, 2, MAX_NEW_TOKENS), "G generated tokens per timed generation "
+                              "(decoding is timed from the second token on, so at least 2)")
+    text_tokens: int = setting(32, nonneg_int(hi=1 << 20), "text tokens after the image placeholders")
+    repeats: int = setting(10, pos_int(hi=1000), "interleaved repetitions per budget")
+    warmup: int = setting(2, nonneg_int(hi=100), "untimed generations per budget first")
+    batch: int = setting(1, pos_int(hi=256), "prompts per generation (the paper: 1)")
+    dct_grids: list[int] = setting([24, 48, 72, 96], ListOf(pos_int(hi=4096), min_len=0),
+                                   "grid sides at which the compressor alone is timed (DCT vs FFT cost)")
+
+
+SPEED_RULES = [
+    Rule(("/fourier.method",), lambda m: m != "none",
+         "speed compares compressed budgets with 576 tokens: fourier.method {0} compresses nothing",
+         "/fourier.method"),
+    Rule(("/fourier.budgets", "/fourier.base_side"), lambda ks, side: side not in ks,
+         "budgets {0} include the full {1}x{1} grid, the baseline every budget is compared with", "/fourier.budgets"),
+]
 
 
 # ----------------------------------------------------------------------------------------------------- flops
@@ -82,6 +122,7 @@ def _meta_count(model_cfg: Any, tokens: int, text_tokens: int, side: int) -> flo
     return float(fc.get_total_flops())
 
 
+@experiment(settings=FlopsSettings, rules=FLOPS_RULES, figures=figures.draw_flops, notes=figures.flops_notes)
 def flops(ctx: RunContext) -> None:
     """Claim 1: FLOPs of LLaVA-1.5 at each image-token budget, under each counting convention."""
     e = ctx.cfg.experiment
@@ -151,7 +192,7 @@ def flops(ctx: RunContext) -> None:
     side = int(ctx.cfg.fourier.base_side)
     worst = 0.0
     for key, mcfg in e.models.items():
-        for t in _tokens_list(ctx, e.crosscheck_tokens, "experiment.crosscheck_tokens"):
+        for t in [int(t) for t in e.crosscheck_tokens]:
             measured = _meta_count(mcfg, t, text, side)
             ex = exact_flops(archs[key], t, text)
             rel = measured / ex.total - 1
@@ -187,7 +228,6 @@ def flops(ctx: RunContext) -> None:
               digits=4)
 
     # Drawn from flops_long.csv by the same code the report uses, so run and report figures are identical.
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 # ----------------------------------------------------------------------------------------------------- speed
@@ -210,6 +250,7 @@ def _load_speed_model(ctx: RunContext) -> tuple[Any, torch.dtype, str]:
     return model, dtype, device
 
 
+@experiment(settings=SpeedSettings, rules=SPEED_RULES, figures=figures.draw_speed, notes=figures.speed_notes)
 def speed(ctx: RunContext) -> None:
     """Claim 2: prefill, TTFT, decode and end-to-end generation time at each budget vs 576 tokens."""
     e, cfg = ctx.cfg.experiment, ctx.cfg
@@ -217,18 +258,10 @@ def speed(ctx: RunContext) -> None:
     paper_faster = round(paper_value(PAPER, "generation_speedup") - 1, 6)
     model, dtype, device = _load_speed_model(ctx)
     G, T, R, B = int(e.new_tokens), int(e.text_tokens), int(e.repeats), int(e.batch)
-    if G < 2:
-        raise ConfigError("experiment.new_tokens", "need at least 2 new tokens to time decoding")
-    if G > MAX_NEW_TOKENS:  # also checked up front (settings.py); here for direct callers
-        raise ConfigError("experiment.new_tokens", f"{G} new tokens is over the bound {MAX_NEW_TOKENS}")
     side = int(model.config.vision_config.image_size) // int(model.config.vision_config.patch_size)
     if side != int(cfg.fourier.base_side):
         raise ConfigError("fourier.base_side", f"the model's patch grid is {side}x{side}, not {cfg.fourier.base_side}")
     ks = _budgets(ctx)
-    if str(cfg.fourier.method) == "none":
-        raise ConfigError("fourier.method", "speed compares compressed budgets with 576 tokens: choose a compressor")
-    if len(set(ks)) != len(ks) or side in ks:
-        raise ConfigError("fourier.budgets", f"budgets {ks} repeat a value or include the full grid {side}")
     n_params = sum(p.numel() for p in model.parameters())
     ctx.log(f"model {cfg.model.name}: {n_params / 1e6:.1f}M params, {dtype}, {device}, grid {side}x{side}, "
             f"threads {torch.get_num_threads()}")
@@ -374,4 +407,3 @@ def speed(ctx: RunContext) -> None:
                "path none"], digits=3)
 
     # Drawn from speed.csv, speed_samples.csv and compressor_time.csv by the code the report uses.
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))

@@ -223,25 +223,27 @@ def lowpass_error_figure(lowpass_csv: Path, out_png: Path, title: str) -> list[P
     return save(fig, out_png)
 
 
-def claim_notes(run_dir: Path, record: dict[str, Any]) -> dict[str, str]:
-    """Notes the report shows beside a claim, derived from the record's CSVs: for `flops`, the counting
-    convention of the headline reduction, how many conventions were computed, and the physical count; for
-    `speed`, what model was timed and the interval of the end-to-end speed-up at 64 tokens.
-
-    Returns:
-        claim id -> note (empty for other experiments or when a CSV is missing).
-    """
+def speed_notes(run_dir: Path, record: dict[str, Any]) -> dict[str, str]:
+    """The report's note beside the speed claim: what model was timed and the bootstrap interval of the
+    end-to-end speed-up at 64 tokens (empty when the CSV is missing)."""
     run_dir = Path(run_dir)
-    if record.get("experiment") == "speed" and (run_dir / "speed_samples.csv").exists():
-        samples = read_rows(run_dir / "speed_samples.csv", ["image_tokens", "e2e_ms"])
-        base = max(int(r.num("image_tokens")) for r in samples)
-        lo, hi = speedup_interval(samples, base, 64)
-        weights = {"random_init": "random weights, scaled-down model", "random": "random weights"}.get(
-            str(_get(record, "config", "model", "source", default="")), "")
-        where = f"{weights}, " if weights else ""
-        return {"generation_speedup": f"{where}{_get(record, 'env', 'device_name', default='?')}; bootstrap 95% "
-                                      f"interval over repetitions [{lo:.2f}, {hi:.2f}]"}
-    if record.get("experiment") != "flops" or not (run_dir / "flops_crosscheck.csv").exists():
+    if not (run_dir / "speed_samples.csv").exists():
+        return {}
+    samples = read_rows(run_dir / "speed_samples.csv", ["image_tokens", "e2e_ms"])
+    base = max(int(r.num("image_tokens")) for r in samples)
+    lo, hi = speedup_interval(samples, base, 64)
+    weights = {"random_init": "random weights, scaled-down model", "random": "random weights"}.get(
+        str(_get(record, "config", "model", "source", default="")), "")
+    where = f"{weights}, " if weights else ""
+    return {"generation_speedup": f"{where}{_get(record, 'env', 'device_name', default='?')}; bootstrap 95% "
+                                  f"interval over repetitions [{lo:.2f}, {hi:.2f}]"}
+
+
+def flops_notes(run_dir: Path, record: dict[str, Any]) -> dict[str, str]:
+    """The report's note beside the FLOPs claim: the counting convention of the headline reduction, how many
+    conventions were computed, and the physical count (empty when a CSV is missing)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "flops_crosscheck.csv").exists():
         return {}
     conv = str(_get(record, "config", "experiment", "paper_convention", default="llm_vit_proj_ffn2_prefill"))
     n_conv = len(read_rows(run_dir / "flops_match.csv", ["convention"])) if (run_dir / "flops_match.csv").exists() else 0
@@ -258,36 +260,30 @@ def claim_notes(run_dir: Path, record: dict[str, Any]) -> dict[str, str]:
                                   f"{100 * phys:.1f}%"}
 
 
-def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
-    """Redraw the figures of one Fourier-VLM record (or running experiment) from its CSVs.
+# The drawers the experiments register (`@experiment(figures=...)`): (run folder, record or `run_view` of a
+# running experiment) -> the PNG and PDF files written. A CSV that is missing or corrupt raises
+# FigureDataError naming it.
 
-    Args:
-        run_dir: the record's folder.
-        record: the record (or `llm_efficiency_bench.core.plots.run_view` of a running experiment): experiment, config, env.
-
-    Returns:
-        The PNG and PDF files written.
-
-    Raises:
-        FigureDataError: a CSV the figure needs is missing or corrupt (the message names it).
-    """
+def draw_flops(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     run_dir = Path(run_dir)
-    exp, cfg = record["experiment"], record.get("config") or {}
-    if exp == "flops":
-        conv = str(_get(cfg, "experiment", "paper_convention", default="llm_vit_proj_ffn2_prefill"))
-        return flops_figure(run_dir / "flops_long.csv", run_dir / "flops.png", conv,
-                            _paper_value("flops_reduction_64"))
-    if exp == "speed":
-        e = _get(cfg, "experiment", default={})
-        machine = _get(record, "env", "device_name", default="?")
-        weights = {"random_init": " (random weights, scaled-down model)",
-                   "random": " (random weights, the paper's architecture)"}.get(_get(cfg, "model", "source"), "")
-        title = (f"{_get(cfg, 'model', 'name', default='?')}{weights}: generation speed vs image tokens\n"
-                 f"{machine}, batch {e.get('batch', '?')}, G={e.get('new_tokens', '?')}")
-        return speed_figure(run_dir, run_dir / "speed.png", title, _paper_value("generation_speedup"))
-    if exp == "lowpass":
-        image = _get(cfg, "experiment", "image", default="the image")
-        side = _get(cfg, "fourier", "base_side", default="?")
-        return lowpass_error_figure(run_dir / "lowpass.csv", run_dir / "lowpass_error.png",
-                                    f"What each compressor keeps of {image} ({side}x{side} patch tokens)")
-    return []
+    conv = str(_get(record, "config", "experiment", "paper_convention", default="llm_vit_proj_ffn2_prefill"))
+    return flops_figure(run_dir / "flops_long.csv", run_dir / "flops.png", conv, _paper_value("flops_reduction_64"))
+
+
+def draw_speed(run_dir: Path, record: dict[str, Any]) -> list[Path]:
+    run_dir, cfg = Path(run_dir), record.get("config") or {}
+    e = _get(cfg, "experiment", default={})
+    machine = _get(record, "env", "device_name", default="?")
+    weights = {"random_init": " (random weights, scaled-down model)",
+               "random": " (random weights, the paper's architecture)"}.get(_get(cfg, "model", "source"), "")
+    title = (f"{_get(cfg, 'model', 'name', default='?')}{weights}: generation speed vs image tokens\n"
+             f"{machine}, batch {e.get('batch', '?')}, G={e.get('new_tokens', '?')}")
+    return speed_figure(run_dir, run_dir / "speed.png", title, _paper_value("generation_speedup"))
+
+
+def draw_lowpass(run_dir: Path, record: dict[str, Any]) -> list[Path]:
+    run_dir, cfg = Path(run_dir), record.get("config") or {}
+    image = _get(cfg, "experiment", "image", default="the image")
+    side = _get(cfg, "fourier", "base_side", default="?")
+    return lowpass_error_figure(run_dir / "lowpass.csv", run_dir / "lowpass_error.png",
+                                f"What each compressor keeps of {image} ({side}x{side} patch tokens)")

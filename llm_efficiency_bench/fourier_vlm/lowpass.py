@@ -5,15 +5,18 @@ token budget. `python -m reproduce.fourier_vlm experiment=lowpass profile=cpu`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.plots import figure, run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
+from llm_efficiency_bench.core.plots import figure
 from llm_efficiency_bench.core.runner import RunContext
 from llm_efficiency_bench.fourier_vlm import figures
 from llm_efficiency_bench.fourier_vlm.compress import TokenCompressor, avg_pool, uniform_drop, uniform_indices
+from llm_efficiency_bench.core.validate import Rule, Text, pos_int
 from llm_efficiency_bench.fourier_vlm.dct import dctn, idctn
 from llm_efficiency_bench.fourier_vlm.experiments import _budgets
 
@@ -39,6 +42,19 @@ def _patches_to_image(tokens: torch.Tensor, k: int, patch: int) -> torch.Tensor:
     return p.reshape(k * patch, k * patch, 3).clamp(0, 1)
 
 
+@dataclass
+class LowpassSettings:
+    """What the low-pass keeps (`experiment.*`)."""
+
+    image: str = setting("dog.jpg", Text(), "a photo under <data_dir>/images/")
+    image_side: int = setting(336, pos_int(hi=8192), "pixels per side the photo is cut to (CLIP's 336)")
+
+
+LOWPASS_RULES = [Rule(("image_side", "/fourier.base_side"), lambda px, side: px % side == 0,
+                      "{0} px is not a multiple of the {1}x{1} patch grid", "image_side")]
+
+
+@experiment(settings=LowpassSettings, rules=LOWPASS_RULES, figures=figures.draw_lowpass)
 def lowpass(ctx: RunContext) -> None:
     """What the low-pass keeps: a real photo as 24x24 patch tokens, compressed at each k by each method."""
     from llm_efficiency_bench.core.paths import data_dir
@@ -49,8 +65,6 @@ def lowpass(ctx: RunContext) -> None:
         raise ConfigError("experiment.image", f"{path} does not exist")
     side = int(cfg.fourier.base_side)
     side_px = int(e.image_side)
-    if side_px % side:
-        raise ConfigError("experiment.image_side", f"{side_px} px is not a multiple of the {side}x{side} grid")
     patch = side_px // side
     x = _photo_patches(path, side_px, patch)  # (1, 576, 588): each token is one 14x14 RGB patch
     grid = (side, side)
@@ -94,7 +108,6 @@ def lowpass(ctx: RunContext) -> None:
                      "pooling and dropping nearest-neighbour upsampling"], digits=4)
     # The picture above needs the photo, so only the run draws it; the error curves come from lowpass.csv
     # through the code the report uses.
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 def _upsample(method: str, y: torch.Tensor, k: int, side: int) -> torch.Tensor:

@@ -150,8 +150,8 @@ BAD = [
     ("fourier_vlm", ["experiment=flops", "fourier.budgets=[7.5]"], "fourier.budgets"),
     ("fourier_vlm", ["experiment=flops", "fourier.budgets=[]"], "fourier.budgets"),
     ("fourier_vlm", ["experiment=lowpass", "fourier.budgets=[30]"], "fourier.budgets"),
-    ("fourier_vlm", ["experiment=speed", "scale.new_tokens=1e8"], "scale.new_tokens"),
-    ("fourier_vlm", ["experiment=speed", "scale.new_tokens=abc"], "scale.new_tokens"),
+    ("fourier_vlm", ["experiment=speed", "experiment.new_tokens=1e8"], "experiment.new_tokens"),
+    ("fourier_vlm", ["experiment=speed", "experiment.new_tokens=abc"], "experiment.new_tokens"),
     ("streaming_llm", ["experiment=ppl_cache", "scale.cache_sizes=[]"], "scale.cache_sizes"),
     ("streaming_llm", ["experiment=ppl_cache", "eval.chunk=0"], "eval.chunk"),
     ("streaming_llm", ["experiment=ppl_sinks", "scale.sink_counts=[0,1,64]"], "scale.sink_counts"),
@@ -180,7 +180,7 @@ def test_results_dir_that_is_a_file_or_read_only(hydra, tmp_path):
 
 @pytest.mark.parametrize("paper,args", [
     ("streaming_llm", ["experiment=ppl_cache", "scale.cache_sizes=[]"]),
-    ("fourier_vlm", ["experiment=speed", "scale.new_tokens=1e8"]),
+    ("fourier_vlm", ["experiment=speed", "experiment.new_tokens=1e8"]),
     ("adaptive_step", ["experiment=tvd", "tvd.threshold=1.5"]),
 ])
 def test_entry_points_exit_2_with_one_line(tmp_path, paper, args):

@@ -167,8 +167,8 @@ def test_make_reproduce_passes_results_dir_and_resumes_unless_forced():
 def test_fourier_speed_shows_progress(tmp_path, capfd):
     """Fourier `speed` reports every timed generation (a long run is never silent; its G is bounded up front)."""
     cfg = compose("fourier_vlm", ["experiment=speed", "profile=smoke", f"results_dir={tmp_path}", "fourier.budgets=[6]",
-                                  "scale.repeats=1", "scale.warmup=0", "scale.dct_grids=[24]", "scale.new_tokens=2",
-                                  "scale.text_tokens=1"])
+                                  "experiment.repeats=1", "experiment.warmup=0", "experiment.dct_grids=[24]", "experiment.new_tokens=2",
+                                  "experiment.text_tokens=1"])
     runner.run("fourier_vlm", cfg)
     err = capfd.readouterr().err
     assert "speed G=2:" in err and "0/2" in err  # 2 budgets (576 and 36 tokens) x 1 repetition

@@ -281,7 +281,7 @@ def test_run_and_report_draw_identical_figures(tmp_path):
     from tests.conftest import compose
 
     cfg = compose("fourier_vlm", ["experiment=flops", "profile=smoke", f"results_dir={tmp_path}",
-                                  "scale.crosscheck_tokens=[64]"])
+                                  "experiment.crosscheck_tokens=[64]"])
     run_dir = run("fourier_vlm", cfg).parent
     rec = json.loads((run_dir / "record.json").read_text())
     assert {"flops.png", "flops.pdf"} <= set(rec["artifacts"]["figures"])

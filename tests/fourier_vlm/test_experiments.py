@@ -34,7 +34,7 @@ def test_flops_smoke(tmp_path):
 
 
 def test_speed_smoke(tmp_path):
-    cfg = _cfg(tmp_path, "speed", ["fourier.budgets=[12,6]", "scale.dct_grids=[24]", "scale.repeats=1"])
+    cfg = _cfg(tmp_path, "speed", ["fourier.budgets=[12,6]", "experiment.dct_grids=[24]", "experiment.repeats=1"])
     rec = read_record(run("fourier_vlm", cfg))
     for t in (576, 144, 36):
         _check(rec, [f"prefill_ms.{t}", f"ttft_ms.{t}", f"decode_tok_s.{t}", f"e2e_ms.{t}"])
@@ -62,8 +62,9 @@ def test_lowpass_smoke(tmp_path, data_dir):
     ("speed", ["fourier.method=wavelet"], "fourier.method"),
 ])
 def test_bad_settings_are_named(tmp_path, experiment, extra, setting):
-    cfg = _cfg(tmp_path, experiment, extra + ["scale.repeats=1", "scale.dct_grids=[24]",
-                                              "scale.crosscheck_tokens=[64]"])
+    shrink = {"flops": ["experiment.crosscheck_tokens=[64]"],
+              "speed": ["experiment.repeats=1", "experiment.dct_grids=[24]"]}[experiment]
+    cfg = _cfg(tmp_path, experiment, extra + shrink)
     if setting is None:
         run("fourier_vlm", cfg)
         return
