@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from llm_efficiency_bench.adaptive_step import stage_settings
 from llm_efficiency_bench.adaptive_step.released_prm import PrmSpec
 from llm_efficiency_bench.adaptive_step.stage import stage
 from llm_efficiency_bench.adaptive_step.tasks import CodeTask, Problem, make_task
@@ -168,7 +169,8 @@ def candidate_truth(cfg: Any, rows: Sequence[Row], sha: str) -> tuple[list[bool]
     GSM8K: numeric comparison of the `####` / last number; MATH500: math-verify on the last box or the
     MetaMath "The answer is: ..."; code: in the bubblewrap sandbox (`tasks.Task.released_truth`).
     """
-    entry = stage(cfg, "released_candidates", {**stage_key(cfg, sha), "code_timeout": cfg.task.get("code_timeout")})
+    entry = stage(stage_settings.run_options(cfg), "released_candidates",
+                  {**stage_key(cfg, sha), "code_timeout": cfg.task.get("code_timeout")})
 
     def build(work: Path) -> dict[str, Any]:
         texts = [s for r in rows for s in r.solutions]

@@ -13,10 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from llm_efficiency_bench.adaptive_step import figures
-from llm_efficiency_bench.adaptive_step import pipeline as P
-from llm_efficiency_bench.adaptive_step import validation as V
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import figures, pipeline, recipe_selection, stage_settings, steps
 from llm_efficiency_bench.adaptive_step.bon import bon_sweep, groups_of, score_pick
 from llm_efficiency_bench.adaptive_step.oracle import add_oracle
 from llm_efficiency_bench.adaptive_step.tvd import run_tvd
@@ -34,95 +31,98 @@ def _check_runnable(ctx: RunContext) -> None:
         raise ConfigError("profile", f"`{ctx.experiment}` on the `paper` profile is not implemented: {hint}")
 
 
-def _policy_metrics(ctx: RunContext, b: P.Built) -> None:
-    ctx.metric("policy.greedy_acc", 100 * b.pol.greedy_acc, "%", "none",
+def _policy_metrics(ctx: RunContext, data: pipeline.PipelineData) -> None:
+    ctx.metric("policy.greedy_acc", 100 * data.policy.greedy_acc, "%", "none",
                note=f"greedy accuracy of the policy on {ctx.cfg.scale.greedy_eval_questions} test questions")
-    ctx.metric("samples.test_acc", 100 * float(np.mean([r["correct"] for r in b.test_rows])), "%", "none",
+    ctx.metric("samples.test_acc", 100 * float(np.mean([r["correct"] for r in data.test.rows])), "%", "none",
                note="accuracy of one sampled test candidate (temperature sampling)")
-    # provenance: the cache folders (cache_dir()/adaptive_step/<stage>-<key>) this record was computed from
-    ctx.record.extra["stage_keys"] = {"policy": b.pol.key, **b.keys}
-    ctx.record.extra["tau"] = b.division["tau"]
+    # provenance: the keys of the policy, samples and division this record was computed from
+    ctx.record.extra["stage_keys"] = data.stage_keys()
+    ctx.record.extra["tau"] = data.division.tau
 
 
 def bon(ctx: RunContext) -> None:
     """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N.
 
     The PRM recipe shared by every learned arm is chosen on validation questions first
-    (`validation.choose_recipe`); every verifier is then diagnosed on validation candidates
+    (`recipe_selection.choose_recipe`); every verifier is then diagnosed on validation candidates
     (`verifiers_val` table) and only then run once on the test questions.
     """
     _check_runnable(ctx)
     cfg = ctx.cfg
-    b = P.build_data(cfg, ctx.log)
-    _policy_metrics(ctx, b)
-    cfg, b, v, pcfg = V.chosen_setup(ctx, b)
+    data = pipeline.build_data(cfg, ctx.log)
+    _policy_metrics(ctx, data)
+    cfg, data, v, recipe = recipe_selection.chosen_setup(ctx, data)
     scores: dict[str, list[list[float]]] = {}
     val: dict[str, tuple[list[list[float]], str | None]] = {}  # arm -> (validation step scores, oracle split)
     fits: dict[str, float] = {}
+    kind = str(recipe.get("labels", "hard"))
     for split in cfg.method.splits:
-        prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
-        scores[f"{split}_prm"] = P.test_scores(cfg, b, prm, key, split, ctx.log)
+        validator = recipe_selection.auc_validator(cfg, data, v, split) if v else None
+        prm, key = pipeline.train_split_prm(cfg, data, split, ctx.log, recipe, validator)
+        scores[f"{split}_prm"] = pipeline.test_scores(cfg, data, prm, key, split, ctx.log)
         if v is not None:
-            val[f"{split}_prm"] = (V.val_scores(cfg, b, v, prm, key, split, ctx.log), split)
-            kind = str(pcfg.get("labels", "hard"))
-            fits[f"{split}_prm"] = V.train_fit(cfg, b, prm, key, split,
-                                               [lab[kind] for lab in b.labels[split]["labels"]], ctx.log)
+            val[f"{split}_prm"] = (recipe_selection.val_scores(cfg, data, v, prm, key, split, ctx.log), split)
+            fits[f"{split}_prm"] = recipe_selection.train_fit(
+                cfg, data, prm, key, split, [lab[kind] for lab in data.labels[split].labels], ctx.log)
     first = list(cfg.method.splits)[0]
-    orm, okey = P.train_orm(cfg, b, ctx.log, pcfg, V.auc_validator(cfg, b, v, first, orm=True) if v else None)
-    scores["orm"] = P.test_scores(cfg, b, orm, okey, first, ctx.log, orm=True)
+    validator = recipe_selection.auc_validator(cfg, data, v, first, orm=True) if v else None
+    orm, okey = pipeline.train_orm(cfg, data, ctx.log, recipe, validator)
+    scores["orm"] = pipeline.test_scores(cfg, data, orm, okey, first, ctx.log, orm=True)
     if v is not None:
-        val["orm"] = (V.val_scores(cfg, b, v, orm, okey, first, ctx.log, orm=True), None)
-        fits["orm"] = V.train_fit(cfg, b, orm, okey, first, [lab["hard"] for lab in b.labels[first]["labels"]],
-                                  ctx.log, orm=True)
+        val["orm"] = (recipe_selection.val_scores(cfg, data, v, orm, okey, first, ctx.log, orm=True), None)
+        fits["orm"] = recipe_selection.train_fit(cfg, data, orm, okey, first,
+                                                 [lab["hard"] for lab in data.labels[first].labels], ctx.log, orm=True)
     # PRM-free reference verifier: the policy's own lowest token confidence in the candidate (§3.1's signal)
     min_conf = lambda rows: [[min(r["conf"]) if r["conf"] else 0.0] for r in rows]  # noqa: E731
-    scores["min_confidence"] = min_conf(b.test_rows)
+    scores["min_confidence"] = min_conf(data.test.rows)
     if v is not None:
         val["min_confidence"] = (min_conf(v.rows), None)
-    add_oracle(ctx, b, scores, pcfg, v, val)  # synthetic task: the exact step checker as arm, annotator, labels
+    add_oracle(ctx, data, scores, recipe, v, val)  # synthetic task: the exact step checker as arm, annotator, labels
     if v is not None:
-        _val_table(ctx, b, v, val, fits)
+        _val_table(ctx, data, v, val, fits)
 
-    correct = [bool(r["correct"]) for r in b.test_rows]
+    test, pol = data.test, data.policy
+    correct = [bool(r["correct"]) for r in test.rows]
     # math: the GSM8K number / MATH500 box; code: the normalised program (tasks.CodeTask.answer_key)
-    answers = [b.pol.task.answer_key(b.pol.decode(r["ids"]), b.test_probs[r["q"]]) for r in b.test_rows]
-    groups = groups_of([r["q"] for r in b.test_rows])
+    answers = [pol.task.answer_key(pol.decode(r["ids"]), test.probs[r["q"]]) for r in test.rows]
+    groups = groups_of([r["q"] for r in test.rows])
 
     pickers: dict[str, Any] = {}
     for name, sc in scores.items():
         aggs = ["min"] if name in ("orm", "oracle", "oracle_arith", "min_confidence") else list(cfg.method.aggregations)
         for agg in aggs:
-            vals = [S.aggregate(s, agg) for s in sc]
+            vals = [steps.aggregate(s, agg) for s in sc]
             arm = name if agg == "min" else f"{name}_{agg}"  # min is the paper's default aggregation
             pickers[arm] = score_pick(vals)
             if agg == "min":  # how well the verifier separates correct from wrong candidates
-                w, n_q = S.within_group_auc(vals, correct, groups)
+                w, n_q = steps.within_group_auc(vals, correct, groups)
                 ctx.metric(f"prm_auc.{name}.within_question", w, "AUC", "higher",
                            note=f"mean over the {n_q} test questions with both correct and wrong candidates; "
                                 "0.5 = chance; what Best-of-N depends on")
-                ctx.metric(f"prm_auc.{name}.pooled", S.auc(vals, correct), "AUC", "none",
+                ctx.metric(f"prm_auc.{name}.pooled", steps.auc(vals, correct), "AUC", "none",
                            note="all test candidates pooled: also rewards knowing which questions are easy")
     results, ns, seeds, rows, ci = bon_sweep(ctx, pickers, groups, correct, answers, "")
     ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean over {len(seeds)} seeds [bootstrap 95% CI]",
               rows, notes=[
-        f"policy {cfg.model.name}, greedy {100 * b.pol.greedy_acc:.1f}%; {len(groups)} test questions, "
+        f"policy {cfg.model.name}, greedy {100 * pol.greedy_acc:.1f}%; {len(groups)} test questions, "
         f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",
         "interval: percentile bootstrap over test questions (per-question accuracy averaged over seeds)",
         "PRM arms aggregate step scores with min (paper default); `_mean` / `_last` are the other aggregations",
-        f"PRM recipe (chosen on validation questions): {pcfg}",
-        f"tau = {b.division['tau']:.4g} ({cfg.method.percentile}th percentile of pooled confidences)"])
+        f"PRM recipe (chosen on validation questions): {recipe}",
+        f"tau = {data.division.tau:.4g} ({cfg.method.percentile}th percentile of pooled confidences)"])
     # The figure is drawn from the long-form CSV by the same code the report uses (one code path).
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
     ctx.csv("bon_ci", ci, columns=figures.CI_COLUMNS)
     ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
-def _val_table(ctx: RunContext, b: P.Built, v: V.ValData, val: dict[str, tuple[list[list[float]], str | None]],
-               fits: dict[str, float]) -> None:
+def _val_table(ctx: RunContext, data: pipeline.PipelineData, v: recipe_selection.ValData,
+               val: dict[str, tuple[list[list[float]], str | None]], fits: dict[str, float]) -> None:
     """Every verifier on validation candidates: within vs pooled AUC, top-1 at N, score correlations, fit."""
     rows = []
     for arm, (sc, osplit) in val.items():
-        rep = V.verifier_report(ctx.cfg, b, v, sc, oracle_split=osplit)
+        rep = recipe_selection.verifier_report(ctx.cfg, data, v, sc, oracle_split=osplit)
         rows.append({"verifier": arm, "fit (%)": fits.get(arm, float("nan")), **rep})
         for k in ("within_auc", "pooled_auc"):
             ctx.metric(f"val.{arm}.{k}", rep[k], "AUC", "higher" if k == "within_auc" else "none",
@@ -147,20 +147,23 @@ def tvd(ctx: RunContext) -> None:
     cfg = ctx.cfg
     split = str(cfg.experiment.prm)
     sel = cfg.get("select") or {}
-    b = P.build_data(cfg, ctx.log, label_splits=sorted({split, str(sel.get("split", split))}))
-    _policy_metrics(ctx, b)
-    cfg, b, v, pcfg = V.chosen_setup(ctx, b, write=False, label_splits=[split])  # `bon`'s choice (cached)
-    prm, key = P.train_split_prm(cfg, b, split, ctx.log, pcfg, V.auc_validator(cfg, b, v, split) if v else None)
-    out = run_tvd(cfg, b.pol, prm, key, ctx.log)
+    data = pipeline.build_data(cfg, ctx.log, label_splits=sorted({split, str(sel.get("split", split))}))
+    _policy_metrics(ctx, data)
+    # `bon`'s choice of recipe (cached)
+    cfg, data, v, recipe = recipe_selection.chosen_setup(ctx, data, write=False, label_splits=[split])
+    validator = recipe_selection.auc_validator(cfg, data, v, split) if v else None
+    prm, key = pipeline.train_split_prm(cfg, data, split, ctx.log, recipe, validator)
+    out = run_tvd(stage_settings.tvd_inputs(cfg, data.policy.key, key), data.policy, prm,
+                  stage_settings.run_options(cfg), ctx.log)
     rows = out["rows"]
     n = len(rows)
     g = 100 * float(np.mean([r["greedy"] for r in rows]))
-    v = 100 * float(np.mean([r["tvd"] for r in rows]))
+    t = 100 * float(np.mean([r["tvd"] for r in rows]))
     calls = int(sum(r["calls"] for r in rows))
     se = lambda p: float(np.sqrt(p * (100 - p) / max(1, n)))  # noqa: E731  binomial stderr in %
     ctx.metric("acc.greedy", g, "%", "higher", note=f"{n} test questions", stderr=se(g))
-    ctx.metric("acc.tvd", v, "%", "higher", note=f"{split}-PRM, threshold {cfg.tvd.threshold}, top-{cfg.tvd.top_k}",
-               stderr=se(v))
+    ctx.metric("acc.tvd", t, "%", "higher", note=f"{split}-PRM, threshold {cfg.tvd.threshold}, top-{cfg.tvd.top_k}",
+               stderr=se(t))
     ctx.metric("prm_calls", calls, "candidates scored", "none", note="total over the test questions")
     ctx.metric("prm_calls_per_question", calls / max(1, n), "candidates", "none")
     ctx.metric("tvd.changed_fraction", 100 * float(np.mean([r["changed"] for r in rows])), "%", "none",
@@ -176,9 +179,9 @@ def tvd(ctx: RunContext) -> None:
     ctx.metric("tvd.sign_test_p", p_sign, "p-value", "none", note="two-sided sign test on fixes vs breaks")
     ctx.table("tvd", "Token-level value-guided decoding vs greedy", [
         {"decoding": "greedy", "accuracy (%)": g, "PRM calls": 0},
-        {"decoding": f"TVD ({split}-PRM)", "accuracy (%)": v, "PRM calls": calls}],
+        {"decoding": f"TVD ({split}-PRM)", "accuracy (%)": t, "PRM calls": calls}],
         notes=[f"{n} questions; TVD fixes {wins}, breaks {losses} (sign test p = {p_sign:.3g})",
-               f"PRM recipe (chosen on validation questions by `bon`): {pcfg}",
+               f"PRM recipe (chosen on validation questions by `bon`): {recipe}",
                f"threshold {cfg.tvd.threshold} on the top-1 probability, top-{cfg.tvd.top_k} candidates"])
 
 
@@ -187,31 +190,31 @@ def cost(ctx: RunContext) -> None:
     _check_runnable(ctx)
     cfg = ctx.cfg
     splits = list(cfg.experiment.splits)
-    b = P.build_data(cfg, ctx.log, label_splits=splits)
-    _policy_metrics(ctx, b)
-    ctx.metric("tau", b.division["tau"], "probability", "none", note=f"{cfg.method.percentile}th percentile")
+    data = pipeline.build_data(cfg, ctx.log, label_splits=splits)
+    _policy_metrics(ctx, data)
+    ctx.metric("tau", data.division.tau, "probability", "none", note=f"{cfg.method.percentile}th percentile")
     rows = []
     for sp in splits:
-        c: S.Cost = b.labels[sp]["cost"]
+        c: steps.Cost = data.labels[sp].cost
         ctx.metric(f"rollouts.{sp}", c.rollouts, "rollouts", "lower", note=f"K = {cfg.scale.rollouts} per step prefix")
         ctx.metric(f"tokens.{sp}", c.tokens, "tokens", "lower", note="tokens generated by the rollouts")
         ctx.metric(f"steps_per_solution.{sp}", c.steps_per_solution, "markers", "lower",
                    note="markers per solution, closing marker included")
         ctx.metric(f"seconds.{sp}", c.seconds, "s", "lower", note="wall time of the rollouts")
-        pos = float(np.mean([v for lab in b.labels[sp]["labels"] for v in lab["hard"]]))
+        pos = float(np.mean([v for lab in data.labels[sp].labels for v in lab["hard"]]))
         rows.append({"split": sp, "solutions": c.solutions, "markers": c.markers,
                      "steps/solution": c.steps_per_solution, "rollouts": c.rollouts, "tokens": c.tokens,
                      "seconds": c.seconds, "positive labels": pos})
     if "confidence" in splits and "newline" in splits:
-        cc, cn = b.labels["confidence"]["cost"], b.labels["newline"]["cost"]
+        cc, cn = data.labels["confidence"].cost, data.labels["newline"].cost
         for what, a, z in (("rollouts", cc.rollouts, cn.rollouts), ("tokens", cc.tokens, cn.tokens),
                            ("markers", cc.markers, cn.markers), ("seconds", cc.seconds, cn.seconds)):
             ctx.metric(f"ratio.{what}.confidence_over_newline", a / z if z else float("nan"), "ratio", "lower",
                        note="paper: 0.74 markers on its shipped GSM8K examples; 'over 30% lower' cost")
     ctx.table("cost", "PRM-data construction cost per split", rows, notes=[
-        f"{len(b.prm_rows)} solutions ({cfg.scale.prm_questions} questions x {cfg.scale.prm_samples} samples); "
-        f"K = {cfg.scale.rollouts} rollouts per non-closing marker; tau = {b.division['tau']:.4g}"])
-    ta, ts = b.division["types_all"], b.division["types_split"]
+        f"{len(data.prm.rows)} solutions ({cfg.scale.prm_questions} questions x {cfg.scale.prm_samples} samples); "
+        f"K = {cfg.scale.rollouts} rollouts per non-closing marker; tau = {data.division.tau:.4g}"])
+    ta, ts = data.division.types_all, data.division.types_split
     na, ns = sum(ta.values()), max(1, sum(ts.values()))
     trows = []
     for k in sorted(set(ta) | set(ts), key=lambda k: (-ts.get(k, 0), k)):  # ties by name: a stable table

@@ -13,45 +13,69 @@ the MC labels against them.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from llm_efficiency_bench.adaptive_step import checkers as C
-from llm_efficiency_bench.adaptive_step import steps as S
-from llm_efficiency_bench.adaptive_step.generation import SAMPLER, sample
+from llm_efficiency_bench.adaptive_step import checkers, stage_settings, steps
+from llm_efficiency_bench.adaptive_step.generation import sample
 from llm_efficiency_bench.adaptive_step.policy import Policy
-from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
+from llm_efficiency_bench.adaptive_step.samples import Division, Samples
+from llm_efficiency_bench.adaptive_step.stage import Log, RunOptions, bar
+from llm_efficiency_bench.adaptive_step.stage_inputs import LabelsInputs
 from llm_efficiency_bench.adaptive_step.tasks import Problem
 from llm_efficiency_bench.core.cache import save_atomic
 from llm_efficiency_bench.core.checkpoint import Checkpoint
 
 
-def labels_key_obj(cfg: Any, div_key: str, split: str) -> dict[str, Any]:
-    """What determines `labels_<split>`: the division (its samples), K, the rollout sampling settings."""
-    return {"division": div_key, "K": int(cfg.scale.rollouts), "split": split, "max_new": int(cfg.scale.max_new),
-            "temp": float(cfg.method.temperature), "seed": int(cfg.seed), "sampler": SAMPLER}
+# The classes a labels entry may rebuild besides plain data: `Cost`, also under the module path it has in entries
+# written while the package was imported as `bench` (the same class; the entries' keys are unchanged).
+_STATE_CLASSES: tuple = (steps.Cost, (steps.Cost, "bench.adaptive_step.steps.Cost"))
 
 
-def rollout_labels(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[str, Any]],
-                   bounds: list[list[int]], split: str, div_key: str, log: Log) -> dict[str, Any]:
-    """Stage 4 (cached as `labels_<split>`, resumable per batch): hard / soft labels and construction cost.
+@dataclass(frozen=True)
+class Labels:
+    """Stage 4's result for one split rule.
 
-    Returns:
-        {"labels": [{"hard": [...], "soft": [...]} per solution (one per marker, closing one included)],
-         "cost": steps.Cost}.
+    Attributes:
+        split: the split rule whose steps are labelled.
+        labels: per PRM-data solution {"hard": [...], "soft": [...]}, one per marker, the closing one last.
+        cost: the construction cost of these labels.
+        key: what identifies these labels in a PRM's key (`LabelsInputs.result_key`).
     """
-    K = int(cfg.scale.rollouts)
-    entry = stage(cfg, f"labels_{split}", labels_key_obj(cfg, div_key, split))
+
+    split: str
+    labels: list[dict[str, list[float]]]
+    cost: steps.Cost
+    key: str
+
+
+def labels_key_obj(cfg: Any, div_key: str, split: str) -> dict[str, Any]:
+    """The `labels_<split>` key object for a run's config: the division (its samples), K, the rollout sampling
+    settings (`LabelsInputs.key_obj`)."""
+    return stage_settings.labels_inputs(cfg, div_key, split).key_obj()
+
+
+def rollout_labels(inputs: LabelsInputs, pol: Policy, samples: Samples, division: Division, run: RunOptions,
+                   log: Log) -> Labels:
+    """Stage 4 (cached as `labels_<split>`, resumable per batch): hard / soft labels and construction cost of
+    the PRM-data solutions `samples` at the boundaries of split rule `inputs.split` in `division`."""
+    if division.key != inputs.division or samples.key != division.samples[0]:
+        raise ValueError(f"labels_{inputs.split}: inputs name division {inputs.division}, got division "
+                         f"{division.key} of samples {division.samples}, and samples {samples.key}")
+    split, K = inputs.split, inputs.K
+    bounds = division.prm[split]
+    entry = inputs.entry(run)
 
     def build(work: Path) -> dict[str, Any]:
-        ck = Checkpoint(work, "partial", entry.key, allow=(S.Cost,))
-        state = ck.load() or {"labels": [], "cost": S.Cost(), "next": 0}
-        per_batch = max(1, int(cfg.scale.batch) // K)
-        starts = list(range(state["next"], len(rows), per_batch))
-        for s in bar(starts, len(starts), f"labels[{split}]", cfg.pipeline.progress):
-            _label_batch(cfg, pol, probs, rows, bounds, list(range(s, min(len(rows), s + per_batch))), s, state)
+        ck = Checkpoint(work, "partial", entry.key, allow=_STATE_CLASSES)
+        state = ck.load() or {"labels": [], "cost": steps.Cost(), "next": 0}
+        per_batch = max(1, inputs.batch // K)
+        starts = list(range(state["next"], len(samples.rows), per_batch))
+        for s in bar(starts, len(starts), f"labels[{split}]", run.progress):
+            _label_batch(inputs, pol, samples, bounds, list(range(s, min(len(samples.rows), s + per_batch))), s, state)
             ck.save(state)
         save_atomic(work / "labels.pt", {"labels": state["labels"], "cost": state["cost"]})
         ck.clear()
@@ -61,13 +85,15 @@ def rollout_labels(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[
         return {"rollouts": c.rollouts, "tokens": c.tokens, "seconds": c.seconds}
 
     entry.get_or_build(build)
-    return entry.load("labels.pt", allow=(S.Cost,))
+    out = entry.load("labels.pt", allow=_STATE_CLASSES)
+    return Labels(split, out["labels"], out["cost"], inputs.result_key())
 
 
-def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[str, Any]], bounds: list[list[int]],
-                 idx: list[int], s: int, state: dict[str, Any]) -> None:
+def _label_batch(inputs: LabelsInputs, pol: Policy, samples: Samples, bounds: list[list[int]], idx: list[int], s: int,
+                 state: dict[str, Any]) -> None:
     """K rollouts from every step prefix of the solutions `idx`; appends their labels and cost to `state`."""
-    K = int(cfg.scale.rollouts)
+    K = inputs.K
+    probs, rows = samples.probs, samples.rows
     prompts, owners = [], []
     for i in idx:
         r = rows[i]
@@ -75,13 +101,12 @@ def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[st
         for j, b in enumerate(bounds[i]):
             prompts += [base + r["ids"][:b]] * K
             owners += [(i, j, b)] * K
-    gen = torch.Generator().manual_seed(int(cfg.seed) * 7_000_003 + s)
+    gen = torch.Generator().manual_seed(inputs.seed * 7_000_003 + s)
     t0 = time.time()
     outs = []
-    bs = int(cfg.scale.batch)
+    bs = inputs.batch
     for k in range(0, len(prompts), bs):
-        outs += sample(pol.model, prompts[k:k + bs], int(cfg.scale.max_new), pol.eos_id,
-                       float(cfg.method.temperature), gen)
+        outs += sample(pol.model, prompts[k:k + bs], inputs.max_new, pol.eos_id, inputs.temp, gen)
     dt = time.time() - t0
     results: dict[int, list[list[bool]]] = {i: [[] for _ in bounds[i]] for i in idx}
     toks: dict[int, int] = {i: 0 for i in idx}
@@ -92,7 +117,7 @@ def _label_batch(cfg: Any, pol: Policy, probs: list[Problem], rows: list[dict[st
         toks[i] += len(o.ids)
     n_roll = max(1, len(prompts))
     for i in idx:
-        hard, soft = S.mc_labels(results[i])
+        hard, soft = steps.mc_labels(results[i])
         final = int(rows[i]["correct"])
         state["labels"].append({"hard": hard + [final], "soft": soft + [float(final)]})
         nr = K * len(bounds[i])
@@ -117,6 +142,6 @@ def oracle_labels(pol: Policy, rows: Sequence[dict[str, Any]], bounds: Sequence[
     for r, bnd in zip(rows, bounds):
         ids = list(r["ids"])
         ref = probs[r["q"]].solution if probs is not None else None
-        lab = [int(C.synthetic_prefix_ok(pol.decode(ids[:b]), ref)) for b in bnd]
-        out.append(lab + [int(C.synthetic_solution_ok(pol.decode(ids), ref))])
+        lab = [int(checkers.synthetic_prefix_ok(pol.decode(ids[:b]), ref)) for b in bnd]
+        out.append(lab + [int(checkers.synthetic_solution_ok(pol.decode(ids), ref))])
     return out

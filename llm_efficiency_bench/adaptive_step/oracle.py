@@ -22,20 +22,21 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llm_efficiency_bench.adaptive_step import checkers as C
-from llm_efficiency_bench.adaptive_step import validation as V
+from llm_efficiency_bench.adaptive_step import checkers, recipe_selection, stage_settings
 from llm_efficiency_bench.adaptive_step.labels import oracle_labels
-from llm_efficiency_bench.adaptive_step.pipeline import Built
-from llm_efficiency_bench.adaptive_step.prm import score_candidates, train_prm
+from llm_efficiency_bench.adaptive_step.pipeline import PipelineData, test_scores
+from llm_efficiency_bench.adaptive_step.prm import train_prm
 from llm_efficiency_bench.adaptive_step.stage import Log
+from llm_efficiency_bench.adaptive_step.stage_inputs import PrmInputs, Validator
 from llm_efficiency_bench.core.cache import config_key
 
 
-def oracle_solution_scores(b: Built, reads_question: bool = True) -> list[list[float]]:
+def oracle_solution_scores(data: PipelineData, reads_question: bool = True) -> list[list[float]]:
     """Per test candidate, one "step score": 1.0 when the exact checker accepts the whole solution."""
-    return [[float(C.synthetic_solution_ok(b.pol.decode(r["ids"]),
-                                           b.test_probs[r["q"]].solution if reads_question else None))]
-            for r in b.test_rows]
+    test = data.test
+    return [[float(checkers.synthetic_solution_ok(data.policy.decode(r["ids"]),
+                                                  test.probs[r["q"]].solution if reads_question else None))]
+            for r in test.rows]
 
 
 def label_confusion(mc: Sequence[Sequence[float]], oracle: Sequence[Sequence[int]], threshold: float = 0.5
@@ -62,50 +63,54 @@ def label_confusion(mc: Sequence[Sequence[float]], oracle: Sequence[Sequence[int
             "oracle_good": rate(o), "mc_good": rate(m)}
 
 
-def label_quality(b: Built) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
+def label_quality(data: PipelineData) -> tuple[list[dict[str, Any]], dict[str, list[list[int]]]]:
     """Oracle vs MC labels for every split with MC labels: table rows, and the question-reading oracle's
     labels per split (what `oracle_prm` trains on)."""
     rows, oracle = [], {}
-    for split, lab in b.labels.items():
-        bounds = b.division["prm"][split]
-        oracle[split] = oracle_labels(b.pol, b.prm_rows, bounds, b.prm_probs)
-        arith = oracle_labels(b.pol, b.prm_rows, bounds)
+    pol, prm = data.policy, data.prm
+    for split, lab in data.labels.items():
+        bounds = data.division.prm[split]
+        oracle[split] = oracle_labels(pol, prm.rows, bounds, prm.probs)
+        arith = oracle_labels(pol, prm.rows, bounds)
         for name, ref in (("question", oracle[split]), ("arithmetic", arith)):
             for kind in ("hard", "soft"):
-                stats = label_confusion([x[kind] for x in lab["labels"]], ref)
+                stats = label_confusion([x[kind] for x in lab.labels], ref)
                 rows.append({"split": split, "oracle": name, "labels": kind, **stats})
     return rows, oracle
 
 
-def oracle_prm(cfg: Any, b: Built, split: str, oracle: list[list[int]], log: Log, pcfg: dict[str, Any] | None = None,
-               validate: Any = None) -> tuple[Any, str]:
-    """`prm_oracle`: the MC-label PRM's recipe (same model, examples, markers, `pcfg`) on the oracle labels of
+def oracle_prm(cfg: Any, data: PipelineData, split: str, oracle: list[list[int]], log: Log,
+               recipe: dict[str, Any] | None = None, validator: Validator | None = None) -> tuple[Any, str]:
+    """`prm_oracle`: the MC-label PRM's recipe (same model, examples, markers, `recipe`) on the oracle labels of
     split `split`. Returns (the PRM, its stage key)."""
-    key = config_key(["oracle", b.keys["division"], split, oracle])  # by content: a changed checker retrains
-    return train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split], oracle, "oracle", key, log,
-                     pcfg, validate)
+    key = config_key(["oracle", data.division.key, split, oracle])  # by content: a changed checker retrains
+    inputs = PrmInputs(name="oracle", policy=data.policy.key, labels=key,
+                       recipe=recipe if recipe is not None else stage_settings.prm_recipe(cfg), validator=validator)
+    return train_prm(inputs, data.policy, data.prm, data.division.prm[split], oracle,
+                     stage_settings.run_options(cfg), log)
 
 
-def add_oracle(ctx: Any, b: Built, scores: dict[str, list[list[float]]], pcfg: dict[str, Any] | None = None,
-               v: V.ValData | None = None, val: dict[str, Any] | None = None) -> None:
+def add_oracle(ctx: Any, data: PipelineData, scores: dict[str, list[list[float]]],
+               recipe: dict[str, Any] | None = None, v: recipe_selection.ValData | None = None,
+               val: dict[str, Any] | None = None) -> None:
     """On a task with exact steps: the oracle arms and oracle PRM into `scores` (and their validation scores
     into `val`), the label table into the record."""
     cfg = ctx.cfg
     ocfg = cfg.get("oracle") or {}
-    if not getattr(b.pol.task, "has_oracle", False) or not ocfg:
+    if not getattr(data.policy.task, "has_oracle", False) or not ocfg:
         return
     val = val if val is not None else {}
     if ocfg.get("arm", True):
-        scores["oracle"] = oracle_solution_scores(b)
-        scores["oracle_arith"] = oracle_solution_scores(b, reads_question=False)
+        scores["oracle"] = oracle_solution_scores(data)
+        scores["oracle_arith"] = oracle_solution_scores(data, reads_question=False)
         if v is not None:
-            texts = [b.pol.decode(r["ids"]) for r in v.rows]
-            val["oracle"] = ([[float(C.synthetic_solution_ok(t, v.probs[r["q"]].solution))]
+            texts = [data.policy.decode(r["ids"]) for r in v.rows]
+            val["oracle"] = ([[float(checkers.synthetic_solution_ok(t, v.samples.probs[r["q"]].solution))]
                               for t, r in zip(texts, v.rows)], None)
-            val["oracle_arith"] = ([[float(C.synthetic_solution_ok(t))] for t in texts], None)
+            val["oracle_arith"] = ([[float(checkers.synthetic_solution_ok(t))] for t in texts], None)
     if not (ocfg.get("labels", True) or ocfg.get("prm", True)):
         return
-    rows, oracle = label_quality(b)
+    rows, oracle = label_quality(data)
     for r in rows:
         tag = "" if r["oracle"] == "question" else ".arith"
         for what in ("agreement", "fp_rate", "fn_rate"):
@@ -120,9 +125,8 @@ def add_oracle(ctx: Any, b: Built, scores: dict[str, list[list[float]]], pcfg: d
         "(checkers.synthetic_prefix_ok)"], digits=3)
     split = str(ocfg.get("split", "confidence"))
     if ocfg.get("prm", True) and split in oracle:
-        prm, key = oracle_prm(cfg, b, split, oracle[split], ctx.log, pcfg,
-                              V.auc_validator(cfg, b, v, split) if v is not None else None)
-        scores["oracle_prm"] = score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows,
-                                                b.division["test"][split], False, b.keys["samples_test"], ctx.log)
+        prm, key = oracle_prm(cfg, data, split, oracle[split], ctx.log, recipe,
+                              recipe_selection.auc_validator(cfg, data, v, split) if v is not None else None)
+        scores["oracle_prm"] = test_scores(cfg, data, prm, key, split, ctx.log)
         if v is not None:
-            val["oracle_prm"] = (V.val_scores(cfg, b, v, prm, key, split, ctx.log), split)
+            val["oracle_prm"] = (recipe_selection.val_scores(cfg, data, v, prm, key, split, ctx.log), split)

@@ -13,9 +13,12 @@ it; `stage.py`):
 6. `scores`            prm.py       PRM step scores of every test candidate (Best-of-N re-aggregates them).
 7. `tvd`               tvd.py       token-level value-guided decoding vs greedy.
 
-Rerun one stage with `pipeline.rerun=[labels_confidence]` (its entry is removed first; downstream stages
-follow from their keys). Stages that loop over questions checkpoint into the entry's partial folder and
-resume after an interruption. The experiments (`experiments.py`) call `build_data`, then the PRM stages.
+Each stage receives its inputs (`stage_inputs.py`: the settings it reads and the keys of its upstream results)
+and is keyed by exactly those; this module builds them from the run's config through `stage_settings`, so the
+config stops here. Rerun one stage with `pipeline.rerun=[labels_confidence]` (its entry is removed first;
+downstream stages follow from their keys). Stages that loop over questions checkpoint into the entry's
+partial folder and resume after an interruption. The experiments (`experiments.py`) call `build_data`, then
+the PRM stages.
 """
 
 from __future__ import annotations
@@ -23,74 +26,92 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from llm_efficiency_bench.adaptive_step.labels import rollout_labels
-from llm_efficiency_bench.adaptive_step.policy import Policy, train_policy
+from llm_efficiency_bench.adaptive_step import stage_settings
+from llm_efficiency_bench.adaptive_step.labels import Labels, rollout_labels
+from llm_efficiency_bench.adaptive_step.policy import Policy, build_policy
 from llm_efficiency_bench.adaptive_step.prm import score_candidates, train_prm
-from llm_efficiency_bench.adaptive_step.samples import divide, sample_solutions
+from llm_efficiency_bench.adaptive_step.samples import Division, Samples, divide, sample_solutions
 from llm_efficiency_bench.adaptive_step.stage import Log
-from llm_efficiency_bench.adaptive_step.tasks import Problem
-from llm_efficiency_bench.core.cache import config_key
+from llm_efficiency_bench.adaptive_step.stage_inputs import PrmInputs, Validator
 
 
-@dataclass
-class Built:
-    """What the experiments read: everything up to the labels."""
+@dataclass(frozen=True)
+class PipelineData:
+    """Stages 1-4's results, each carrying the key downstream stages are keyed by.
 
-    pol: Policy
-    prm_probs: list[Problem]
-    prm_rows: list[dict[str, Any]]
-    test_probs: list[Problem]
-    test_rows: list[dict[str, Any]]
-    division: dict[str, Any]
-    labels: dict[str, dict[str, Any]]
-    keys: dict[str, str]
+    Attributes:
+        policy: the policy.
+        prm, test: the PRM-data and the test samples.
+        division: tau and the boundaries of both sample sets per split rule.
+        labels: split rule -> the MC labels of the PRM-data solutions.
+    """
 
-    def label_key(self, split: str, rollouts: int) -> str:
-        """The key of split `split`'s MC labels as the PRM stage sees it."""
-        return config_key([self.keys["division"], split, int(rollouts)])
+    policy: Policy
+    prm: Samples
+    test: Samples
+    division: Division
+    labels: dict[str, Labels]
+
+    def stage_keys(self) -> dict[str, str]:
+        """The keys this data was computed from (policy, samples, division), for the record's provenance."""
+        return {"policy": self.policy.key, "samples_prm": self.prm.key, "samples_test": self.test.key,
+                "division": self.division.key}
 
 
 def labels_division_key(cfg: Any, sample_keys: Sequence[str]) -> str:
     """The division as the label stages see it (their `division` input: both sample sets, percentile, seed)."""
-    return config_key([*sample_keys, float(cfg.method.percentile), int(cfg.seed)])
+    return stage_settings.division_inputs(cfg, sample_keys).result_key()
 
 
-def build_data(cfg: Any, log: Log, label_splits: Sequence[str] | None = None) -> Built:
-    """Stages 1-4 (each cached): policy, samples, division, MC labels of each split in `label_splits`."""
-    pol = train_policy(cfg, log)
-    prm_probs, prm_rows, st_p = sample_solutions(cfg, pol, "prm", log)
-    test_probs, test_rows, st_t = sample_solutions(cfg, pol, "test", log)
-    div = divide(cfg, pol, prm_rows, test_rows, [st_p.key, st_t.key], log)
-    div_key = labels_division_key(cfg, [st_p.key, st_t.key])
+def build_data(cfg: Any, log: Log, label_splits: Sequence[str] | None = None) -> PipelineData:
+    """Stages 1-4 (each cached): policy, samples, division, MC labels of each split in `label_splits` (default
+    `method.splits`)."""
+    run = stage_settings.run_options(cfg)
+    pol = build_policy(stage_settings.policy_inputs(cfg), run, log)
+    prm = sample_solutions(stage_settings.samples_inputs(cfg, pol.key, "prm"), pol, run, log)
+    test = sample_solutions(stage_settings.samples_inputs(cfg, pol.key, "test"), pol, run, log)
+    div = divide(stage_settings.division_inputs(cfg, [prm.key, test.key]), pol, prm, test, run, log)
     labels = {}
     for sp in (label_splits if label_splits is not None else list(cfg.method.splits)):
-        labels[sp] = rollout_labels(cfg, pol, prm_probs, prm_rows, div["prm"][sp], sp, div_key, log)
-    return Built(pol, prm_probs, prm_rows, test_probs, test_rows, div, labels,
-                 {"samples_prm": st_p.key, "samples_test": st_t.key, "division": div_key})
+        labels[sp] = rollout_labels(stage_settings.labels_inputs(cfg, div.key, sp), pol, prm, div, run, log)
+    return PipelineData(pol, prm, test, div, labels)
 
 
-def train_split_prm(cfg: Any, b: Built, split: str, log: Log, pcfg: dict[str, Any] | None = None,
-                    validate: Any = None) -> tuple[Any, str]:
-    """Stage 5 for one split's MC labels (hard or soft, as the recipe `pcfg` says; default the `prm` block).
+def train_split_prm(cfg: Any, data: PipelineData, split: str, log: Log, recipe: dict[str, Any] | None = None,
+                    validator: Validator | None = None) -> tuple[Any, str]:
+    """Stage 5 for one split's MC labels (hard or soft, as `recipe` says; default the `prm` block).
 
     Returns:
         (the PRM, its stage key).
     """
-    kind = str((pcfg if pcfg is not None else cfg.prm).get("labels", "hard"))
-    labels = [lab[kind] for lab in b.labels[split]["labels"]]
-    return train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][split], labels, split,
-                     b.label_key(split, int(cfg.scale.rollouts)), log, pcfg, validate)
+    recipe = recipe if recipe is not None else stage_settings.prm_recipe(cfg)
+    lab = data.labels[split]
+    labels = [x[str(recipe.get("labels", "hard"))] for x in lab.labels]
+    inputs = PrmInputs(name=split, policy=data.policy.key, labels=lab.key, recipe=recipe, validator=validator)
+    return train_prm(inputs, data.policy, data.prm, data.division.prm[split], labels,
+                     stage_settings.run_options(cfg), log)
 
 
-def train_orm(cfg: Any, b: Built, log: Log, pcfg: dict[str, Any] | None = None, validate: Any = None) -> tuple[Any, str]:
-    """The ORM: closing marker only, labelled by the final answer (the same recipe as the PRMs)."""
+def train_orm(cfg: Any, data: PipelineData, log: Log, recipe: dict[str, Any] | None = None,
+              validator: Validator | None = None) -> tuple[Any, str]:
+    """The ORM: closing marker only, labelled by the final answer (the same recipe as the PRMs); its labels are
+    the PRM-data solutions' correctness, so it is keyed by their samples."""
+    recipe = recipe if recipe is not None else stage_settings.prm_recipe(cfg)
     first = list(cfg.method.splits)[0]
-    labels = [lab["hard"] for lab in b.labels[first]["labels"]]
-    return train_prm(cfg, b.pol, b.prm_probs, b.prm_rows, b.division["prm"][first], labels, "orm",
-                     b.keys["samples_prm"], log, pcfg, validate)
+    labels = [x["hard"] for x in data.labels[first].labels]
+    inputs = PrmInputs(name="orm", policy=data.policy.key, labels=data.prm.key, recipe=recipe, validator=validator)
+    return train_prm(inputs, data.policy, data.prm, data.division.prm[first], labels,
+                     stage_settings.run_options(cfg), log)
 
 
-def test_scores(cfg: Any, b: Built, prm: Any, key: str, split: str, log: Log, orm: bool = False) -> list[list[float]]:
-    """Stage 6: step scores of every test candidate under one PRM (split `split`'s boundaries)."""
-    return score_candidates(cfg, b.pol, prm, key, b.test_probs, b.test_rows, b.division["test"][split], orm,
-                            b.keys["samples_test"], log)
+def split_scores(cfg: Any, data: PipelineData, samples: Samples, bounds: Sequence[Sequence[int]], prm: Any,
+                 key: str, log: Log, orm: bool = False) -> list[list[float]]:
+    """Stage 6: step scores of every solution of `samples` (boundaries `bounds`) under the PRM `prm` (`key`)."""
+    inputs = stage_settings.scores_inputs(cfg, key, samples.key, bounds, orm)
+    return score_candidates(inputs, data.policy, prm, samples, stage_settings.run_options(cfg), log)
+
+
+def test_scores(cfg: Any, data: PipelineData, prm: Any, key: str, split: str, log: Log,
+                orm: bool = False) -> list[list[float]]:
+    """Stage 6 on the test candidates (split `split`'s boundaries)."""
+    return split_scores(cfg, data, data.test, data.division.test[split], prm, key, log, orm)

@@ -20,10 +20,11 @@ from typing import Any, Sequence
 
 import torch
 
+from llm_efficiency_bench.adaptive_step import stage_settings
 from llm_efficiency_bench.adaptive_step.generation import sample
-from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
-from llm_efficiency_bench.adaptive_step.tasks import Problem, Task, make_task
-from llm_efficiency_bench.core.cache import to_plain
+from llm_efficiency_bench.adaptive_step.stage import Log, RunOptions, bar
+from llm_efficiency_bench.adaptive_step.stage_inputs import PolicyInputs
+from llm_efficiency_bench.adaptive_step.tasks import Problem, Task
 from llm_efficiency_bench.core.checkpoint import restore_training, save_training
 
 MARKER, GOOD, BAD = "<|step|>", "<|good|>", "<|bad|>"
@@ -59,28 +60,21 @@ def _policy_text(p: Problem) -> str:
     return p.question + "\n" + p.solution
 
 
-def policy_key_obj(cfg: Any) -> dict[str, Any]:
-    """What determines the policy stage: the model config, the task, the greedy-evaluation settings."""
-    return {"model": to_plain(cfg.model), "task": to_plain(cfg.task), "n_eval": int(cfg.scale.greedy_eval_questions),
-            "max_new": int(cfg.scale.max_new)}
-
-
-def train_policy(cfg: Any, log: Log) -> Policy:
+def build_policy(inputs: PolicyInputs, run: RunOptions, log: Log) -> Policy:
     """Stage 1 (cached as `policy`): train or load the policy, then measure its greedy accuracy."""
-    task = make_task(cfg)
-    mcfg = to_plain(cfg.model)
-    n_eval = int(cfg.scale.greedy_eval_questions)
-    entry = stage(cfg, "policy", policy_key_obj(cfg))
+    task, mcfg, n_eval = inputs.task, inputs.model, inputs.n_eval
+    entry = inputs.entry(run)
     if mcfg.get("source") != "suite_trained":
-        return _pretrained_policy(cfg, task, entry, log)
+        return _pretrained_policy(inputs, entry, run, log)
     style = mcfg.get("prompt_style", "plain")
 
     def build(work: Path) -> dict[str, Any]:
         folder = work / "model"
         if not (folder / "config.json").exists():  # trained weights survive a kill during the greedy evaluation
-            _train_tiny(cfg, task, mcfg, work, log, entry.key)
+            _train_tiny(task, mcfg, work, run.progress, log, entry.key)
         pol = _load_tiny(folder, entry.key, style, task)
-        return {"greedy_acc": greedy_accuracy(cfg, pol, task.load("test", n_eval), log), "n_eval": n_eval}
+        acc = greedy_accuracy(pol, task.load("test", n_eval), inputs.max_new, inputs.batch, run.progress, log)
+        return {"greedy_acc": acc, "n_eval": n_eval}
 
     entry.get_or_build(build)
     pol = _load_tiny(entry.dir / "model", entry.key, style, task)
@@ -89,7 +83,18 @@ def train_policy(cfg: Any, log: Log) -> Policy:
     return pol
 
 
-def _train_tiny(cfg: Any, task: Task, mcfg: dict[str, Any], work: Path, log: Log, key: str) -> None:
+def train_policy(cfg: Any, log: Log) -> Policy:
+    """The policy stage of a run's config (its inputs built by `stage_settings`), for callers that hold one."""
+    return build_policy(stage_settings.policy_inputs(cfg), stage_settings.run_options(cfg), log)
+
+
+def policy_key_obj(cfg: Any) -> dict[str, Any]:
+    """The policy stage's key object for a run's config: the model config, the task, the greedy-evaluation
+    settings (`PolicyInputs.key_obj`)."""
+    return stage_settings.policy_inputs(cfg).key_obj()
+
+
+def _train_tiny(task: Task, mcfg: dict[str, Any], work: Path, progress: bool, log: Log, key: str) -> None:
     """Train the tiny Llama and its BPE tokenizer on the task's training questions into `work/model`.
 
     Training checkpoints into the stage's partial folder (`work/policy_train.pt`, keyed by the stage key) every
@@ -120,7 +125,7 @@ def _train_tiny(cfg: Any, task: Task, mcfg: dict[str, Any], work: Path, log: Log
                  for p in probs]
         log(f"policy: SFT of a {n_params:.2f}M-param Llama on {len(pairs)} synthetic solutions (loss on "
             "solution tokens)")
-        losses = train_sft(model, pairs, tr, tok.eos_token_id, log, cfg.pipeline.progress,
+        losses = train_sft(model, pairs, tr, tok.eos_token_id, log, progress,
                            checkpoint=Checkpoint(work, "policy_train", key), every_steps=max(1, int(tr["steps"]) // 20))
     tmp = work / "model.tmp"  # complete weights or none: a kill mid-save must not look like a trained model
     if tmp.exists():
@@ -200,28 +205,30 @@ def _make_policy(model, tok, key: str, folder: Path, style: str, task: Task) -> 
                   tok.convert_tokens_to_ids(GOOD), tok.convert_tokens_to_ids(BAD), folder, 0.0, style, task)
 
 
-def _pretrained_policy(cfg: Any, task: Task, entry: Any, log: Log) -> Policy:
+def _pretrained_policy(inputs: PolicyInputs, entry: Any, run: RunOptions, log: Log) -> Policy:
     """A pretrained policy (SmolLM2 on CPU, the paper's models on GPU) through the suite's loader.
 
     Its entry holds only the greedy accuracy; `folder` has no weights, so a PRM starts from a copy of the
     loaded model (`prm.train_prm`).
     """
+    from omegaconf import OmegaConf
+
     from llm_efficiency_bench.core.models import load_model
 
-    lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, data_dir=cfg.data_dir)
-    pol = _make_policy(lm.model.eval(), lm.tokenizer, entry.key, entry.dir, cfg.model.get("prompt_style", "qa"), task)
+    lm = load_model(OmegaConf.create(inputs.model), dtype=inputs.dtype, device=inputs.device, data_dir=inputs.data_dir)
+    pol = _make_policy(lm.model.eval(), lm.tokenizer, entry.key, entry.dir, inputs.model.get("prompt_style", "qa"),
+                       inputs.task)
     entry.get_or_build(lambda work: {"greedy_acc": greedy_accuracy(
-        cfg, pol, task.load("test", int(cfg.scale.greedy_eval_questions)), log)})
+        pol, inputs.task.load("test", inputs.n_eval), inputs.max_new, inputs.batch, run.progress, log)})
     pol.greedy_acc = entry.info()["greedy_acc"]
     return pol
 
 
-def greedy_accuracy(cfg: Any, pol: Policy, probs: Sequence[Problem], log: Log) -> float:
-    """Fraction of `probs` the policy solves with greedy decoding."""
+def greedy_accuracy(pol: Policy, probs: Sequence[Problem], max_new: int, batch: int, progress: bool, log: Log) -> float:
+    """Fraction of `probs` the policy solves with greedy decoding (`batch` questions at a time)."""
     ok = 0
-    bs = int(cfg.scale.batch)
-    for s in bar(range(0, len(probs), bs), (len(probs) + bs - 1) // bs, "greedy", cfg.pipeline.progress):
-        chunk = probs[s:s + bs]
-        outs = sample(pol.model, [pol.prompt_ids(p) for p in chunk], int(cfg.scale.max_new), pol.eos_id, greedy=True)
+    for s in bar(range(0, len(probs), batch), (len(probs) + batch - 1) // batch, "greedy", progress):
+        chunk = probs[s:s + batch]
+        outs = sample(pol.model, [pol.prompt_ids(p) for p in chunk], max_new, pol.eos_id, greedy=True)
         ok += sum(pol.task.check_batch([pol.decode(o.ids) for o in outs], chunk))  # code: one sandbox per batch
     return ok / max(1, len(probs))

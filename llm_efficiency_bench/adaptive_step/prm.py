@@ -17,18 +17,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import steps
 from llm_efficiency_bench.adaptive_step.generation import label_scores
 from llm_efficiency_bench.adaptive_step.policy import Policy
-from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
-from llm_efficiency_bench.core.cache import config_key, save_atomic, to_plain
-from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.adaptive_step.samples import Samples
+from llm_efficiency_bench.adaptive_step.stage import Log, RunOptions, bar
+from llm_efficiency_bench.adaptive_step.stage_inputs import PrmInputs, ScoresInputs
+from llm_efficiency_bench.core.cache import save_atomic
 
 # (input ids, marker positions, label token per marker, target P(good) per marker: 0/1, or soft MC fractions)
 Example = tuple[list[int], list[int], list[int], list[float]]
-
-# `prm` settings whose default leaves the stage key as it was before they existed (cached PRMs stay valid)
-_KEY_DEFAULTS = {"labels": "hard", "early_stop": False}
 
 
 def prm_examples(pol: Policy, probs, rows, bounds, labels: Sequence[Sequence[float]], orm: bool) -> list[Example]:
@@ -43,24 +41,18 @@ def prm_examples(pol: Policy, probs, rows, bounds, labels: Sequence[Sequence[flo
     for r, b, lab in zip(rows, bounds, labels):
         base = pol.prompt_ids(probs[r["q"]])
         if orm:
-            sol, pos = S.insert_markers(r["ids"], [], pol.marker_id)
+            sol, pos = steps.insert_markers(r["ids"], [], pol.marker_id)
             y = [float(lab[-1])]
         else:
-            sol, pos = S.insert_markers(r["ids"], b, pol.marker_id)
+            sol, pos = steps.insert_markers(r["ids"], b, pol.marker_id)
             y = [float(v) for v in lab]
         assert len(pos) == len(y), (len(pos), len(y))
         ex.append((base + sol, [len(base) + p for p in pos], [pol.good_id if v >= 0.5 else pol.bad_id for v in y], y))
     return ex
 
 
-def prm_key_cfg(pcfg: dict[str, Any]) -> dict[str, Any]:
-    """The `prm` settings as the stage key sees them (settings at their neutral default are left out)."""
-    return {k: v for k, v in pcfg.items() if not (k in _KEY_DEFAULTS and v == _KEY_DEFAULTS[k])}
-
-
-def train_prm(cfg: Any, pol: Policy, probs, rows, bounds, labels: Sequence[Sequence[float]], name: str,
-              label_key: str, log: Log, pcfg: dict[str, Any] | None = None,
-              validate: tuple[str, Callable[[Any], float]] | None = None) -> tuple[Any, str]:
+def train_prm(inputs: PrmInputs, pol: Policy, samples: Samples, bounds: Sequence[Sequence[int]],
+              labels: Sequence[Sequence[float]], run: RunOptions, log: Log) -> tuple[Any, str]:
     """Stage 5 (cached as `prm_<name>`): a PRM from the policy weights, label-token cross-entropy at the markers.
 
     Own loop, not TRL's PRMTrainer: TRL is not installed here, and its PRM trainer trains a
@@ -68,30 +60,25 @@ def train_prm(cfg: Any, pol: Policy, probs, rows, bounds, labels: Sequence[Seque
     after each step marker (ASPRM). The loop is the paper's objective in a few lines.
 
     Args:
+        inputs: the recipe (`epochs`, `lr`, `loss`, `batch`, `seed`, `labels`, and `early_stop`: keep the epoch
+            whose validator score is highest), the policy's key, the key of the labels, the validator.
+        samples: the PRM-data solutions; `bounds` their boundaries (unused by the ORM: closing marker only).
         labels: per solution, the label of each marker (MC hard 0/1, MC soft fractions, or oracle labels).
-        name: `confidence`, `newline`, `random`, `orm`, `oracle`, ... (the entry's name is `prm_<name>`).
-        label_key: the cache key of the labels (part of this stage's key).
-        pcfg: the PRM recipe (default: the `prm` config block); `epochs`, `lr`, `loss`, `batch`, `seed`, and
-            `early_stop` (keep the epoch whose `validate` score is highest).
-        validate: (the key of what it validates on, a function model -> score, higher better); needed for
-            `early_stop`.
 
     Returns:
         (the PRM in eval mode, the stage key).
     """
     from transformers import AutoModelForCausalLM
 
-    pcfg = dict(to_plain(cfg.prm) if pcfg is None else pcfg)
-    key_obj: dict[str, Any] = {"policy": pol.key, "labels": label_key, "prm": prm_key_cfg(pcfg), "name": name}
-    if pcfg.get("early_stop"):
-        if validate is None:
-            raise ConfigError("prm.early_stop", "early stopping needs validation questions (scale.val_questions > 0)")
-        key_obj["validation"] = validate[0]
-    entry = stage(cfg, f"prm_{name}", key_obj)
+    if pol.key != inputs.policy:
+        raise ValueError(f"prm_{inputs.name}: inputs name policy {inputs.policy}, got policy {pol.key}")
+    recipe = inputs.recipe
+    validate = inputs.validator.score if recipe.get("early_stop") and inputs.validator is not None else None
+    entry = inputs.entry(run)
 
     def build(work: Path) -> dict[str, Any]:
-        ex = prm_examples(pol, probs, rows, bounds, labels, orm=(name == "orm"))
-        model, info = _fit(cfg, pol, ex, pcfg, name, log, validate[1] if pcfg.get("early_stop") else None)
+        ex = prm_examples(pol, samples.probs, samples.rows, bounds, labels, orm=(inputs.name == "orm"))
+        model, info = _fit(pol, ex, recipe, inputs.name, run.progress, log, validate)
         model.save_pretrained(work / "model")
         return info
 
@@ -101,10 +88,11 @@ def train_prm(cfg: Any, pol: Policy, probs, rows, bounds, labels: Sequence[Seque
     return model, entry.key
 
 
-def _loss(logits: torch.Tensor, tgt: torch.Tensor, soft: torch.Tensor, pol: Policy, pcfg: dict[str, Any]) -> torch.Tensor:
+def _loss(logits: torch.Tensor, tgt: torch.Tensor, soft: torch.Tensor, pol: Policy,
+          recipe: dict[str, Any]) -> torch.Tensor:
     """Label loss at the markers (§3.3). logits (b, L, V); tgt (b, L) label token or -100; soft (b, L) targets."""
-    vocab = pcfg.get("loss", "vocab") == "vocab"
-    if pcfg.get("labels", "hard") == "hard":
+    vocab = recipe.get("loss", "vocab") == "vocab"
+    if recipe.get("labels", "hard") == "hard":
         if vocab:  # paper: cross-entropy over the whole vocabulary
             return torch.nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), tgt.view(-1),
                                                      ignore_index=-100)
@@ -120,7 +108,7 @@ def _loss(logits: torch.Tensor, tgt: torch.Tensor, soft: torch.Tensor, pol: Poli
     return -(t * lp[:, 0] + (1 - t) * lp[:, 1]).mean()
 
 
-def _fit(cfg: Any, pol: Policy, ex: list[Example], pcfg: dict[str, Any], name: str, log: Log,
+def _fit(pol: Policy, ex: list[Example], recipe: dict[str, Any], name: str, progress: bool, log: Log,
          validate: Callable[[Any], float] | None = None) -> tuple[Any, dict[str, Any]]:
     """The training loop: AdamW, linear decay, `prm.epochs` passes over the examples in seeded order.
 
@@ -135,14 +123,14 @@ def _fit(cfg: Any, pol: Policy, ex: list[Example], pcfg: dict[str, Any], name: s
         model = copy.deepcopy(pol.model)
     model.resize_token_embeddings(len(pol.tokenizer))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=float(pcfg["lr"]), weight_decay=0.0)
-    rng = random.Random(int(pcfg["seed"]))
-    bs, epochs = int(pcfg["batch"]), int(pcfg["epochs"])
+    opt = torch.optim.AdamW(model.parameters(), lr=float(recipe["lr"]), weight_decay=0.0)
+    rng = random.Random(int(recipe["seed"]))
+    bs, epochs = int(recipe["batch"]), int(recipe["epochs"])
     n_steps = epochs * ((len(ex) + bs - 1) // bs)
     step, t0, losses = 0, time.time(), []
     best: tuple[float, int, dict[str, torch.Tensor] | None] = (-float("inf"), 0, None)
     val_curve: list[float] = []
-    pbar = tqdm(total=n_steps, desc=f"prm[{name}]", disable=not cfg.pipeline.progress, mininterval=2.0, leave=False)
+    pbar = tqdm(total=n_steps, desc=f"prm[{name}]", disable=not progress, mininterval=2.0, leave=False)
     for epoch in range(epochs):
         order = list(range(len(ex)))
         rng.shuffle(order)
@@ -159,12 +147,12 @@ def _fit(cfg: Any, pol: Policy, ex: list[Example], pcfg: dict[str, Any], name: s
                 tgt[i, pos] = torch.tensor(y)
                 soft[i, pos] = torch.tensor(t, dtype=torch.float32)
             logits = model(input_ids=ids, attention_mask=mask).logits  # (b, L, V)
-            loss = _loss(logits, tgt, soft, pol, pcfg)
+            loss = _loss(logits, tgt, soft, pol, recipe)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             for g in opt.param_groups:  # linear decay
-                g["lr"] = float(pcfg["lr"]) * (1 - step / max(1, n_steps))
+                g["lr"] = float(recipe["lr"]) * (1 - step / max(1, n_steps))
             opt.step()
             losses.append(float(loss.detach()))
             step += 1
@@ -190,21 +178,24 @@ def _fit(cfg: Any, pol: Policy, ex: list[Example], pcfg: dict[str, Any], name: s
                    "val_curve": val_curve, "best_epoch": best[1] or epochs}
 
 
-def score_candidates(cfg: Any, pol: Policy, prm, prm_key: str, probs, rows, bounds, orm: bool,
-                     samples_key: str, log: Log) -> list[list[float]]:
-    """Stage 6 (cached as `scores`): step scores P(good) of every test candidate under one PRM."""
-    entry = stage(cfg, "scores", {"prm": prm_key, "samples": samples_key, "orm": orm, "bounds": config_key(bounds)})
+def score_candidates(inputs: ScoresInputs, pol: Policy, prm: Any, samples: Samples, run: RunOptions,
+                     log: Log) -> list[list[float]]:
+    """Stage 6 (cached as `scores`): step scores P(good) of every solution of `samples` under one PRM."""
+    if samples.key != inputs.samples or len(inputs.bounds) != len(samples.rows):
+        raise ValueError(f"scores: inputs name samples {inputs.samples} ({len(inputs.bounds)} boundary lists), got "
+                         f"{samples.key} ({len(samples.rows)} solutions)")
+    entry = inputs.entry(run)
 
     def build(work: Path) -> dict[str, Any]:
         seqs, poss = [], []
-        for r, b in zip(rows, bounds):
-            base = pol.prompt_ids(probs[r["q"]])
-            sol, pos = S.insert_markers(r["ids"], [] if orm else b, pol.marker_id)
+        for r, b in zip(samples.rows, inputs.bounds):
+            base = pol.prompt_ids(samples.probs[r["q"]])
+            sol, pos = steps.insert_markers(r["ids"], [] if inputs.orm else b, pol.marker_id)
             seqs.append(base + sol)
             poss.append([len(base) + p for p in pos])
         out: list[list[float]] = []
-        bs = int(cfg.scale.batch)
-        for s in bar(range(0, len(seqs), bs), (len(seqs) + bs - 1) // bs, "scores", cfg.pipeline.progress):
+        bs = inputs.batch
+        for s in bar(range(0, len(seqs), bs), (len(seqs) + bs - 1) // bs, "scores", run.progress):
             out += label_scores(prm, seqs[s:s + bs], poss[s:s + bs], pol.good_id, pol.bad_id, pol.eos_id, batch=bs)
         save_atomic(work / "scores.pt", out)
         return {"n": len(out)}

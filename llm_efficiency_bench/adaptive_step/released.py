@@ -18,13 +18,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from llm_efficiency_bench.adaptive_step import figures
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import figures, stage_settings
 from llm_efficiency_bench.adaptive_step.bon import bon_sweep, score_pick
 from llm_efficiency_bench.adaptive_step.candidates import Row, arm_solutions, candidate_truth, load_candidates, marker_counts, stage_key
 from llm_efficiency_bench.adaptive_step.released_prm import (encode_for_prm, label_ids, load_prm, marker_scores, prm_fingerprint,
                                               prm_source, prm_spec)
 from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
+from llm_efficiency_bench.adaptive_step.steps import aggregate
 from llm_efficiency_bench.core.cache import save_atomic
 from llm_efficiency_bench.core.checkpoint import Checkpoint
 from llm_efficiency_bench.core.plots import run_view
@@ -45,7 +45,8 @@ def score_arm(cfg: Any, arm: str, rows: Sequence[Row], sha: str, loaded: dict[st
     name, steps = str(a.prm), str(a.steps)
     spec = prm_spec(cfg, name)
     texts, misaligned = arm_solutions(cfg, arm, steps, spec, rows)
-    entry = stage(cfg, "released_scores", {**stage_key(cfg, sha), "prm": prm_fingerprint(cfg, name),
+    run = stage_settings.run_options(cfg)
+    entry = stage(run, "released_scores", {**stage_key(cfg, sha), "prm": prm_fingerprint(cfg, name),
                                            "spec": dataclasses.asdict(spec), "steps": steps, "dtype": str(cfg.dtype),
                                            "max_len": cfg.released.get("max_len")})
 
@@ -65,7 +66,7 @@ def score_arm(cfg: Any, arm: str, rows: Sequence[Row], sha: str, loaded: dict[st
         bs = int(cfg.released.get("batch") or 8)
         chunk = bs * 32
         starts = list(range(len(state["scores"]), len(texts), chunk))
-        for s in bar(starts, len(starts), f"released[{arm}]", cfg.pipeline.progress):
+        for s in bar(starts, len(starts), f"released[{arm}]", run.progress):
             sl = slice(s, min(len(texts), s + chunk))
             seqs, poss, mm = encode_for_prm(tok, spec, ids, prompts[sl], questions[sl], texts[sl],
                                             cfg.released.get("max_len"))
@@ -95,7 +96,7 @@ def _prm_pickers(ctx: RunContext, rows: Sequence[Row], sha: str, arms: list[str]
     for arm in sorted(arms, key=lambda a: prm_order.index(str(cfg.released.arms[a].prm))):  # each PRM loads once
         sc, st = score_arm(cfg, arm, rows, sha, loaded, ctx.log)
         for agg in cfg.method.aggregations:
-            vals = [S.aggregate(s, str(agg)) if s else 0.0 for s in sc]  # no marker: lowest score, counted
+            vals = [aggregate(s, str(agg)) if s else 0.0 for s in sc]  # no marker: lowest score, counted
             pickers[arm if agg == "min" else f"{arm}_{agg}"] = score_pick(vals)
         n = max(1, len(sc))
         ctx.metric(f"released.steps_per_solution.{arm}", st["markers"] / n, "markers", "none",

@@ -14,8 +14,9 @@ import torch
 
 from llm_efficiency_bench.adaptive_step.generation import label_scores, sample
 from llm_efficiency_bench.adaptive_step.policy import Policy
-from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
-from llm_efficiency_bench.core.cache import save_atomic, to_plain
+from llm_efficiency_bench.adaptive_step.stage import Log, RunOptions, bar
+from llm_efficiency_bench.adaptive_step.stage_inputs import TvdInputs
+from llm_efficiency_bench.core.cache import save_atomic
 from llm_efficiency_bench.core.checkpoint import Checkpoint
 
 
@@ -48,25 +49,24 @@ def value_guided_decode(pol: Policy, prm, prompt: list[int], max_new: int, thres
     return ids, calls
 
 
-def run_tvd(cfg: Any, pol: Policy, prm, prm_key: str, log: Log) -> dict[str, Any]:
+def run_tvd(inputs: TvdInputs, pol: Policy, prm: Any, run: RunOptions, log: Log) -> dict[str, Any]:
     """Stage 7 (cached as `tvd`, resumable per question): greedy and TVD outputs checked per test question.
 
     Returns:
         {"rows": [{"greedy": bool, "tvd": bool, "calls": int, "changed": bool} per question]}.
     """
-    n_q = int(cfg.scale.tvd_questions)
-    thr, k = float(cfg.tvd.threshold), int(cfg.tvd.top_k)
-    max_new = int(cfg.scale.max_new)
-    entry = stage(cfg, "tvd", {"policy": pol.key, "prm": prm_key, "n": n_q, "thr": thr, "k": k,
-                               "max_new": max_new, "task": to_plain(cfg.task)})
+    if pol.key != inputs.policy:
+        raise ValueError(f"tvd: inputs name policy {inputs.policy}, got policy {pol.key}")
+    n_q, thr, k, max_new = inputs.n, inputs.thr, inputs.k, inputs.max_new
+    entry = inputs.entry(run)
 
     def build(work: Path) -> dict[str, Any]:
         probs = pol.task.load("test", n_q)
         ck = Checkpoint(work, "partial", entry.key)
         state = ck.load() or {"rows": []}
         greedy = sample(pol.model, [pol.prompt_ids(p) for p in probs], max_new, pol.eos_id, greedy=True) \
-            if n_q <= int(cfg.scale.batch) else None
-        for q in bar(range(len(state["rows"]), n_q), n_q - len(state["rows"]), "tvd", cfg.pipeline.progress):
+            if n_q <= inputs.batch else None
+        for q in bar(range(len(state["rows"]), n_q), n_q - len(state["rows"]), "tvd", run.progress):
             p = probs[q]
             g = greedy[q].ids if greedy is not None else sample(pol.model, [pol.prompt_ids(p)], max_new, pol.eos_id,
                                                               greedy=True)[0].ids

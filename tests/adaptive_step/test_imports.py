@@ -84,3 +84,15 @@ def test_released_side_and_experiments_do_not_import_each_other():
     uses = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "llm_efficiency_bench.adaptive_step"
             and any(a.name in {"released", "released_prm", "candidates"} for a in n.names)]
     assert not uses
+
+
+def test_stages_import_nothing_of_the_experiments_side():
+    """The stages (and what they build on) import neither the experiments nor what sits beside them: the chain
+    of stages (`pipeline`), the recipe selection on validation questions, the oracle diagnosis."""
+    mods = _modules()
+    pkg = "llm_efficiency_bench.adaptive_step"
+    stages = {f"{pkg}.{m}" for m in ("policy", "samples", "labels", "prm", "tvd", "stage", "stage_inputs",
+                                      "stage_settings", "generation", "steps")}
+    experiments_side = {f"{pkg}.{m}" for m in ("experiments", "pipeline", "recipe_selection", "oracle")}
+    for m in stages:
+        assert not _imports(mods[m], mods) & experiments_side, m

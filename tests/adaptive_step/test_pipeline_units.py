@@ -6,27 +6,25 @@ import random
 from pathlib import Path
 
 from llm_efficiency_bench.adaptive_step import bon as B
-from llm_efficiency_bench.adaptive_step.stage import stage
+from llm_efficiency_bench.adaptive_step.stage import RunOptions, stage
 from llm_efficiency_bench.adaptive_step.tasks import make_task
 
 CONFIGS = Path(__file__).resolve().parents[2] / "llm_efficiency_bench" / "configs"
 
 
 def test_stage_cache_keyed_by_settings_and_rerun(tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
-
     from llm_efficiency_bench.core.cache import save_atomic
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
-    cfg = OmegaConf.create({"pipeline": {"rerun": []}})
-    a = stage(cfg, "labels_confidence", {"K": 4})
+    run = RunOptions()
+    a = stage(run, "labels_confidence", {"K": 4})
     assert not a.done
     assert a.dir == tmp_path / "adaptive_step" / f"labels_confidence-{a.key}"   # the cache layout of the stage folders
     a.get_or_build(lambda work: save_atomic(work / "x.pt", [1, 2]) or {"n": 2})
-    b = stage(cfg, "labels_confidence", {"K": 4})
+    b = stage(run, "labels_confidence", {"K": 4})
     assert b.dir == a.dir and b.done and b.load("x.pt") == [1, 2] and b.info()["n"] == 2
-    assert stage(cfg, "labels_confidence", {"K": 8}).dir != a.dir      # other settings, other folder
-    c = stage(OmegaConf.create({"pipeline": {"rerun": ["labels_confidence"]}}), "labels_confidence", {"K": 4})
+    assert stage(run, "labels_confidence", {"K": 8}).dir != a.dir      # other settings, other folder
+    c = stage(RunOptions(rerun=frozenset({"labels_confidence"})), "labels_confidence", {"K": 4})
     assert not c.done                                                  # rerun removes that stage's output
 
 
@@ -75,3 +73,36 @@ def test_synthetic_problem_splits_are_disjoint():
     te = [p.question for p in task.load("test", 200)]
     # templated questions can collide by chance; most test questions must be unseen in training
     assert sum(q in tr for q in te) < 0.2 * len(te)
+
+
+def test_labels_entry_loads_cost_under_the_bench_module_path(tmp_path, monkeypatch):
+    """A labels entry whose `Cost` was pickled as `bench.adaptive_step.steps.Cost` loads as `steps.Cost`; other
+    classes stay refused."""
+    import dataclasses
+    import sys
+    import types
+
+    import pytest
+    import torch
+
+    from llm_efficiency_bench.adaptive_step import labels, steps
+    from llm_efficiency_bench.core.cache import UnsafeFile, load_plain
+
+    fake = types.ModuleType("bench.adaptive_step.steps")
+    cost_cls = dataclasses.make_dataclass("Cost", [(f.name, f.type, f) for f in dataclasses.fields(steps.Cost)])
+    cost_cls.__module__ = fake.__name__
+    fake.Cost = cost_cls
+    other = type("Other", (), {"__module__": fake.__name__})
+    fake.Other = other
+    for name in ("bench", "bench.adaptive_step", "bench.adaptive_step.steps"):
+        monkeypatch.setitem(sys.modules, name, fake)
+    cost = cost_cls()
+    cost.rollouts, cost.per_solution = 12, [3]
+    torch.save({"labels": [{"hard": [1], "soft": [1.0]}], "cost": cost}, tmp_path / "labels.pt")
+    torch.save({"x": other()}, tmp_path / "other.pt")
+    for name in ("bench", "bench.adaptive_step", "bench.adaptive_step.steps"):
+        monkeypatch.delitem(sys.modules, name)
+    got = load_plain(tmp_path / "labels.pt", labels._STATE_CLASSES)
+    assert isinstance(got["cost"], steps.Cost) and got["cost"].rollouts == 12 and got["cost"].per_solution == [3]
+    with pytest.raises(UnsafeFile):
+        load_plain(tmp_path / "other.pt", labels._STATE_CLASSES)

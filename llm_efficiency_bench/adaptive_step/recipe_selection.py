@@ -1,4 +1,4 @@
-"""Validation questions: how each verifier separates candidates, and the PRM recipe chosen on them.
+"""The PRM recipe chosen on validation questions, and how each verifier separates candidates there.
 
 Validation questions are their own split (`val`: a seed salt disjoint from the policy's training questions,
 the PRM-data questions and the Best-of-N test questions), sampled like the test questions
@@ -27,26 +27,29 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from llm_efficiency_bench.adaptive_step import checkers as C
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import checkers, stage_settings, steps
 from llm_efficiency_bench.adaptive_step.bon import best_of_n, groups_of, score_pick
+from llm_efficiency_bench.adaptive_step.generation import label_scores
 from llm_efficiency_bench.adaptive_step.labels import oracle_labels
-from llm_efficiency_bench.adaptive_step.pipeline import Built, build_data, train_split_prm
-from llm_efficiency_bench.adaptive_step.samples import boundaries_of, sample_solutions
+from llm_efficiency_bench.adaptive_step.pipeline import PipelineData, build_data, split_scores, train_split_prm
+from llm_efficiency_bench.adaptive_step.samples import Samples, boundaries_of, sample_solutions
 from llm_efficiency_bench.adaptive_step.stage import Log
-from llm_efficiency_bench.adaptive_step.tasks import Problem
+from llm_efficiency_bench.adaptive_step.stage_inputs import Validator
 from llm_efficiency_bench.core.cache import to_plain
 
 
 @dataclass
 class ValData:
-    """Validation candidates: questions, sampled rows, step boundaries per split, oracle step labels per split."""
+    """Validation candidates: the `val` samples, their step boundaries per split (the PRM data's tau), and the
+    exact oracle step labels per split (tasks with exact steps)."""
 
-    probs: list[Problem]
-    rows: list[dict[str, Any]]
+    samples: Samples
     bounds: dict[str, list[list[int]]]
     oracle: dict[str, list[list[int]]] | None
-    key: str
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return self.samples.rows
 
     @property
     def correct(self) -> list[bool]:
@@ -57,15 +60,17 @@ class ValData:
         return groups_of([r["q"] for r in self.rows])
 
 
-def build_val(cfg: Any, b: Built, log: Log) -> ValData | None:
+def build_val(cfg: Any, data: PipelineData, log: Log) -> ValData | None:
     """`samples_val` (cached) and its division with the PRM data's tau; None when `scale.val_questions` is 0."""
     if int(cfg.scale.get("val_questions", 0) or 0) <= 0:
         return None
-    probs, rows, entry = sample_solutions(cfg, b.pol, "val", log)
-    bounds = boundaries_of(b.pol, rows, b.division["tau"], random.Random(int(cfg.seed) * 31 + 2))
-    oracle = ({sp: oracle_labels(b.pol, rows, bnd, probs) for sp, bnd in bounds.items()}
-              if getattr(b.pol.task, "has_oracle", False) else None)
-    return ValData(probs, rows, bounds, oracle, entry.key)
+    pol = data.policy
+    samples = sample_solutions(stage_settings.samples_inputs(cfg, pol.key, "val"), pol,
+                               stage_settings.run_options(cfg), log)
+    bounds = boundaries_of(pol, samples.rows, data.division.tau, random.Random(int(cfg.seed) * 31 + 2))
+    oracle = ({sp: oracle_labels(pol, samples.rows, bnd, samples.probs) for sp, bnd in bounds.items()}
+              if getattr(pol.task, "has_oracle", False) else None)
+    return ValData(samples, bounds, oracle)
 
 
 def _spearman_within(x: Sequence[float], y: Sequence[float], groups: dict[int, list[int]]) -> float:
@@ -83,27 +88,27 @@ def _spearman_within(x: Sequence[float], y: Sequence[float], groups: dict[int, l
 
 
 def _magnitude(text: str) -> float:
-    a = C.extract_gsm8k_answer(text)
+    a = checkers.extract_gsm8k_answer(text)
     try:
         return math.log1p(abs(float(a)))
     except (TypeError, ValueError):
         return float("nan")
 
 
-def verifier_report(cfg: Any, b: Built, v: ValData, step_scores: list[list[float]], agg: str = "min",
+def verifier_report(cfg: Any, data: PipelineData, v: ValData, step_scores: list[list[float]], agg: str = "min",
                     oracle_split: str | None = None, seeds: int = 5) -> dict[str, float]:
     """The diagnosis of one verifier on validation candidates (module docstring)."""
-    vals = [S.aggregate(s, agg) for s in step_scores]
+    vals = [steps.aggregate(s, agg) for s in step_scores]
     correct, groups = v.correct, v.groups
-    within, n_q = S.within_group_auc(vals, correct, groups)
-    out = {"within_auc": within, "pooled_auc": S.auc(vals, correct), "questions_both": float(n_q)}
+    within, n_q = steps.within_group_auc(vals, correct, groups)
+    out = {"within_auc": within, "pooled_auc": steps.auc(vals, correct), "questions_both": float(n_q)}
     pick = score_pick(vals)
     pool = min(len(i) for i in groups.values())
     for n in [int(x) for x in cfg.select.top1_n]:
         if n <= pool:
             out[f"top1@{n}"] = 100 * float(np.mean([best_of_n(groups, pick, correct, n, int(cfg.seed) + s)
                                                      for s in range(seeds)]))
-    texts = [b.pol.decode(r["ids"]) for r in v.rows]
+    texts = [data.policy.decode(r["ids"]) for r in v.rows]
     out["corr_magnitude"] = _spearman_within(vals, [_magnitude(t) for t in texts], groups)
     out["corr_steps"] = _spearman_within(vals, [float(len(s)) for s in step_scores], groups)
     out["corr_length"] = _spearman_within(vals, [float(len(r["ids"])) for r in v.rows], groups)
@@ -123,60 +128,55 @@ def fit_accuracy(train_scores: list[list[float]], labels: Sequence[Sequence[floa
 
 def recipe(cfg: Any, variant: dict[str, Any]) -> dict[str, Any]:
     """The `prm` block with one selection variant's overrides applied."""
-    return {**to_plain(cfg.prm), **dict(variant)}
+    return {**stage_settings.prm_recipe(cfg), **dict(variant)}
 
 
-def val_scores(cfg: Any, b: Built, v: ValData, prm: Any, key: str, split: str, log: Log,
+def val_scores(cfg: Any, data: PipelineData, v: ValData, prm: Any, key: str, split: str, log: Log,
                orm: bool = False) -> list[list[float]]:
     """Step scores of every validation candidate under one PRM (cached like the test scores)."""
-    from llm_efficiency_bench.adaptive_step.prm import score_candidates
-
-    return score_candidates(cfg, b.pol, prm, key, v.probs, v.rows, v.bounds[split], orm, v.key, log)
+    return split_scores(cfg, data, v.samples, v.bounds[split], prm, key, log, orm)
 
 
-def train_fit(cfg: Any, b: Built, prm: Any, key: str, split: str, labels: Sequence[Sequence[float]], log: Log,
-              orm: bool = False) -> float:
+def train_fit(cfg: Any, data: PipelineData, prm: Any, key: str, split: str, labels: Sequence[Sequence[float]],
+              log: Log, orm: bool = False) -> float:
     """The PRM's agreement with its own training labels (its scores of the PRM-data solutions)."""
-    from llm_efficiency_bench.adaptive_step.prm import score_candidates
-
-    sc = score_candidates(cfg, b.pol, prm, key, b.prm_probs, b.prm_rows, b.division["prm"][split], orm,
-                          b.keys["samples_prm"], log)
+    sc = split_scores(cfg, data, data.prm, data.division.prm[split], prm, key, log, orm)
     return fit_accuracy(sc, [[lab[-1]] for lab in labels] if orm else labels)
 
 
-def auc_validator(cfg: Any, b: Built, v: ValData, split: str, orm: bool = False) -> tuple[str, Any]:
-    """(key, model -> validation within-question AUC of `min`-aggregated scores): early stopping's criterion."""
-    from llm_efficiency_bench.adaptive_step import steps as St
-    from llm_efficiency_bench.adaptive_step.generation import label_scores
-
+def auc_validator(cfg: Any, data: PipelineData, v: ValData, split: str, orm: bool = False) -> Validator:
+    """Early stopping's criterion: the validation within-question AUC of `min`-aggregated scores."""
+    pol = data.policy
     seqs, poss = [], []
     for r, bnd in zip(v.rows, v.bounds[split]):
-        base = b.pol.prompt_ids(v.probs[r["q"]])
-        sol, pos = St.insert_markers(r["ids"], [] if orm else bnd, b.pol.marker_id)
+        base = pol.prompt_ids(v.samples.probs[r["q"]])
+        sol, pos = steps.insert_markers(r["ids"], [] if orm else bnd, pol.marker_id)
         seqs.append(base + sol)
         poss.append([len(base) + p for p in pos])
     correct, groups = v.correct, v.groups
+    bs = stage_settings.batch(cfg)
 
     def score(model: Any) -> float:
-        sc = label_scores(model, seqs, poss, b.pol.good_id, b.pol.bad_id, b.pol.eos_id, batch=int(cfg.scale.batch))
-        return St.within_group_auc([min(s) for s in sc], correct, groups)[0]
+        sc = label_scores(model, seqs, poss, pol.good_id, pol.bad_id, pol.eos_id, batch=bs)
+        return steps.within_group_auc([min(s) for s in sc], correct, groups)[0]
 
-    return f"{v.key}:{split}:{int(orm)}", score
+    return Validator(f"{v.samples.key}:{split}:{int(orm)}", score)
 
 
-def with_data(cfg: Any, data: dict[str, Any] | None) -> Any:
+def with_data(cfg: Any, sizes: dict[str, Any] | None) -> Any:
     """`cfg` with a variant's PRM-data sizes (`scale.prm_questions` / `scale.prm_samples`) applied."""
-    if not data:
+    if not sizes:
         return cfg
     from omegaconf import OmegaConf
 
     out = copy.deepcopy(cfg)
-    for k, val in data.items():
+    for k, val in sizes.items():
         OmegaConf.update(out, f"scale.{k}", val, merge=False)
     return out
 
 
-def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+def choose_recipe(ctx: Any, data: PipelineData, v: ValData | None, write: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The PRM recipe for every learned arm: the `select.variants` entry whose `select.split` PRM has the
     highest validation within-question AUC (the test questions are never scored here).
 
@@ -193,28 +193,29 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
     cfg = ctx.cfg
     sel = cfg.get("select") or {}
     if v is None or not sel or not sel.get("enabled", False):
-        return to_plain(cfg.prm), {}
+        return stage_settings.prm_recipe(cfg), {}
     split = str(sel.split)
     rows, best = [], None
     for name, over in to_plain(sel.variants).items():
         over = dict(over or {})
-        data = dict(over.pop("data", None) or {})
-        cfg_v = with_data(cfg, data)
-        b_v = build_data(cfg_v, ctx.log, label_splits=[split]) if data else b
-        v_v = build_val(cfg_v, b_v, ctx.log) if data else v
+        sizes = dict(over.pop("data", None) or {})
+        cfg_v = with_data(cfg, sizes)
+        data_v = build_data(cfg_v, ctx.log, label_splits=[split]) if sizes else data
+        v_v = build_val(cfg_v, data_v, ctx.log) if sizes else v
         assert v_v is not None
         pc = recipe(cfg, over)
-        prm, key = train_split_prm(cfg_v, b_v, split, ctx.log, pc, auc_validator(cfg_v, b_v, v_v, split))
-        rep = verifier_report(cfg_v, b_v, v_v, val_scores(cfg_v, b_v, v_v, prm, key, split, ctx.log), oracle_split=split)
+        prm, key = train_split_prm(cfg_v, data_v, split, ctx.log, pc, auc_validator(cfg_v, data_v, v_v, split))
+        rep = verifier_report(cfg_v, data_v, v_v, val_scores(cfg_v, data_v, v_v, prm, key, split, ctx.log),
+                              oracle_split=split)
         kind = str(pc.get("labels", "hard"))
-        fit = train_fit(cfg_v, b_v, prm, key, split, [lab[kind] for lab in b_v.labels[split]["labels"]], ctx.log)
+        fit = train_fit(cfg_v, data_v, prm, key, split, [lab[kind] for lab in data_v.labels[split].labels], ctx.log)
         info = getattr(prm, "bench_info", {}) or {}
-        text = ", ".join([f"{k}={v_}" for k, v_ in over.items()] + [f"{k}={v_}" for k, v_ in data.items()])
+        text = ", ".join([f"{k}={v_}" for k, v_ in over.items()] + [f"{k}={v_}" for k, v_ in sizes.items()])
         rows.append({"variant": name, "overrides": text or "-", "fit (%)": fit, **rep,
                      "epoch kept": info.get("best_epoch", pc.get("epochs"))})
         score = rep["within_auc"] if rep["within_auc"] == rep["within_auc"] else -math.inf  # NaN: no contrast
         if best is None or score > best[0]:
-            best = (score, name, pc, data)
+            best = (score, name, pc, sizes)
     assert best is not None, "select.variants is empty"
     if best[0] == -math.inf:  # no validation question has both right and wrong candidates (tiny runs)
         best = (float("nan"), best[1], best[2], best[3])
@@ -238,20 +239,20 @@ def choose_recipe(ctx: Any, b: Built, v: ValData | None, write: bool = True) -> 
     return best[2], best[3]
 
 
-def chosen_setup(ctx: Any, b: Built, write: bool = True, label_splits: Sequence[str] | None = None
-                 ) -> tuple[Any, Built, ValData | None, dict[str, Any]]:
+def chosen_setup(ctx: Any, data: PipelineData, write: bool = True, label_splits: Sequence[str] | None = None
+                 ) -> tuple[Any, PipelineData, ValData | None, dict[str, Any]]:
     """Validation data, the chosen recipe, and the pipeline data that recipe trains on.
 
     Returns:
-        (config, built data, validation data, `prm` recipe): when the chosen variant has its own PRM-data sizes,
-        the config carries them and the data is rebuilt for them (cached stages), so every arm uses it.
+        (config, pipeline data, validation data, `prm` recipe): when the chosen variant has its own PRM-data
+        sizes, the config carries them and the data is rebuilt for them (cached stages), so every arm uses it.
     """
-    v = build_val(ctx.cfg, b, ctx.log)
-    pcfg, data = choose_recipe(ctx, b, v, write=write)
+    v = build_val(ctx.cfg, data, ctx.log)
+    chosen, sizes = choose_recipe(ctx, data, v, write=write)
     if not write:  # `bon` records it in choose_recipe
-        ctx.record.extra["prm_recipe"] = {**pcfg, **({"data": data} if data else {})}
-    if not data:
-        return ctx.cfg, b, v, pcfg
-    cfg = with_data(ctx.cfg, data)
-    b = build_data(cfg, ctx.log, label_splits=label_splits)
-    return cfg, b, build_val(cfg, b, ctx.log), pcfg
+        ctx.record.extra["prm_recipe"] = {**chosen, **({"data": sizes} if sizes else {})}
+    if not sizes:
+        return ctx.cfg, data, v, chosen
+    cfg = with_data(ctx.cfg, sizes)
+    data = build_data(cfg, ctx.log, label_splits=label_splits)
+    return cfg, data, build_val(cfg, data, ctx.log), chosen
