@@ -9,9 +9,7 @@ the resolved config and the environment and writes `results/<paper>/<experiment>
 from __future__ import annotations
 
 import importlib
-import json
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,8 +20,8 @@ from llm_efficiency_bench.core import env as env_mod
 from llm_efficiency_bench.core import sandbox
 from llm_efficiency_bench.core.cache import to_plain
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core import records as records_mod
-from llm_efficiency_bench.core.records import Record, run_dir, write_record
+from llm_efficiency_bench.core.records import Record, write_record
+from llm_efficiency_bench.core.run_folder import CHECKPOINT, RunFolder, run_dir
 from llm_efficiency_bench.core.tables import write_csv, write_markdown
 
 Experiment = Callable[["RunContext"], None]
@@ -70,12 +68,12 @@ class RunContext:
     # Seconds the earlier legs of a resumed run took (an experiment resuming from its checkpoint sets it);
     # the record's duration_s is this leg plus these, so a resumed run reports the time of all its work.
     resumed_seconds: float = 0.0
-    publish_dir: Path | None = None  # the run folder the staging folder is published into
+    folder: RunFolder | None = None  # the run folder the staging folder is published into
 
     @property
     def checkpoint_dir(self) -> Path:
         """Resume state lives in the run folder itself, so it survives a failed or interrupted run."""
-        return (self.publish_dir or self.out_dir) / ".checkpoint"
+        return self.folder.checkpoint_dir if self.folder else self.out_dir / CHECKPOINT
 
     def log(self, msg: str) -> None:
         line = f"[{self.paper}/{self.experiment}/{self.profile}] {msg}"
@@ -134,27 +132,6 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return plain  # type: ignore[return-value]
 
 
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config minus the switches that do not change what a run measures."""
-    return {k: v for k, v in config.items() if k != "skip_if_current"}
-
-
-def current_record(out: Path, cfg: Any) -> Path | None:
-    """`out/record.json` when it was made by this code (`env.code_hash`) from this resolved config, else None."""
-    from llm_efficiency_bench.core.records import RecordError, read_record
-
-    path = out / "record.json"
-    try:
-        rec = read_record(path) if path.exists() else None
-    except RecordError:
-        return None
-    if rec is None or rec.get("env", {}).get("code_hash") != env_mod.code_hash():
-        return None
-    # Compared as JSON reads it back (a mapping keyed by numbers has string keys in the record).
-    now = json.loads(json.dumps(_plain(cfg)))
-    return path if _comparable(rec.get("config") or {}) == _comparable(now) else None
-
-
 def run(paper: str, cfg: Any) -> Path:
     """Run the experiment `cfg.experiment.name` of `paper` and publish its run folder. Returns the record path.
 
@@ -178,8 +155,9 @@ def run(paper: str, cfg: Any) -> Path:
     tag = run_tag(cfg)
     if tag:
         out = out / tag
+    folder = RunFolder(out)
     if cfg.get("skip_if_current"):
-        done = current_record(out, cfg)
+        done = folder.current(_plain(cfg))
         if done is not None:
             print(f"[{paper}/{name}/{profile}] up to date (same code and config): {done}; FORCE=1 reruns", flush=True)
             return done
@@ -189,9 +167,9 @@ def run(paper: str, cfg: Any) -> Path:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    staging = records_mod.stage_dir(out)
+    staging = folder.new_staging()
     record = Record(paper=paper, experiment=name, profile=profile)
-    ctx = RunContext(cfg, paper, name, profile, staging, record, publish_dir=out)
+    ctx = RunContext(cfg, paper, name, profile, staging, record, folder=folder)
     ctx.log(f"start -> {out}")
     # The environment (git sha included) is taken when the run starts: it names the code that ran.
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
@@ -208,14 +186,11 @@ def run(paper: str, cfg: Any) -> Path:
         if text:
             (staging / "comparison.md").write_text(text)
     except BaseException:  # KeyboardInterrupt too: nothing half-written is ever published
-        failed = records_mod.discard(staging, out)
+        failed = folder.discard(staging)
         # stdout: stderr keeps the one error line the entry point prints
         print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}", flush=True)
         raise
-    path = records_mod.publish(staging, out)
-    # The resume state belongs to the run just published: kept, a rerun would "resume" at 100% and
-    # republish these numbers (and count these seconds) instead of measuring again.
-    shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
+    path = folder.publish(staging)  # clears the resume state too: a rerun measures again
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
     if text:
         print(text)
