@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from llm_efficiency_bench.core.paths import REPO_ROOT
-from llm_efficiency_bench.core.records import RecordError, read_records, validate
+from llm_efficiency_bench.core.records import RecordError, check_record, read_records
 from llm_efficiency_bench.core.regress import compare_sets, folder_problem, load_rules
 from llm_efficiency_bench.core.tables import markdown
 
@@ -65,7 +65,7 @@ def _load_git(root: Path, rev: str, profile: str | None, committed: bool = False
             continue
         blob = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=REPO_ROOT, capture_output=True, text=True)
         try:
-            rec = validate(json.loads(blob.stdout), f"{rev}:{name}")
+            rec = check_record(json.loads(blob.stdout), f"{rev}:{name}")
         except (json.JSONDecodeError, RecordError) as e:
             problems.append(f"{rev}:{name}: {e}")
             continue

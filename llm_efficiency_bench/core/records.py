@@ -1,6 +1,7 @@
 """Result records: one `record.json` per (paper, experiment, profile) run.
 
-Schema (version 1), documented in README "Result records":
+Schema version 1, as a JSON Schema (draft 2020-12) in `record_v1.schema.json` beside this module, which
+`check_record` (hence every reader) applies; documented in docs/results.md "The record":
 
     {
       "schema_version": 1,
@@ -10,7 +11,8 @@ Schema (version 1), documented in README "Result records":
                                           "kind": "quality", "note": "...", "stderr": null}},
       "config": {... resolved Hydra config ...},
       "env": {... llm_efficiency_bench.core.env.capture() ...},
-      "artifacts": {"tables": ["table.md"], "csv": ["per_token.csv"], "figures": ["ppl.png"]}
+      "artifacts": {"tables": ["table.md"], "csv": ["per_token.csv"], "figures": ["ppl.png"]},
+      "extra": {... experiment-specific provenance ...}
     }
 
 `direction` is "lower" or "higher" (which way is better) or "none" (descriptive, e.g. token counts).
@@ -20,18 +22,20 @@ Schema (version 1), documented in README "Result records":
 machine-dependent) or `count` (tokens, rounds: exact). It is set where the metric is recorded; when omitted
 it is inferred from the unit (`infer_kind`). Records written before `kind` existed have none: readers infer
 it the same way.
+
+Where a record lives and how a run publishes it (staging, history, resume state): `run_folder.py`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 SCHEMA_VERSION = 1
 Direction = Literal["lower", "higher", "none"]
@@ -132,148 +136,90 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-def run_dir(results_dir: str | Path, paper: str, experiment: str, profile: str) -> Path:
-    """`results/<paper>/<experiment>/<profile>/`."""
-    return Path(results_dir) / paper / experiment / profile
-
-
-STAGING_PREFIX = ".staging-"
-FAILED = ".failed-run"  # the partial output of the last failed run in this folder (replaced each time)
+SCHEMA_FILE = Path(__file__).with_name("record_v1.schema.json")  # JSON Schema (draft 2020-12) of version 1
 
 
 def write_record(directory: Path, record: Record) -> Path:
-    """Write `record.json` atomically; an earlier run in `directory` is first moved whole to `history/`."""
+    """Write `directory/record.json` atomically; a run already published in `directory` is first moved whole
+    to `history/` (`RunFolder.archive`), so a record is never silently overwritten."""
+    from llm_efficiency_bench.core.run_folder import RunFolder  # the run-folder layer imports this module
+
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "record.json"
     if path.exists():
-        archive_run(directory)
+        RunFolder(directory).archive()
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path
 
 
-def _run_files(directory: Path) -> list[Path]:
-    """The files of the run published in `directory`: its record, the artifacts it lists, and every other
-    plain top-level file. Hidden entries (checkpoints, staging), `history/` and sub-folders (the sweep jobs
-    beside it, `run_tag`) belong to other runs and are never included."""
-    files = [p for p in directory.iterdir() if p.is_file() and not p.name.startswith(".")]
-    try:
-        arts = json.loads((directory / "record.json").read_text()).get("artifacts") or {}
-    except (OSError, ValueError, AttributeError):
-        arts = {}
-    for rel in (r for lst in arts.values() if isinstance(lst, list) for r in lst):
-        p = directory / str(rel)
-        if p.is_file() and ".." not in Path(rel).parts and p not in files:
-            files.append(p)
-    return files
+@functools.cache
+def schema_validator() -> Any:
+    """The draft 2020-12 validator of `record_v1.schema.json`, built once per process."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
 
 
-def archive_run(directory: Path) -> Path | None:
-    """Move the run published in `directory` to `history/<its created stamp>/` (same relative paths)."""
-    files = _run_files(directory)
-    if not files:
-        return None
-    try:
-        created = json.loads((directory / "record.json").read_text()).get("created", "")
-    except (OSError, ValueError, AttributeError):
-        created = ""
-    stamp = (created or f"unrecorded-{now_iso()}").replace(":", "").replace("+0000", "Z")
-    target = directory / "history" / stamp
-    n = 1
-    while target.exists():
-        target = directory / "history" / f"{stamp}-{n}"
-        n += 1
-    for f in files:
-        dest = target / f.relative_to(directory)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(f, dest)
-    print(f"[records] earlier run kept as {target}")
-    return target
-
-
-def stage_dir(directory: Path) -> Path:
-    """A fresh staging folder `<directory>/.staging-<pid>/` for one run; stagings left by dead processes
-    (a kill -9) are removed."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for old in directory.glob(STAGING_PREFIX + "*"):
-        pid = old.name[len(STAGING_PREFIX):]
-        if pid.isdigit() and (int(pid) == os.getpid() or not _alive(int(pid))):
-            shutil.rmtree(old, ignore_errors=True)
-    staging = directory / f"{STAGING_PREFIX}{os.getpid()}"
-    staging.mkdir()
-    return staging
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def publish(staging: Path, directory: Path) -> Path:
-    """Publish a finished run: the earlier run moves to `history/`, then every staged file moves in, the
-    record last (a reader never sees the new record beside the old CSVs). Returns the record path."""
-    if (directory / "record.json").exists() or _run_files(directory):
-        archive_run(directory)
-    staged = sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: p.name == "record.json")
-    for f in staged:
-        dest = directory / f.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(f, dest)
-    shutil.rmtree(staging, ignore_errors=True)
-    return directory / "record.json"
-
-
-def discard(staging: Path, directory: Path) -> Path:
-    """A failed run publishes nothing: its partial output is kept as `<directory>/.failed-run/` (the
-    previous failed run's is replaced) for inspection, and the published run is untouched."""
-    failed = directory / FAILED
-    shutil.rmtree(failed, ignore_errors=True)
-    os.replace(staging, failed)
-    return failed
-
-
-def validate(data: Any, source: str) -> dict[str, Any]:
-    """Check a decoded record against schema version 1.
+def check_record(data: Any, source: str) -> dict[str, Any]:
+    """Check a decoded record against schema version 1 (`record_v1.schema.json`); returns it unchanged.
 
     Raises:
-        RecordError: naming `source` and the first problem found.
+        RecordError: one line naming `source`, where in the record, and what is wrong, e.g.
+            `.../record.json: metrics['ppl.dense'].value: '12' is not a number or null`. Of several problems
+            the shallowest is named (a missing `paper` before a metric's bad unit).
     """
-    def bad(msg: str) -> RecordError:
-        return RecordError(f"{source}: {msg}")
-
     if not isinstance(data, dict):
-        raise bad("not a JSON object")
+        raise RecordError(f"{source}: not a JSON object")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise bad(f"schema_version {version!r} is not {SCHEMA_VERSION}")
-    for key in ("paper", "experiment", "profile"):
-        if not isinstance(data.get(key), str) or not data[key]:
-            raise bad(f"missing or empty '{key}'")
-    metrics = data.get("metrics")
-    if not isinstance(metrics, dict):
-        raise bad("'metrics' is not an object")
-    for name, m in metrics.items():
-        if not isinstance(m, dict):
-            raise bad(f"metric {name!r} is not an object")
-        if m.get("direction") not in DIRECTIONS:
-            raise bad(f"metric {name!r} has direction {m.get('direction')!r}")
-        v = m.get("value")
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-            raise bad(f"metric {name!r} value {v!r} is not a number")
-        if not isinstance(m.get("unit"), str):
-            raise bad(f"metric {name!r} has no unit")
-        if "kind" in m and m["kind"] not in KINDS:  # absent in records older than `kind`: inferred
-            raise bad(f"metric {name!r} has kind {m['kind']!r}; expected one of {KINDS}")
-    for key in ("config", "env"):
-        if not isinstance(data.get(key, {}), dict):
-            raise bad(f"'{key}' is not an object")
+    if version != SCHEMA_VERSION or isinstance(version, bool):  # another version's fields mean other things
+        raise RecordError(f"{source}: schema_version {version!r} is not {SCHEMA_VERSION}")
+    errors = list(schema_validator().iter_errors(data))
+    if errors:
+        first = min(errors, key=lambda e: (len(e.absolute_path), [str(k) for k in e.absolute_path]))
+        raise RecordError(f"{source}: {_where(first.absolute_path)}: {_what(first)}")
     return data
+
+
+_TYPE_WORDS = {"number": "a number", "integer": "an integer", "string": "a string", "object": "an object",
+               "array": "a list", "boolean": "a boolean", "null": "null"}
+
+
+def _where(path: Iterable[str | int]) -> str:
+    """A field's place in the record as Python would index it: `metrics['ppl.dense'].value`, `record` (the top)."""
+    out = ""
+    for k in path:
+        if isinstance(k, int):
+            out += f"[{k}]"
+        elif k.isidentifier():
+            out += f".{k}" if out else k
+        else:
+            out += f"[{k!r}]"
+    return out or "record"
+
+
+def _what(error: Any) -> str:
+    """What is wrong, in one short line, from a `jsonschema.ValidationError`."""
+    value, rule, want = error.instance, error.validator, error.validator_value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    if rule == "type":
+        return f"{shown} is not " + " or ".join(_TYPE_WORDS[t] for t in ([want] if isinstance(want, str) else want))
+    if rule == "enum":
+        return f"{shown} is not one of {', '.join(map(str, want))}"
+    if rule == "const":
+        return f"{shown} is not {want!r}"
+    if rule == "required":
+        return "missing " + ", ".join(repr(k) for k in want if k not in value)
+    if rule == "additionalProperties":  # `false` in the schema: a field version 1 does not have
+        known = error.schema.get("properties", {})
+        return (f"unknown field {', '.join(repr(k) for k in value if k not in known)} "
+                f"(version 1 has {', '.join(known)})")
+    if rule == "minLength":
+        return "is empty"
+    if rule == "minimum":
+        return f"{shown} is below {want}"
+    return error.message
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
@@ -289,7 +235,7 @@ def read_record(path: str | Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}); partial or corrupt record") from e
-    return validate(data, str(path))
+    return check_record(data, str(path))
 
 
 def find_records(results_dir: str | Path) -> list[Path]:

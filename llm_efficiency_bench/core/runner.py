@@ -8,9 +8,12 @@ the resolved config and the environment and writes `results/<paper>/<experiment>
 
 from __future__ import annotations
 
+<<<<<<< HEAD
 import json
+=======
+import importlib
+>>>>>>> wt-records
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,9 +24,14 @@ from llm_efficiency_bench.core import env as env_mod
 from llm_efficiency_bench.core import sandbox
 from llm_efficiency_bench.core.cache import to_plain
 from llm_efficiency_bench.core.errors import ConfigError
+<<<<<<< HEAD
 from llm_efficiency_bench.core.experiment import resolve_experiment, spec_of, specialise
 from llm_efficiency_bench.core import records as records_mod
 from llm_efficiency_bench.core.records import Record, run_dir, write_record
+=======
+from llm_efficiency_bench.core.records import Record, write_record
+from llm_efficiency_bench.core.run_folder import CHECKPOINT, RunFolder, run_dir
+>>>>>>> wt-records
 from llm_efficiency_bench.core.tables import write_csv, write_markdown
 
 Experiment = Callable[["RunContext"], None]
@@ -43,12 +51,12 @@ class RunContext:
     # Seconds the earlier legs of a resumed run took (an experiment resuming from its checkpoint sets it);
     # the record's duration_s is this leg plus these, so a resumed run reports the time of all its work.
     resumed_seconds: float = 0.0
-    publish_dir: Path | None = None  # the run folder the staging folder is published into
+    folder: RunFolder | None = None  # the run folder the staging folder is published into
 
     @property
     def checkpoint_dir(self) -> Path:
         """Resume state lives in the run folder itself, so it survives a failed or interrupted run."""
-        return (self.publish_dir or self.out_dir) / ".checkpoint"
+        return self.folder.checkpoint_dir if self.folder else self.out_dir / CHECKPOINT
 
     def log(self, msg: str) -> None:
         line = f"[{self.paper}/{self.experiment}/{self.profile}] {msg}"
@@ -107,6 +115,7 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return plain  # type: ignore[return-value]
 
 
+<<<<<<< HEAD
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A resolved config minus the switches that do not change what a run measures."""
     return {k: v for k, v in config.items() if k != "skip_if_current"}
@@ -129,6 +138,9 @@ def current_record(out: Path, cfg: Any) -> Path | None:
 
 
 def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
+=======
+def run(paper: str, cfg: Any) -> Path:
+>>>>>>> wt-records
     """Run the experiment `cfg.experiment.name` of `paper` and publish its run folder. Returns the record path.
 
     Every setting is validated first. The run writes into a staging folder inside its run folder; only a
@@ -154,8 +166,9 @@ def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
     tag = run_tag(cfg)
     if tag:
         out = out / tag
+    folder = RunFolder(out)
     if cfg.get("skip_if_current"):
-        done = current_record(out, cfg)
+        done = folder.current(_plain(cfg))
         if done is not None:
             print(f"[{paper}/{name}/{profile}] up to date (same code and config): {done}; FORCE=1 reruns", flush=True)
             return done
@@ -165,9 +178,9 @@ def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    staging = records_mod.stage_dir(out)
+    staging = folder.new_staging()
     record = Record(paper=paper, experiment=name, profile=profile)
-    ctx = RunContext(cfg, paper, name, profile, staging, record, publish_dir=out)
+    ctx = RunContext(cfg, paper, name, profile, staging, record, folder=folder)
     ctx.log(f"start -> {out}")
     # The environment (git sha included) is taken when the run starts: it names the code that ran.
     record.env = env_mod.capture(str(cfg.get("device", "cpu")))
@@ -189,14 +202,11 @@ def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
         if text:
             (staging / "comparison.md").write_text(text)
     except BaseException:  # KeyboardInterrupt too: nothing half-written is ever published
-        failed = records_mod.discard(staging, out)
+        failed = folder.discard(staging)
         # stdout: stderr keeps the one error line the entry point prints
         print(f"[{paper}/{name}/{profile}] run failed: nothing published; partial output in {failed}", flush=True)
         raise
-    path = records_mod.publish(staging, out)
-    # The resume state belongs to the run just published: kept, a rerun would "resume" at 100% and
-    # republish these numbers (and count these seconds) instead of measuring again.
-    shutil.rmtree(ctx.checkpoint_dir, ignore_errors=True)
+    path = folder.publish(staging)  # clears the resume state too: a rerun measures again
     ctx.log(f"record written: {path} ({record.duration_s:.0f} s)")
     if text:
         print(text)
