@@ -8,11 +8,6 @@ the resolved config and the environment and writes `results/<paper>/<experiment>
 
 from __future__ import annotations
 
-<<<<<<< HEAD
-import json
-=======
-import importlib
->>>>>>> wt-records
 import random
 import sys
 import time
@@ -24,14 +19,9 @@ from llm_efficiency_bench.core import env as env_mod
 from llm_efficiency_bench.core import sandbox
 from llm_efficiency_bench.core.cache import to_plain
 from llm_efficiency_bench.core.errors import ConfigError
-<<<<<<< HEAD
 from llm_efficiency_bench.core.experiment import resolve_experiment, spec_of, specialise
-from llm_efficiency_bench.core import records as records_mod
-from llm_efficiency_bench.core.records import Record, run_dir, write_record
-=======
 from llm_efficiency_bench.core.records import Record, write_record
 from llm_efficiency_bench.core.run_folder import CHECKPOINT, RunFolder, run_dir
->>>>>>> wt-records
 from llm_efficiency_bench.core.tables import write_csv, write_markdown
 
 Experiment = Callable[["RunContext"], None]
@@ -115,32 +105,7 @@ def _plain(cfg: Any) -> dict[str, Any]:
     return plain  # type: ignore[return-value]
 
 
-<<<<<<< HEAD
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    """A resolved config minus the switches that do not change what a run measures."""
-    return {k: v for k, v in config.items() if k != "skip_if_current"}
-
-
-def current_record(out: Path, cfg: Any) -> Path | None:
-    """`out/record.json` when it was made by this code (`env.code_hash`) from this resolved config, else None."""
-    from llm_efficiency_bench.core.records import RecordError, read_record
-
-    path = out / "record.json"
-    try:
-        rec = read_record(path) if path.exists() else None
-    except RecordError:
-        return None
-    if rec is None or rec.get("env", {}).get("code_hash") != env_mod.code_hash():
-        return None
-    # Compared as JSON reads it back (a mapping keyed by numbers has string keys in the record).
-    now = json.loads(json.dumps(_plain(cfg)))
-    return path if _comparable(rec.get("config") or {}) == _comparable(now) else None
-
-
 def run(paper: str, cfg: Any, overrides: Sequence[str] | None = None) -> Path:
-=======
-def run(paper: str, cfg: Any) -> Path:
->>>>>>> wt-records
     """Run the experiment `cfg.experiment.name` of `paper` and publish its run folder. Returns the record path.
 
     Every setting is validated first. The run writes into a staging folder inside its run folder; only a
