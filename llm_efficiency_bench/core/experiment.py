@@ -246,11 +246,14 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
                               f"{spec.fn.__module__}:{spec.fn.__name__} declares no settings (@experiment)")
         return {}
     set_here = _override_keys(overrides)
+    # Each block is checked over the YAML's own values: a command-line value is judged for the run's profile
+    # only (below), never blamed on a block that does not set it.
+    yaml_base = {k: v for k, v in base.items() if not any(s == k or s.startswith(k + ".") for s in set_here)}
     chosen: dict[str, Any] = {}
     for name, block in profiles.items():  # every block, so a typo anywhere fails at once
-        def where(k: str, name: str = name) -> str:
-            return f" (profiles.{name} in {source})"
-        merged = {**base, **(block or {})}
+        def where(k: str, name: str = name, block: dict = block or {}) -> str:
+            return f" (profiles.{name} in {source})" if k in block else f" (in {source})"
+        merged = {**yaml_base, **(block or {})}
         values = _typed(spec.settings, merged, where)
         _check_ranges(spec, values, where, context)
         if name == profile:
