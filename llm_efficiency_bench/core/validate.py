@@ -264,7 +264,7 @@ def validate(paper: str, cfg: Any) -> None:
             continue
         try:
             ok = bool(rule.ok(*values))
-        except (TypeError, ValueError, ZeroDivisionError):  # a value no spec entry typed (e.g. a model field)
+        except (TypeError, ValueError, ArithmeticError):  # a value no spec entry typed (e.g. a model field)
             ok = False
         if not ok:
             name = source_key(cfg, rule.setting or rule.keys[0])

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from llm_efficiency_bench.core import runner
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.experiment import ExperimentSpec, resolve_experiment, spec_of
+from llm_efficiency_bench.core.experiment import CONTRACT_KEYS, ExperimentSpec, resolve_experiment, spec_of
 from llm_efficiency_bench.core.paths import config_dir_of, papers
 from llm_efficiency_bench.core.validate import load_spec, numeric_leaves
 from tests.conftest import REPO, compose
@@ -67,7 +67,7 @@ def numeric_fields(spec: ExperimentSpec) -> dict[str, dataclasses.Field]:
 
 def _yaml_sets_settings(paper: str, name: str) -> bool:
     exp = yaml.safe_load((config_dir_of(paper) / paper / "experiment" / f"{name}.yaml").read_text())["experiment"]
-    return any(k not in ("name", "fn", "run_order") for k in exp)
+    return any(k not in CONTRACT_KEYS for k in exp) or any((exp.get("profiles") or {}).values())
 
 
 # ------------------------------------------------------------------------------------------------ coverage
@@ -244,6 +244,7 @@ BAD = [
     _case("fourier_vlm", ["experiment=speed", "experiment.new_tokens=abc"], "experiment.new_tokens"),
     _case("fourier_vlm", ["experiment=speed", "experiment.new_tokenz=3"], "experiment.new_tokenz"),
     _case("fourier_vlm", ["experiment=flops", "experiment.crosscheck_tokens=[50]"], "experiment.crosscheck_tokens"),
+    _case("fourier_vlm", ["experiment=flops", "experiment.third_party_tflops=[]"], "experiment.third_party_tflops"),
     _case("fourier_vlm", ["experiment=lowpass", "experiment.image_side=300"], "experiment.image_side"),
     _case("streaming_llm", ["experiment=ppl_cache", "experiment.cache_sizes=[]"], "experiment.cache_sizes"),
     _case("streaming_llm", ["experiment=ppl_cache", "eval.chunk=0"], "eval.chunk"),

@@ -88,6 +88,8 @@ def test_an_integral_float_is_the_whole_number_it_names():
     ({"cahce": 64}, "experiment.cahce", "did you mean `cache`?"),
     ({"cache": "abc"}, "experiment.cache", "wrong type (got 'abc'"),
     ({"sizes": 5}, "experiment.sizes", "wrong type"),
+    ({"arch": []}, "experiment.arch", "wrong type (got []"),
+    ({"sizes": [16, 7.5]}, "experiment.sizes", "wrong type (got [16, 7.5]"),
     ({"cache": 0}, "experiment.cache", "must be in [1, "),
     ({"rate": 1.5}, "experiment.rate", "must be in [0, 1]"),
     ({"sizes": []}, "experiment.sizes", "at least 1 value"),
@@ -123,6 +125,21 @@ def test_a_command_line_value_is_judged_for_the_run_and_never_blamed_on_another_
     with pytest.raises(ConfigError) as e:
         _settings({**exp, "cache": 0}, "smoke", ["experiment.cache=0"])
     assert e.value.setting == "experiment.cache" and "profiles." not in str(e.value)
+
+
+def test_a_rule_that_cannot_be_evaluated_fails_naming_its_setting():
+    """A value the rule cannot compute with (an infinite size to round, a zero to divide by) fails the rule."""
+    def squares(ctx) -> None:
+        """An experiment whose rules compute with config values."""
+
+    spec = spec_of(experiment(settings=DemoSettings, rules=[
+        Rule(("cache", "/demo.side"), lambda c, side: c <= int(side) ** 2, "cache {0} exceeds {1}^2", "cache"),
+        Rule(("cache", "/demo.step"), lambda c, step: c % step == 0, "cache {0} is no multiple of {1}", "cache"),
+    ])(squares))
+    for context in ({"demo": {"side": float("inf"), "step": 1}}, {"demo": {"side": 64, "step": 0}}):
+        with pytest.raises(ConfigError) as e:
+            settings_for(spec, {"name": "x", "fn": "m:f"}, "smoke", context=context)
+        assert e.value.setting == "experiment.cache"
 
 
 def test_an_experiment_without_a_schema_refuses_settings():
