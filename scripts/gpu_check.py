@@ -224,7 +224,7 @@ def summary(results: Path, profile: str, device: str, steps: list[Step], info: d
     try:
         from llm_efficiency_bench.core.references import compare, load_references
 
-        for paper in ("streaming_llm", "fourier_vlm"):
+        for paper in sorted({str(r.get("paper")) for r in records}):  # the papers this check's records belong to
             recs = [r for r in records if r.get("paper") == paper]
             if recs:
                 for row in compare(load_references(paper), recs):

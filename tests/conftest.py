@@ -32,15 +32,18 @@ def data_dir() -> Path:
 
 def compose(config_name: str, overrides: list[str]):
     """Compose the real Hydra config as the entry points do: overrides checked (`core/overrides.py`), then
-    the experiment's settings for the profile (`core/experiment.py`)."""
+    the experiment's settings for the profile (`core/experiment.py`). A paper kept beside the suite
+    (`BENCH_PAPERS_PATH`) is composed from its own config folder."""
     from hydra import compose as h_compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     from llm_efficiency_bench.core.experiment import specialise
     from llm_efficiency_bench.core.overrides import prepare
+    from llm_efficiency_bench.core.paths import config_dir_of
 
-    checked = prepare(config_name, overrides, CONFIGS)
+    config_dir = config_dir_of(config_name)
+    checked = prepare(config_name, overrides, config_dir)
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = h_compose(config_name=config_name, overrides=checked)
     return specialise(cfg, checked)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -163,7 +164,7 @@ def _fields(settings: type) -> dict[str, dataclasses.Field]:
 def _typed(settings: type, values: dict[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
     """`values` merged over the schema's defaults: unknown keys and wrong types raise, naming the key."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import ConfigKeyError, ValidationError
+    from omegaconf.errors import OmegaConfBaseException
 
     fields = _fields(settings)
     for k in values:
@@ -177,12 +178,26 @@ def _typed(settings: type, values: dict[str, Any], where: Callable[[str], str]) 
         clean[k] = v
     try:
         node = OmegaConf.merge(OmegaConf.structured(settings), clean)
-    except (ValidationError, ConfigKeyError) as e:
-        key = str(getattr(e, "full_key", "") or "").split(".")[0] or "?"
+    except OmegaConfBaseException as e:  # a wrong type; a list for a mapping (ConfigTypeError) names no key
+        # the setting itself, not the entry (`sizes[1]`, `arch.heads`) the error points at
+        key = re.split(r"[.\[]", str(getattr(e, "full_key", "") or ""))[0] or _failing_key(settings, clean)
         got = clean.get(key)
         raise ConfigError(f"experiment.{key}", f"experiment.{key}{where(key)} has the wrong type "
                           f"(got {got!r}; {str(e).splitlines()[0]})") from None
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
+
+
+def _failing_key(settings: type, values: dict[str, Any]) -> str:
+    """The first key whose value alone fails the merge over the schema."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    for k, v in values.items():
+        try:
+            OmegaConf.merge(OmegaConf.structured(settings), {k: v})
+        except OmegaConfBaseException:
+            return k
+    return "?"
 
 
 def _is_int_field(f: dataclasses.Field) -> bool:
@@ -203,7 +218,7 @@ def _check_ranges(spec: ExperimentSpec, values: dict[str, Any], where: Callable[
         args = [_dig(context or {}, k[1:]) if k.startswith("/") else _dig(values, k) for k in rule.keys]
         try:
             ok = bool(rule.ok(*args))
-        except (TypeError, ValueError, ZeroDivisionError):
+        except (TypeError, ValueError, ArithmeticError):  # ArithmeticError: x / 0, int(inf)
             ok = False
         if not ok:
             name = rule.setting or rule.keys[0]
@@ -246,11 +261,14 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
                               f"{spec.fn.__module__}:{spec.fn.__name__} declares no settings (@experiment)")
         return {}
     set_here = _override_keys(overrides)
+    # Each block is checked over the YAML's own values: a command-line value is judged for the run's profile
+    # only (below), never blamed on a block that does not set it.
+    yaml_base = {k: v for k, v in base.items() if not any(s == k or s.startswith(k + ".") for s in set_here)}
     chosen: dict[str, Any] = {}
     for name, block in profiles.items():  # every block, so a typo anywhere fails at once
-        def where(k: str, name: str = name) -> str:
-            return f" (profiles.{name} in {source})"
-        merged = {**base, **(block or {})}
+        def where(k: str, name: str = name, block: dict = block or {}) -> str:
+            return f" (profiles.{name} in {source})" if k in block else f" (in {source})"
+        merged = {**yaml_base, **(block or {})}
         values = _typed(spec.settings, merged, where)
         _check_ranges(spec, values, where, context)
         if name == profile:

@@ -160,6 +160,7 @@ COMMON: dict[str, Any] = {
     "data.encodings": None,  # checked by _check_encodings
     # The model group (configs/model/*.yaml): the tiny models the suite trains, and every model's context.
     "model.context": pos_int(hi=1 << 24),
+    "model.seed": nonneg_int(),  # the random-weight models' seed (core/random_models.py)
     **{f"model.arch.{k}": pos_int(hi=1 << 22) for k in ("hidden", "intermediate", "layers", "heads", "kv_heads", "vocab")},
     "model.train.steps": pos_int(), "model.train.batch": pos_int(hi=65536), "model.train.seq_len": Num(int, 2, 1 << 20),
     "model.train.lr": pos_float(hi=10), "model.train.seed": nonneg_int(), "model.train.max_chars": pos_int(),
@@ -218,11 +219,25 @@ def load_spec(paper: str, experiment: str | None = None) -> tuple[dict[str, Any]
     """`COMMON`, the paper's `SPEC` and its `EXPERIMENTS[experiment]` entries; the paper's `RULES`."""
     import importlib.util
 
-    if not paper.isidentifier() or importlib.util.find_spec(f"llm_efficiency_bench.{paper}.settings") is None:
-        raise ConfigError("paper", f"unknown paper {paper!r}: no llm_efficiency_bench/{paper}/settings.py declares its settings")
-    mod = importlib.import_module(f"llm_efficiency_bench.{paper}.settings")
+    # A paper of the suite declares them in llm_efficiency_bench/<paper>/settings.py; a paper kept beside the
+    # suite (BENCH_PAPERS_PATH) is a package named after the paper, with its own <paper>/settings.py.
+    names = [f"llm_efficiency_bench.{paper}.settings", f"{paper}.settings"] if paper.isidentifier() else []
+    name = next((n for n in names if _importable(n)), None)
+    if name is None:
+        raise ConfigError("paper", f"unknown paper {paper!r}: no llm_efficiency_bench/{paper}/settings.py "
+                          f"(nor {paper}/settings.py on the Python path) declares its settings")
+    mod = importlib.import_module(name)
     per_experiment = getattr(mod, "EXPERIMENTS", {}).get(experiment, {})
     return {**COMMON, **mod.SPEC, **per_experiment}, list(getattr(mod, "RULES", []))
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package does not exist
+        return False
 
 
 def validate(paper: str, cfg: Any) -> None:
@@ -249,7 +264,7 @@ def validate(paper: str, cfg: Any) -> None:
             continue
         try:
             ok = bool(rule.ok(*values))
-        except (TypeError, ValueError, ZeroDivisionError):  # a value no spec entry typed (e.g. a model field)
+        except (TypeError, ValueError, ArithmeticError):  # a value no spec entry typed (e.g. a model field)
             ok = False
         if not ok:
             name = source_key(cfg, rule.setting or rule.keys[0])

@@ -9,10 +9,14 @@ import sys
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
+from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.overrides import group_dirs
+from llm_efficiency_bench.core.paths import config_dir_of, papers
 from llm_efficiency_bench.core.regress import compare_records
 from tests.conftest import REPO, compose
+from tests.core.test_fuzz_settings import EXPERIMENTS, PENDING, allowed_settings, declared_spec, pending
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
@@ -75,9 +79,10 @@ def test_check_command_exits_nonzero_on_regression(tmp_path):
     assert r.returncode == 1 and "regressed" in r.stdout
 
 
+@pytest.mark.xfail(strict=False, reason=PENDING["streaming_llm"])
 def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "-m", "profile=smoke", "experiment=ppl_cache",
-                        "scale.cache_sizes=[16],[32]", "scale.ablation_tokens=600", "eval.chunk=64",
+                        "experiment.cache_sizes=[16],[32]", "experiment.max_tokens=600", "eval.chunk=64",
                         f"results_dir={tmp_path}", f"hydra.sweep.dir={tmp_path}/multirun"],
                        cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -90,33 +95,38 @@ def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     assert r.returncode == 0 and out.read_text().count("### ppl_cache / smoke") == 2
 
 
-OVERRIDE_KEYS = st.sampled_from(["experiment", "profile", "model", "data", "scale.cache", "eval.chunk", "nope.key"])
-VALUES = st.one_of(st.sampled_from(["ppl_4m", "smoke", "cpu", "tiny_llama", "gutenberg", "-1", "null", "[1,2]"]),
-                   st.text(alphabet="abcxyz0123_./", min_size=0, max_size=8))
+def _fuzz_pool(paper: str) -> tuple[list[str], list[str]]:
+    """(keys, values) a composition fuzz draws from: the paper's config groups and some of their choices, a
+    few paper-wide keys of its top config, and keys that exist nowhere."""
+    groups = group_dirs(paper, config_dir_of(paper))
+    choices = sorted({p.stem for d in groups.values() for p in d.glob("*.yaml")})[:12]
+    top = yaml.safe_load((config_dir_of(paper) / f"{paper}.yaml").read_text())
+    wide = sorted(f"{k}.{sub}" for k, v in top.items() if isinstance(v, dict) and k != "hydra" for sub in v)[:3]
+    return [*sorted(groups), *wide, "seed", "experiment.nope", "nope.key"], [*choices, "-1", "null", "[1,2]"]
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(OVERRIDE_KEYS, VALUES), max_size=3))
-def test_config_composition_fuzz(pairs):
-    """Bad overrides fail with Hydra's/OmegaConf's own errors, never with an unrelated crash."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from llm_efficiency_bench.core.errors import ConfigError
-    from llm_efficiency_bench.core.runner import check_group_overrides
-
+@pytest.mark.parametrize("paper", [pytest.param(p, marks=pending(p)) for p in papers()])
+@settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_config_composition_fuzz(paper, data):
+    """Any overrides compose (through `tests.conftest.compose`, as the entry point does) or fail with one
+    ConfigError naming a key or group the overrides gave, never with an unrelated crash."""
+    keys, values = _fuzz_pool(paper)
+    value = st.one_of(st.sampled_from(values), st.text(alphabet="abcxyz0123_./", min_size=0, max_size=8))
+    pairs = data.draw(st.lists(st.tuples(st.sampled_from(keys), value), max_size=3), label="overrides")
     overrides = [f"{k}={v}" for k, v in pairs]
     try:
-        check_group_overrides("streaming_llm", overrides)  # what the entry point runs before Hydra
+        cfg = compose(paper, overrides)
     except ConfigError as e:
-        assert e.setting in ("experiment", "profile", "model", "data")
+        assert "\n" not in str(e)
+        # the key given, a key below it, or the setting a rule reading it names (fourier.base_side=abc fails
+        # the rule on experiment.crosscheck_tokens, which reads it)
+        named = {n for k, _ in pairs for e_name in EXPERIMENTS[paper]
+                 for n in allowed_settings(paper, declared_spec(paper, e_name), k)}
+        assert any(e.setting == k or e.setting.startswith(k + ".") for k in named), (overrides, e)
         return
-    try:
-        cfg = compose("streaming_llm", overrides)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
-        assert str(e)
-        return
-    assert cfg.paper == "streaming_llm"
+    assert cfg.paper == paper
 
 
 @pytest.mark.parametrize("launcher,target", [("local_parallel", "JoblibLauncher"), ("slurm_gpu", "SlurmLauncher")])

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from llm_efficiency_bench.fourier_vlm.flops import all_conventions
+from llm_efficiency_bench.core.paths import papers
 from llm_efficiency_bench.core.plots import DPI, FigureDataError, read_rows
 from llm_efficiency_bench.core.records import Record, write_record
 from llm_efficiency_bench.core.tables import write_csv
@@ -231,7 +232,7 @@ def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path
     assert readme.read_text() == bad
 
 
-@pytest.mark.parametrize("paper", ["streaming_llm", "fourier_vlm", "adaptive_step"])
+@pytest.mark.parametrize("paper", papers())
 def test_headline_claims_and_key_figures_come_from_the_references(paper):
     from llm_efficiency_bench.core.references import load_references
 
@@ -245,7 +246,9 @@ def test_headline_claims_and_key_figures_come_from_the_references(paper):
 
 
 def test_papers_follow_report_order_and_include_unreferenced_ones():
-    assert report.papers_of([]) == ["streaming_llm", "fourier_vlm", "adaptive_step"]
+    from llm_efficiency_bench.core.references import load_references
+
+    assert report.papers_of([]) == sorted(papers(), key=lambda p: load_references(p).get("report_order", 1_000))
     extra = [(Path("x"), {"paper": "new_paper"})]
     assert report.papers_of(extra)[-1] == "new_paper" and report.title("new_paper") == "new_paper"
 
