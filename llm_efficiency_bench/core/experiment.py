@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -74,9 +73,12 @@ def experiment(settings: type | None = None, figures: Drawer | None = None, rule
 def setting(default: Any, check: Any = None, help: str = "") -> Any:
     """A settings field: its default, its range checker (`core/validate.py`: Num, Choice, ListOf, ...) and help.
 
-    Lists and mappings get a fresh copy per instance (dataclasses refuse shared mutable defaults).
+    Lists, mappings and groups of settings (a dataclass instance, e.g. `arch`) get a fresh copy per instance
+    (dataclasses refuse shared mutable defaults); the settings of a group carry their own checks.
     """
     meta = {"check": check, "help": help}
+    if dataclasses.is_dataclass(default) and not isinstance(default, type):  # a group of settings (`arch`)
+        return field(default_factory=lambda d=default: dataclasses.replace(d), metadata=meta)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -161,29 +163,52 @@ def _fields(settings: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(settings)}
 
 
+def _group(f: dataclasses.Field) -> type | None:
+    """The schema of a nested group of settings (a dataclass-typed field, e.g. `arch: ArchSettings`), else None."""
+    if f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        return None
+    default = f.default_factory()  # type: ignore[misc]
+    return type(default) if dataclasses.is_dataclass(default) else None
+
+
+def _whole_numbers(settings: type, values: dict[str, Any]) -> dict[str, Any]:
+    """An integral float (1e6 on the command line) in an int field is the whole number it names."""
+    fields, out = _fields(settings), {}
+    for k, v in values.items():
+        f = fields.get(k)
+        group = _group(f) if f is not None else None
+        if group is not None and isinstance(v, dict):
+            v = _whole_numbers(group, v)
+        elif f is not None and isinstance(v, float) and v.is_integer() and _is_int_field(f):
+            v = int(v)
+        out[k] = v
+    return out
+
+
 def _typed(settings: type, values: dict[str, Any], where: Callable[[str], str]) -> dict[str, Any]:
     """`values` merged over the schema's defaults: unknown keys and wrong types raise, naming the key."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
     fields = _fields(settings)
     for k in values:
         if k not in fields:
             raise ConfigError(f"experiment.{k}", f"experiment.{k}{where(k)} is not a setting of this experiment"
                               f"{did_you_mean(k, fields)}")
-    clean = {}
-    for k, v in values.items():  # an integral float (1e6 on the command line) is the whole number it names
-        if isinstance(v, float) and v.is_integer() and _is_int_field(fields[k]):
-            v = int(v)
-        clean[k] = v
+    clean = _whole_numbers(settings, values)
     try:
         node = OmegaConf.merge(OmegaConf.structured(settings), clean)
+    except ConfigKeyError as e:  # a key inside a group of settings (`arch.hiden`)
+        key, group = str(getattr(e, "full_key", "") or "?"), settings
+        for part in key.split(".")[:-1]:
+            group = _group(_fields(group)[part]) or group
+        raise ConfigError(f"experiment.{key}", f"experiment.{key}{where(key)} is not a setting of this experiment"
+                          f"{did_you_mean(key.split('.')[-1], _fields(group))}") from None
     except OmegaConfBaseException as e:  # a wrong type; a list for a mapping (ConfigTypeError) names no key
-        # the setting itself, not the entry (`sizes[1]`, `arch.heads`) the error points at
-        key = re.split(r"[.\[]", str(getattr(e, "full_key", "") or ""))[0] or _failing_key(settings, clean)
-        got = clean.get(key)
+        # the setting itself (`arch.heads`), not the list entry (`sizes[1]`) the error points at
+        key = str(getattr(e, "full_key", "") or "").split("[")[0] or _failing_key(settings, clean)
         raise ConfigError(f"experiment.{key}", f"experiment.{key}{where(key)} has the wrong type "
-                          f"(got {got!r}; {str(e).splitlines()[0]})") from None
+                          f"(got {_dig(clean, key)!r}; {str(e).splitlines()[0]})") from None
     return OmegaConf.to_container(node, resolve=True)  # type: ignore[return-value]
 
 
@@ -205,13 +230,22 @@ def _is_int_field(f: dataclasses.Field) -> bool:
     return str(t).replace(" ", "") in ("int", "int|None", "Optional[int]")
 
 
+def _checks(settings: type, pre: str = "") -> list[tuple[str, Any]]:
+    """(dotted name, range checker) of every setting, those inside groups (`arch.hidden`) included."""
+    out = []
+    for name, f in _fields(settings).items():
+        group = _group(f)
+        if group is not None:
+            out += _checks(group, f"{pre}{name}.")
+        if f.metadata.get("check") is not None:
+            out.append((f"{pre}{name}", f.metadata["check"]))
+    return out
+
+
 def _check_ranges(spec: ExperimentSpec, values: dict[str, Any], where: Callable[[str], str],
                   context: dict[str, Any] | None = None) -> None:
-    for name, f in _fields(spec.settings).items():  # type: ignore[arg-type]
-        check = f.metadata.get("check")
-        if check is None:
-            continue
-        msg = check.check(values.get(name))
+    for name, check in _checks(spec.settings):  # type: ignore[arg-type]
+        msg = check.check(_dig(values, name))
         if msg:
             raise ConfigError(f"experiment.{name}", f"experiment.{name}{where(name)} {msg}")
     for rule in spec.rules:  # a key `/a.b` is read from the whole config (e.g. `/fourier.base_side`)
@@ -242,7 +276,7 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
     Args:
         spec: the experiment's declaration.
         exp: the composed `experiment` node as plain containers (command-line overrides already applied).
-        profile: the profile in use (`profile.name`).
+        profile: the profile whose sizes apply (`profile_choice`).
         overrides: the command-line overrides (`experiment.<key>=...` keeps its value over the profile's).
         source: the YAML, named in errors about its `profiles:` blocks.
         context: the whole resolved config, for rules that read a key outside the experiment (`/key`).
@@ -261,29 +295,47 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
                               f"{spec.fn.__module__}:{spec.fn.__name__} declares no settings (@experiment)")
         return {}
     set_here = _override_keys(overrides)
+
+    def overlaps(k: str, keys: Iterable[str]) -> bool:  # `arch` and `arch.heads` concern each other
+        return any(k == o or k.startswith(o + ".") or o.startswith(k + ".") for o in keys)
+
     # Each block is checked over the YAML's own values: a command-line value is judged for the run's profile
     # only (below), never blamed on a block that does not set it.
-    yaml_base = {k: v for k, v in base.items() if not any(s == k or s.startswith(k + ".") for s in set_here)}
+    yaml_base = {k: v for k, v in base.items() if not overlaps(k, set_here)}
     chosen: dict[str, Any] = {}
     for name, block in profiles.items():  # every block, so a typo anywhere fails at once
         def where(k: str, name: str = name, block: dict = block or {}) -> str:
-            return f" (profiles.{name} in {source})" if k in block else f" (in {source})"
+            return f" (profiles.{name} in {source})" if overlaps(k, _leaves(block)) else f" (in {source})"
         merged = {**yaml_base, **(block or {})}
         values = _typed(spec.settings, merged, where)
         _check_ranges(spec, values, where, context)
         if name == profile:
             chosen = block or {}
     run_values = dict(base)
-    for dotted, v in _leaves(chosen).items():
-        if not any(dotted == k or dotted.startswith(k + ".") or k.startswith(dotted + ".") for k in set_here):
+    chosen_leaves = _leaves(chosen)
+    for dotted, v in chosen_leaves.items():
+        if not overlaps(dotted, set_here):
             _set(run_values, dotted, v)
 
-    def here(k: str) -> str:
-        return f" (profiles.{profile} in {source})" if k in chosen and k not in set_here else ""
+    def here(k: str) -> str:  # name the profile's block when the value came from it
+        from_profile = overlaps(k, chosen_leaves) and not overlaps(k, set_here)
+        return f" (profiles.{profile} in {source})" if from_profile else ""
 
     values = _typed(spec.settings, run_values, here)
     _check_ranges(spec, values, here, context)
     return values
+
+
+def profile_choice(cfg: Any, overrides: Sequence[str] = ()) -> str:
+    """The profile whose sizes a run takes: the `profile=` choice of the command line, else `profile.name`.
+
+    A run may rename its results folder with `profile.name=...` (`make gpu-check` writes `gpu_<device>`);
+    the sizes are still those of the profile it composed.
+    """
+    from omegaconf import OmegaConf
+
+    chosen = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+") == "profile"]
+    return chosen[-1] if chosen else str(OmegaConf.select(cfg, "profile.name", default=""))
 
 
 def specialise(cfg: Any, overrides: Sequence[str] = (), fn: Callable[..., None] | None = None) -> Any:
@@ -309,7 +361,7 @@ def specialise(cfg: Any, overrides: Sequence[str] = (), fn: Callable[..., None] 
     exp = full["experiment"]
     fn = fn or resolve_experiment(exp.get("fn"))
     paper, name = OmegaConf.select(cfg, "paper", default="?"), exp.get("name", "?")
-    values = settings_for(spec_of(fn), exp, str(OmegaConf.select(cfg, "profile.name", default="")), overrides,
+    values = settings_for(spec_of(fn), exp, profile_choice(cfg, overrides), overrides,
                           source=f"configs/{paper}/experiment/{name}.yaml", context=full)
     node = {"name": exp.get("name"), "fn": exp.get("fn"), "run_order": exp.get("run_order"), **values,
             "specialised": True}

@@ -146,8 +146,9 @@ def _check_key(cfg: Any, key: str, extra: Sequence[str] = ()) -> None:
 
     node, done = cfg, []
     for part in key.split("."):
-        if not OmegaConf.is_dict(node) or part not in node:
+        # keys(), not `in`: a mandatory value not given yet (`subdir: ???`) is a key the command line sets
+        if not OmegaConf.is_dict(node) or part not in node.keys():
             options = [".".join([*done, k]) for k in node.keys()] if OmegaConf.is_dict(node) else []
             options += list(extra) if not done else []
             raise ConfigError(key, f"unknown setting {key!r}{did_you_mean('.'.join([*done, part]), options)}")
-        node, done = node[part], [*done, part]
+        node, done = OmegaConf.select(node, part, throw_on_missing=False), [*done, part]

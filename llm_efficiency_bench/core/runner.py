@@ -201,7 +201,7 @@ def run_tag(cfg: Any) -> str | None:
     """Sub-folder for one job of a sweep, so jobs never share a record.
 
     `run_tag=<name>` sets it; under Hydra multirun it defaults to the job's overrides (e.g.
-    `model=pythia_12b,scale.cache=2048`) minus experiment/profile, which already name the folder.
+    `model=pythia_12b,experiment.cache=2048`) minus experiment/profile, which already name the folder.
     """
     tag = cfg.get("run_tag")
     if tag:

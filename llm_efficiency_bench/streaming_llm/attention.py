@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import statistics
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.runner import RunContext
+from llm_efficiency_bench.core.validate import pos_int
 from llm_efficiency_bench.streaming_llm import figures
 from llm_efficiency_bench.streaming_llm.adapters import adapter_for
 
@@ -75,7 +77,19 @@ def short_sentences(text: str, tokenizer, length: int, count: int) -> torch.Tens
     return torch.tensor(out)
 
 
+@dataclass
+class AttentionSettings:
+    """Fig. 2 / Fig. 12 (`experiment.*`); defaults as the paper profile."""
+
+    books: int = setting(3, pos_int(hi=1000), "books the short sentences are taken from")
+    sentences: int = setting(256, pos_int(hi=100_000), "short sentences averaged into the maps")
+    sentence_tokens: int = setting(16, pos_int(hi=4096), "tokens of each sentence (the maps are this wide)")
+    late_position: int = setting(4096, pos_int(hi=1 << 20), "position in the first book of the late query")
+
+
+@experiment(settings=AttentionSettings, figures=figures.draw_attention)
 def attention(ctx: RunContext) -> None:
+    """Fig. 2 maps over short sentences and the share of attention on token 0 from a late query, per layer."""
     from llm_efficiency_bench.core.data import load_documents
     from llm_efficiency_bench.core.models import load_model
 
@@ -115,4 +129,3 @@ def attention(ctx: RunContext) -> None:
     t = maps.shape[-1]
     ctx.csv("attention_maps", [{"layer": k, "query": q, "key": j, "weight": float(maps[k, q, j]),
                                 "sentences": sents.shape[0]} for k in show for q in range(t) for j in range(t)])
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from attention_maps.csv and sink_share.csv

@@ -23,12 +23,14 @@ from typing import Any
 from tqdm import tqdm
 
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.paths import REPO_ROOT, data_dir as resolve_data_dir
-from llm_efficiency_bench.core.plots import run_view
 from llm_efficiency_bench.core.runner import RunContext
+from llm_efficiency_bench.core.validate import Text, nonneg_int, pos_int
 from llm_efficiency_bench.streaming_llm import figures
 from llm_efficiency_bench.streaming_llm.generate import StreamingSession
 from llm_efficiency_bench.streaming_llm.ppl import rss_mb
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINKS_FIT_CACHE
 
 SETTING = "experiment.conversation"
 
@@ -206,14 +208,25 @@ def _clip(text: str, n: int = 160) -> str:
     return one if len(one) <= n else one[: n - 1] + "…"
 
 
+@dataclass
+class ChatSettings:
+    """The streaming chat (`experiment.*`); defaults as the paper profile (all 160 MT-Bench turns)."""
+
+    conversation: str = setting("mt_bench/mt_bench.jsonl", Text(), "relative to the data directory (or an "
+                                "absolute path); all turns of all entries are flattened into one session")
+    rounds: int | None = setting(None, pos_int(null=True), "user turns used (null: all)")
+    cache: int = setting(1024, CACHE, "S + R")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    max_new_tokens: int = setting(256, pos_int(hi=100_000), "greedy reply length limit")
+
+
+@experiment(settings=ChatSettings, rules=[SINKS_FIT_CACHE], figures=figures.draw_chat)
 def chat(ctx: RunContext) -> None:
     """A long multi-round chat through one S+R sink cache: cache length, latency and memory per round."""
     from llm_efficiency_bench.streaming_llm.experiments import _check_cache, _load
 
     e, cfg = ctx.cfg.experiment, ctx.cfg
     S, L = int(e.n_sink), int(e.cache)
-    if not 0 <= S < L:
-        raise ConfigError("experiment.cache", f"{S} sink tokens leave no room in a cache of {L}: need n_sink < cache")
     path = resolve_conversation(e.conversation, cfg.data_dir)
     turns = load_conversation(path)
     if e.get("rounds"):
@@ -270,4 +283,3 @@ def chat(ctx: RunContext) -> None:
                      "conversation, never reset or re-encoded",
                      f"cache overflows: {session.overflows}; non-empty replies: {nonempty}/{len(rounds)}; "
                      f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB; full transcript in transcript.csv"], digits=1)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # chat_memory.png from transcript.csv

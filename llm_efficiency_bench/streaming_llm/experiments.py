@@ -1,12 +1,14 @@
 """StreamingLLM experiments: Tables 1, 2, 6 and the 4M-token stream (Fig. 5).
 
-Each experiment reads `ctx.cfg.experiment` (what it runs) and `ctx.cfg.scale` (profile sizes), writes
-metrics named `ppl.<method>.<S>+<R>`, `ppl.recompute.<L>`, `ppl.dense`, tables, CSVs and a plot.
+Each experiment reads its settings from `ctx.cfg.experiment` (declared below with `@experiment`; the
+profiles' sizes are in its YAML), writes metrics named `ppl.<method>.<S>+<R>`, `ppl.recompute.<L>`,
+`ppl.dense`, tables and CSVs; its figure is drawn from those CSVs (`figures.py`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,15 +16,19 @@ import torch
 from llm_efficiency_bench.core.checkpoint import Checkpoint, config_key
 from llm_efficiency_bench.core.data import Document, iter_token_docs, load_documents
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.models import LoadedModel, load_model
-from llm_efficiency_bench.core.plots import run_view
 from llm_efficiency_bench.core.runner import RunContext
+from llm_efficiency_bench.core.validate import BIG, Flag, ListOf, Num, nonneg_int, pos_float, pos_int
 from llm_efficiency_bench.streaming_llm import figures
 from llm_efficiency_bench.streaming_llm.adapters import adapter_for
 from llm_efficiency_bench.streaming_llm.engine import CachePolicy
 from llm_efficiency_bench.streaming_llm.ppl import (EvalTiming, Stream, build_stream, evaluate, ppl, ppl_stderr,
-                                     recompute_nll, recompute_positions, rss_mb, sample_books)
-from llm_efficiency_bench.streaming_llm.stats import ols_trend, paired_ppl_ratio
+                                     recompute_nll, recompute_positions, rss_mb)
+from llm_efficiency_bench.streaming_llm.same_text import in_stream_vs_fresh, pick_books
+from llm_efficiency_bench.streaming_llm.settings import (CACHE, SINK_COUNTS_FIT_CACHE, SINKS_FIT_CACHE,
+                                                         SINKS_FIT_CACHE_SIZES)
+from llm_efficiency_bench.streaming_llm.stats import paired_ppl_ratio
 
 
 def _load(ctx: RunContext, dtype: str | None = None) -> LoadedModel:
@@ -33,7 +39,7 @@ def _load(ctx: RunContext, dtype: str | None = None) -> LoadedModel:
 
 
 def _stream(ctx: RunContext, lm: LoadedModel, max_tokens: int | None, n_docs: int | None,
-            max_doc_tokens: int | None = None) -> Stream:
+            max_doc_tokens: int | None = None, setting: str = "experiment.max_tokens") -> Stream:
     docs = load_documents(ctx.cfg.data, ctx.cfg.data_dir, limit=n_docs)
     if max_doc_tokens is not None:
         docs = [_head(d, max_doc_tokens, lm.tokenizer) for d in docs]
@@ -47,7 +53,7 @@ def _stream(ctx: RunContext, lm: LoadedModel, max_tokens: int | None, n_docs: in
             break
     stream = build_stream(token_docs, max_tokens, max_doc_tokens)
     if max_tokens is not None and stream.inputs.numel() < max_tokens:
-        raise ConfigError("scale", f"the data has only {stream.inputs.numel():,} tokens, fewer than the "
+        raise ConfigError(setting, f"the data has only {stream.inputs.numel():,} tokens, fewer than the "
                           f"{max_tokens:,} asked for; lower the token count or add books to the data folder")
     ctx.log(f"stream: {stream.inputs.numel():,} tokens from {len(stream.doc_names)} book(s), first {stream.doc_names[0]}")
     return stream
@@ -66,10 +72,8 @@ def _head(doc: Document, tokens: int, tokenizer) -> Document:
 
 
 def _check_cache(ctx: RunContext, lm: LoadedModel, n_sink: int, cache: int, setting: str) -> CachePolicy:
-    if n_sink >= cache:
-        raise ConfigError(setting, f"{n_sink} sink tokens leave no room in a cache of {cache}: need n_sink < cache")
-    if n_sink < 0 or cache < 1:
-        raise ConfigError(setting, f"invalid cache {n_sink}+{cache - n_sink}")
+    """The S + (L - S) policy, once the model says the cache fits its trained context (S < L is a rule of
+    every experiment's settings, checked before the run)."""
     if lm.context and cache > lm.context:
         raise ConfigError(setting, f"cache {cache} is larger than the model's trained context {lm.context} "
                           f"({lm.name}); choose a cache <= {lm.context}")
@@ -107,7 +111,7 @@ def _dtype_check(ctx: RunContext, lm: LoadedModel, pol: CachePolicy) -> None:
     n_check = int(e.get("dtype_check_tokens") or 0)
     if not n_check or lm.dtype == torch.float32:
         return
-    short = _stream(ctx, lm, n_check, n_docs=None)
+    short = _stream(ctx, lm, n_check, n_docs=None, setting="experiment.dtype_check_tokens")
     lm32 = _load(ctx, "float32")
     p32 = ppl(_run_policy(ctx, lm32, pol, short, f"dtypecheck_fp32_{n_check}"))
     del lm32
@@ -153,6 +157,31 @@ def _newline_ids(tokenizer, count: int) -> list[int]:
     return ids * count
 
 
+# Range shared by the dtype checks: bf16 is used only if its PPL is within this fraction of fp32.
+DTYPE_TOLERANCE = pos_float(hi=1)
+
+
+@dataclass
+class Table1Settings:
+    """Table 1 (`experiment.*`): the first book under five cache policies; defaults as the paper profile."""
+
+    max_tokens: int | None = setting(65536, pos_int(null=True), "tokens of the first book scored (null: all of it)")
+    cache: int = setting(1024, CACHE, "L = S + R tokens of every bounded cache (the paper: 1024)")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks of the streaming cache")
+    newline_sinks: int = setting(4, nonneg_int(), "newline tokens fed first and kept as the sinks instead")
+    # recompute: one L-token forward per scored position (batch: eval.recompute_batch); a sample needs two
+    # positions for its standard error
+    recompute_samples: int | None = setting(None, Num(int, 2, BIG, null=True),
+                                            "recomputed positions: null = every position with a full window "
+                                            "(exact), else a seeded uniform sample of that many")
+    allow_beyond_context: bool = setting(True, Flag(), "dense may run past the trained context (Table 1 shows "
+                                         "it failing there, on purpose)")
+    dtype_check_tokens: int = setting(0, nonneg_int(), "tokens scored in fp32 and the run's dtype first (0: off)")
+    dtype_tolerance: float = setting(0.01, DTYPE_TOLERANCE, "largest relative PPL difference the run's dtype may "
+                                     "show against fp32")
+
+
+@experiment(settings=Table1Settings, rules=[SINKS_FIT_CACHE], figures=figures.draw_table1)
 def ppl_table1(ctx: RunContext) -> None:
     """Table 1: first book; dense, window 0+L, sliding window with recomputation L, streaming 4+(L-4),
     and 4 newline tokens as sinks + (L-4)."""
@@ -165,9 +194,6 @@ def ppl_table1(ctx: RunContext) -> None:
         raise ConfigError("experiment.cache", f"cache {L} is not smaller than the stream ({n} tokens): "
                           "nothing would be evicted; use a longer book or a smaller cache")
     samples = e.recompute_samples
-    if samples is not None and int(samples) < 2:
-        raise ConfigError("experiment.recompute_samples", f"{samples} recompute positions: need >= 2 for a "
-                          "standard error, or null to recompute every position")
     rows, curves = [], {}
     stream_pol = _check_cache(ctx, lm, S, L, "experiment.cache")
     _dtype_check(ctx, lm, stream_pol)
@@ -223,7 +249,6 @@ def ppl_table1(ctx: RunContext) -> None:
                      f"± {0.0 if full else pr.stderr_bootstrap:.4f}), sample size {k:,} of {population:,}",
                      f"model context {lm.context}: dense beyond it is expected to fail (paper: 5641)"])
     _per_token_csv(ctx, "per_token", {k2: v for k2, v in curves.items() if v.numel() == n}, stream)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from per_token.csv, as the report draws it
 
 
 def _per_token_csv(ctx: RunContext, name: str, curves: dict[str, torch.Tensor], stream: Stream,
@@ -258,9 +283,19 @@ def _concat_sweep(ctx: RunContext, policies: list[tuple[str, int, int]], title: 
     ctx.table(table, f"{title} — {lm.name}, {stream.inputs.numel():,} tokens of {len(stream.doc_names)} "
               f"concatenated books, {str(lm.dtype).replace('torch.', '')}", rows)
     _per_token_csv(ctx, "per_token", curves, stream, every=256)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
+@dataclass
+class SinksSettings:
+    """Table 2 (`experiment.*`): initial tokens kept at a fixed cache; defaults as the paper (400K tokens)."""
+
+    max_tokens: int = setting(400_000, pos_int(), "tokens of the concatenated books scored")
+    cache: int = setting(1024, CACHE, "L = S + R tokens of every cache")
+    sink_counts: list[int] = setting([0, 1, 2, 4, 8], ListOf(nonneg_int(), unique=True),
+                                     "S initial tokens kept, one run each (0: window attention)")
+
+
+@experiment(settings=SinksSettings, rules=[SINK_COUNTS_FIT_CACHE], figures=figures.draw_table2)
 def ppl_sinks(ctx: RunContext) -> None:
     """Table 2: 0/1/2/4/8 initial tokens at a fixed total cache."""
     e = ctx.cfg.experiment
@@ -269,6 +304,17 @@ def ppl_sinks(ctx: RunContext) -> None:
                   "table2", "sink_counts")
 
 
+@dataclass
+class CacheSizesSettings:
+    """Table 6 (`experiment.*`): cache sizes at S = 4; defaults as the paper (400K tokens)."""
+
+    max_tokens: int = setting(400_000, pos_int(), "tokens of the concatenated books scored")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    cache_sizes: list[int] = setting([256, 512, 1024, 2048, 4096], ListOf(CACHE, unique=True),
+                                     "L = S + R of each run")
+
+
+@experiment(settings=CacheSizesSettings, rules=[SINKS_FIT_CACHE_SIZES], figures=figures.draw_table6)
 def ppl_cache(ctx: RunContext) -> None:
     """Table 6: cache sizes 4+252 ... 4+4092."""
     e = ctx.cfg.experiment
@@ -276,6 +322,30 @@ def ppl_cache(ctx: RunContext) -> None:
                   "table6", "cache_sizes")
 
 
+@dataclass
+class LongStreamSettings:
+    """Fig. 5 (`experiment.*`): one 4M-token stream; defaults as the paper profile.
+
+    Fig. 5 against the same text: each compared book's first `fresh_tokens` tokens inside the stream vs from
+    an empty cache (same S+R policy). `fresh_books`: null = every book with that many tokens in the stream;
+    else the first (control) + the last + one seeded draw from each of fresh_books-2 strata.
+    """
+
+    max_tokens: int = setting(4_000_000, pos_int(), "tokens of the concatenated stream")
+    max_book_tokens: int | None = setting(None, pos_int(null=True), "tokens kept of each book (null: whole "
+                                          "books, the paper); a cap gives a short stream many books")
+    cache: int = setting(1024, CACHE, "L = S + R")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    segment: int = setting(65536, pos_int(), "tokens per reported segment (PPL, memory)")
+    dtype_check_tokens: int = setting(0, nonneg_int(), "tokens scored in fp32 and the run's dtype first (0: off)")
+    dtype_tolerance: float = setting(0.01, DTYPE_TOLERANCE, "largest relative PPL difference the run's dtype may "
+                                     "show against fp32")
+    fresh_tokens: int = setting(32768, pos_int(), "first tokens of each compared book, in the stream vs fresh")
+    fresh_books: int | None = setting(17, Num(int, 3, 100_000, null=True),
+                                      "books compared: the first as the control and at least two more (null: all)")
+
+
+@experiment(settings=LongStreamSettings, rules=[SINKS_FIT_CACHE], figures=figures.draw_long_stream)
 def ppl_4m(ctx: RunContext) -> None:
     """Fig. 5: streaming PPL over a very long concatenated stream, per segment, with cache memory, and
     each sampled book's first T tokens inside the stream against the same tokens from an empty cache."""
@@ -286,7 +356,7 @@ def ppl_4m(ctx: RunContext) -> None:
     _dtype_check(ctx, lm, pol)
     stream = _stream(ctx, lm, e.max_tokens, n_docs=None,
                      max_doc_tokens=None if e.get("max_book_tokens") is None else int(e.max_book_tokens))
-    _fresh_books(ctx, stream)  # a bad fresh-book setting fails now, not after the stream
+    pick_books(ctx, stream)  # a fresh-book setting the data cannot satisfy fails now, not after the stream
     seg = int(e.segment)
     mem: list[tuple[int, float, float]] = []
     next_mark = [0]
@@ -327,94 +397,5 @@ def ppl_4m(ctx: RunContext) -> None:
               f"{str(lm.dtype).replace('torch.', '')}", rows,
               notes=[f"{len(stream.doc_names)} books concatenated (cache never reset); "
                      f"non-finite NLL: {bad}; KV cache max {float(kv.max()):.2f} MiB"])
-    _in_stream_vs_fresh(ctx, lm, pol, stream, nll)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # Fig. 5 from its CSVs, as the report draws it
-
-
-def _fresh_books(ctx: RunContext, stream: Stream) -> tuple[int, int | None, list[int]]:
-    """Validate `experiment.fresh_tokens` / `fresh_books` against the stream (before it is evaluated) and
-    pick the books: returns (T, count, book indices)."""
-    e = ctx.cfg.experiment
-    T = int(e.fresh_tokens)
-    n0 = stream.doc_span(0)[1] - stream.doc_span(0)[0]
-    if T < 1 or n0 < T:
-        raise ConfigError("experiment.fresh_tokens", f"{T} fresh tokens per book, but the first book "
-                          f"({stream.doc_names[0]}) has {n0:,} in the stream; choose 1 <= T <= {n0:,}")
-    count = None if e.get("fresh_books") is None else int(e.fresh_books)
-    if count is not None and count < 3:
-        raise ConfigError("experiment.fresh_books", f"{count} books: need >= 3 (the first as the control, "
-                          "then at least two spread over the stream), or null for every book")
-    books = sample_books(stream, T, count, int(ctx.cfg.seed))
-    if len(books) < 3:
-        raise ConfigError("experiment.fresh_tokens", f"only {len(books)} book(s) have {T:,} tokens in the "
-                          "stream; lower experiment.fresh_tokens or lengthen the stream")
-    return T, count, books
-
-
-def _in_stream_vs_fresh(ctx: RunContext, lm: LoadedModel, pol: CachePolicy, stream: Stream,
-                        nll: torch.Tensor) -> None:
-    """Fig. 5 against the same text: book k's first T tokens inside the stream / from an empty cache.
-
-    Content cancels in the ratio, so what is left is the book's position in the stream: a cache that
-    degrades over a long stream raises the ratio of late books. Book 0 is the control: its first T tokens
-    open the stream, so both runs are the same computation and its ratio is exactly 1; it is kept out of
-    the headline statistics (median, max, trend).
-    """
-    T, count, books = _fresh_books(ctx, stream)
-    n = nll.numel()
-    fresh_timing = EvalTiming()
-    rows, ratios, xs = [], [], []
-    for i, k in enumerate(books):
-        name = stream.doc_names[k]
-        start, end = stream.doc_span(k)
-        ctx.log(f"fresh book {i + 1}/{len(books)}: {name} (stream tokens {start:,}..{start + T:,})")
-        leg = EvalTiming()
-        nll_f = _run_policy(ctx, lm, pol, stream.book_prefix(k, T), f"fresh_{k:03d}_{name}", timing=leg)
-        fresh_timing.earlier_s += leg.earlier_s
-        fresh_timing.leg_s += leg.leg_s
-        p_in, p_fr = ppl(nll[start:start + T]), ppl(nll_f)
-        ratio = p_in / p_fr
-        ctx.metric(f"ppl.in_stream.{name}", p_in, "ppl", "lower", note=f"first {T:,} tokens, at stream token {start:,}")
-        ctx.metric(f"ppl.fresh.{name}", p_fr, "ppl", "lower", note=f"the same {T:,} tokens from an empty cache")
-        ctx.metric(f"ppl_ratio.{name}", ratio, "x", "none", note="in-stream / fresh" + (" (control)" if i == 0 else ""))
-        if i > 0:
-            ratios.append(ratio)
-            xs.append((start + T / 2) / 1e6)
-        rows.append((k, {"role": "control" if i == 0 else "sample", "compared_tokens": T, "ppl_in_stream": p_in,
-                         "ppl_fresh": p_fr, "ppl_ratio": ratio}))
-    picked = dict(rows)
-    table = []
-    for k, name in enumerate(stream.doc_names):
-        start, end = stream.doc_span(k)
-        table.append({"book": name, "start_token": start, "end_token": end, "ppl_book_in_stream": ppl(nll[start:end]),
-                      **picked.get(k, {"role": "", "compared_tokens": 0, "ppl_in_stream": None, "ppl_fresh": None,
-                                       "ppl_ratio": None})})
-    rt = torch.tensor(ratios, dtype=torch.float64)
-    worst = stream.doc_names[books[1 + int(rt.argmax())]]
-    tr = ols_trend(xs, ratios)
-    ctx.metric("ppl_ratio.control_first_book", picked[books[0]]["ppl_ratio"], "x", "none",
-               note="the first book's ratio: the same computation twice, exactly 1 unless something is wrong")
-    ctx.metric("ppl_ratio.median", float(rt.median()), "x", "none",
-               note=f"in-stream / fresh PPL, {len(ratios)} books after the first, first {T:,} tokens each")
-    ctx.metric("ppl_ratio.max", float(rt.max()), "x", "lower", note=f"{worst}")
-    ctx.metric("ppl_ratio.slope_per_1m", tr.slope, "x per 1M tokens", "none", stderr=tr.stderr,
-               note=f"OLS of the ratio on the book's stream position (mid of its compared tokens), {tr.n} books")
-    ctx.metric("ppl_ratio.slope_z", tr.z, "SE", "none", note="slope / its standard error")
-    ctx.metric("ppl_ratio.drift_upper_2se", (tr.slope + 2 * tr.stderr) * n / 1e6, "x", "lower",
-               note=f"fitted rise of the ratio over the {n / 1e6:.2f}M-token stream, slope + 2 SE")
-    ctx.metric("fresh_seconds", fresh_timing.total_s, "s", "lower",
-               note=f"{len(books)} x {T:,} tokens from an empty cache ({len(books) * T / n:.1%} of the stream)")
-    how = (f"every book with at least {T:,} tokens in the stream" if count is None else
-           f"{len(books)}: the first (control), the last with at least {T:,} tokens in the stream, and one at "
-           f"random (seed {int(ctx.cfg.seed)}) from each of {count - 2} equal strata of the books between")
-    ctx.table("fig5_books", f"Fig. 5 against the same text — {lm.name}, {pol.label()}, first {T:,} tokens of "
-              f"{len(books)} books inside the {n:,}-token stream vs from an empty cache", table,
-              columns=["book", "start_token", "end_token", "ppl_book_in_stream", "role", "compared_tokens",
-                       "ppl_in_stream", "ppl_fresh", "ppl_ratio"], digits=4,
-              notes=[f"books compared: {how}",
-                     f"ratio over the {len(ratios)} books after the first: median {float(rt.median()):.4f}, "
-                     f"max {float(rt.max()):.4f} ({worst}); slope {tr.slope:+.4f} ± {tr.stderr:.4f} per 1M "
-                     f"tokens (z = {tr.z:+.2f})",
-                     "the first tokens of a fresh book see only that book; inside the stream they also see "
-                     "the end of the book before it (at most one cache's worth of tokens)"])
-
+    in_stream_vs_fresh(ctx, lm.name, pol, stream, nll,
+                       lambda part, tag, timing: _run_policy(ctx, lm, pol, part, tag, timing=timing))

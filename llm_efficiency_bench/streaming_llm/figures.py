@@ -1,8 +1,8 @@
 """StreamingLLM figures drawn from saved CSVs only.
 
-Every experiment draws its figures by calling `rebuild(ctx.out_dir, run_view(ctx))` on its own CSVs, and
-`python -m reproduce.report` calls the same `rebuild` on a saved record folder, so a run and the report draw
-the same figure, with the title built once (here) from the record:
+Each experiment declares its drawer (`@experiment(figures=draw_...)`): the runner calls it on the run's CSVs
+once the experiment returns, and `python -m reproduce.report` calls the same drawer on a saved record folder,
+so a run and the report draw the same figure, with the title built once (here) from the record:
 
 * `ppl_table1` -> `table1_curves.png` from `per_token.csv`; `ppl_sinks` / `ppl_cache` -> `table2.png` /
   `table6.png` from their tables; `ppl_4m` -> `fig5_long_stream.png` from `fig5_segments.csv`;
@@ -10,9 +10,11 @@ the same figure, with the title built once (here) from the record:
 * `attention` -> `fig2_attention_maps.png` from `attention_maps.csv` and `sink_share_per_layer.png` from
   `sink_share.csv`;
 * `chat` -> `chat_memory.png` from `transcript.csv`;
-* `stream_qa` -> `table5_stream_qa.png` from `answers.csv`;
 * `sink_pretrain` -> `table3.png` from `table3_long.csv` and `sink_share_vs_steps.csv`;
-* `stream_eval` -> `stream_eval.png` from `answers.csv`.
+* `stream_qa` and `stream_eval`: `stream_figures.py`.
+
+A figure whose CSV the record does not have (a record older than that CSV) is skipped: the report then
+shows the figure the run saved. A CSV that exists but is corrupt raises `FigureDataError`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any
 
 from llm_efficiency_bench.core.plots import (ANNOTATION_SIZE, COLORS, color, count_axis, figure, log_axis, read_rows,
                               record_get as _get, save)
-from llm_efficiency_bench.streaming_llm.stream_figures import stream_eval, stream_qa
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -319,71 +320,91 @@ def _policy(e: dict) -> str:
     return f"{S}+{int(cache) - int(S)}" if S is not None and cache is not None else ""
 
 
-def rebuild(run_dir: Path, record: dict) -> list[Path]:
-    """Redraw the figures of one StreamingLLM record (or running experiment, `run_view`) from its CSVs.
-
-    A figure whose CSV the record does not have (a record older than that CSV) is skipped: the report then
-    shows the figure the run saved. A CSV that exists but is corrupt raises `FigureDataError`.
-    """
-    run_dir = Path(run_dir)
-    exp = record["experiment"]
+def _view(run_dir: Path, record: dict) -> tuple[Path, dict, str]:
+    """(run folder, the run's `experiment` settings, the model's name) of a record."""
     cfg = record.get("config") or {}
-    e = cfg.get("experiment") or {}
-    model = _get(cfg, "model", "name", default="?")
+    return Path(run_dir), cfg.get("experiment") or {}, _get(cfg, "model", "name", default="?")
+
+
+def draw_table1(run_dir: Path, record: dict) -> list[Path]:
+    """Table 1's running perplexity (`per_token.csv`, `table1.csv`)."""
+    run_dir, e, model = _view(run_dir, record)
+    if not (run_dir / "per_token.csv").exists():
+        return []
     cache = e.get("cache")
+    return running_ppl(run_dir / "per_token.csv", run_dir / "table1_curves.png", f"{model}: first book, cache {cache}",
+                       cache, table_csv=run_dir / "table1.csv",
+                       streaming_at_sample=_get(record, "metrics",
+                                                f"ppl.streaming_at_recompute_positions.{_policy(e)}", "value"))
+
+
+def draw_long_stream(run_dir: Path, record: dict) -> list[Path]:
+    """Fig. 5 (`fig5_segments.csv`, `fig5_books.csv`)."""
+    run_dir, e, model = _view(run_dir, record)
+    if not (run_dir / "fig5_segments.csv").exists():
+        return []
+    n = _get(record, "metrics", "tokens", "value", default=0) or 0
+    policy = f", {_policy(e)}" if _policy(e) else ""
+    return long_stream(run_dir / "fig5_segments.csv", run_dir / "fig5_long_stream.png",
+                       f"{model}: {token_count(n)}-token concatenated stream{policy}",
+                       books_csv=run_dir / "fig5_books.csv")
+
+
+def _bars(run_dir: Path, name: str, title: str) -> list[Path]:
+    run_dir = Path(run_dir)
+    return bars(run_dir / f"{name}.csv", run_dir / f"{name}.png", title) if (run_dir / f"{name}.csv").exists() else []
+
+
+def draw_table2(run_dir: Path, record: dict) -> list[Path]:
+    """Table 2 as bars (`table2.csv`)."""
+    return _bars(run_dir, "table2", "Table 2 — number of initial tokens")
+
+
+def draw_table6(run_dir: Path, record: dict) -> list[Path]:
+    """Table 6 as bars (`table6.csv`)."""
+    return _bars(run_dir, "table6", "Table 6 — cache size")
+
+
+def draw_speed(run_dir: Path, record: dict) -> list[Path]:
+    """Fig. 10 (`fig10.csv`); the memory axis says what was measured (RSS on a CPU, allocated GPU memory)."""
+    run_dir, e, model = _view(run_dir, record)
+    if not (run_dir / "fig10.csv").exists():
+        return []
+    machine = _get(record, "env", "device_name", default="?")
+    on_gpu = str(_get(record, "env", "device", default="cpu")).startswith("cuda")
+    return latency_memory(run_dir / "fig10.csv", run_dir / "fig10_latency_memory.png", f"{model} decoding, {machine}",
+                          paper_speedup=_paper_value("fig10_speedup_4096"),
+                          memory_label="peak GPU memory allocated (MiB)" if on_gpu else "process RSS on CPU (MiB)")
+
+
+def draw_attention(run_dir: Path, record: dict) -> list[Path]:
+    """Fig. 2's maps (`attention_maps.csv`) and the share on token 0 per layer (`sink_share.csv`)."""
+    run_dir, e, model = _view(run_dir, record)
     out: list[Path] = []
-
-    def has(name: str) -> bool:
-        return (run_dir / name).exists()
-
-    if exp == "ppl_table1" and has("per_token.csv"):
-        out += running_ppl(run_dir / "per_token.csv", run_dir / "table1_curves.png",
-                           f"{model}: first book, cache {cache}", cache, table_csv=run_dir / "table1.csv",
-                           streaming_at_sample=_get(record, "metrics",
-                                                    f"ppl.streaming_at_recompute_positions.{_policy(e)}", "value"))
-    if exp == "ppl_4m" and has("fig5_segments.csv"):
-        n = _get(record, "metrics", "tokens", "value", default=0) or 0
-        S = e.get("n_sink")
-        policy = f", {S}+{int(cache) - int(S)}" if S is not None and cache is not None else ""
-        out += long_stream(run_dir / "fig5_segments.csv", run_dir / "fig5_long_stream.png",
-                           f"{model}: {token_count(n)}-token concatenated stream{policy}",
-                           books_csv=run_dir / "fig5_books.csv")
-    for name, title in (("table2", "Table 2 — number of initial tokens"), ("table6", "Table 6 — cache size")):
-        if has(f"{name}.csv"):
-            out += bars(run_dir / f"{name}.csv", run_dir / f"{name}.png", title)
-    if exp == "speed" and has("fig10.csv"):
-        machine = _get(record, "env", "device_name", default="?")
-        on_gpu = str(_get(record, "env", "device", default="cpu")).startswith("cuda")
-        out += latency_memory(run_dir / "fig10.csv", run_dir / "fig10_latency_memory.png",
-                              f"{model} decoding, {machine}", paper_speedup=_paper_value("fig10_speedup_4096"),
-                              memory_label="peak GPU memory allocated (MiB)" if on_gpu
-                              else "process RSS on CPU (MiB)")
-    if exp == "attention":
-        if has("attention_maps.csv"):
-            n = read_rows(run_dir / "attention_maps.csv", ["sentences"])[0]["sentences"]
-            out += attention_maps(run_dir / "attention_maps.csv", run_dir / "fig2_attention_maps.png",
-                                  f"{model}: average attention over {n} sentences (Fig. 2 style)")
-        if has("sink_share.csv"):
-            out += sink_share_per_layer(run_dir / "sink_share.csv", run_dir / "sink_share_per_layer.png",
-                                        e.get("late_position", "?"))
-    if exp == "chat" and has("transcript.csv"):
-        S = int(e.get("n_sink", 0))
-        L = int(cache)
-        out += chat_memory(run_dir / "transcript.csv", run_dir / "chat_memory.png",
-                           f"{model}: streaming chat, cache {S}+{L - S}", L)
-    if exp == "stream_qa" and has("answers.csv"):
-        S = int(e.get("n_sink", 0))
-        ctx_len = _get(cfg, "model", "context")
-        out += stream_qa(run_dir / "answers.csv", run_dir / "table5_stream_qa.png",
-                         f"{model}: ARC as one stream, cache {S}+{int(cache) - S}", int(cache),
-                         int(ctx_len) if ctx_len else None)
-    if exp == "sink_pretrain" and has("table3_long.csv"):
-        out += pretrain_table3(run_dir / "table3_long.csv", run_dir / "sink_share_vs_steps.csv",
-                               run_dir / "table3.png", int(cache), int(_get(e, "train", "seq_len")))
-    if exp == "stream_eval" and has("answers.csv"):
-        S = int(e.get("n_sink", 0))
-        ctx_len = _get(cfg, "model", "context")
-        out += stream_eval(run_dir / "answers.csv", run_dir / "stream_eval.png",
-                           f"{model}: StreamEval, cache {S}+{int(cache) - S}", int(cache),
-                           int(ctx_len) if ctx_len else None, int(e.get("position_bins", 8)))
+    if (run_dir / "attention_maps.csv").exists():
+        n = read_rows(run_dir / "attention_maps.csv", ["sentences"])[0]["sentences"]
+        out += attention_maps(run_dir / "attention_maps.csv", run_dir / "fig2_attention_maps.png",
+                              f"{model}: average attention over {n} sentences (Fig. 2 style)")
+    if (run_dir / "sink_share.csv").exists():
+        out += sink_share_per_layer(run_dir / "sink_share.csv", run_dir / "sink_share_per_layer.png",
+                                    e.get("late_position", "?"))
     return out
+
+
+def draw_chat(run_dir: Path, record: dict) -> list[Path]:
+    """Cache length and memory per round of the chat (`transcript.csv`)."""
+    run_dir, e, model = _view(run_dir, record)
+    if not (run_dir / "transcript.csv").exists():
+        return []
+    S, L = int(e.get("n_sink", 0)), int(e["cache"])
+    return chat_memory(run_dir / "transcript.csv", run_dir / "chat_memory.png",
+                       f"{model}: streaming chat, cache {S}+{L - S}", L)
+
+
+def draw_table3(run_dir: Path, record: dict) -> list[Path]:
+    """Table 3 and the sink's emergence during training (`table3_long.csv`, `sink_share_vs_steps.csv`)."""
+    run_dir, e, model = _view(run_dir, record)
+    if not (run_dir / "table3_long.csv").exists():
+        return []
+    return pretrain_table3(run_dir / "table3_long.csv", run_dir / "sink_share_vs_steps.csv", run_dir / "table3.png",
+                           int(e["cache"]), int(_get(e, "train", "seq_len")))

@@ -19,18 +19,22 @@ weights, and their records say "random weights: speed only".
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.random_models import SPEED_ONLY_NOTE, is_random, speed_note
 from llm_efficiency_bench.core.runner import RunContext
 from llm_efficiency_bench.core.timing import DeviceClock, is_cuda, summarize
+from llm_efficiency_bench.core.validate import Rule, nonneg_int, pos_int
 from llm_efficiency_bench.streaming_llm.adapters import adapter_for
 from llm_efficiency_bench.streaming_llm.engine import CachePolicy, ChunkedEvaluator
 from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINKS_FIT_CACHE
 from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 
@@ -116,6 +120,27 @@ def sink_cache_rate(model: Any, policy: CachePolicy, ids: torch.Tensor, steps: i
             "peak_mem_mb": _peak_mb(device)}
 
 
+@dataclass
+class EvalSpeedSettings:
+    """`experiment.*` of eval_speed; defaults as Fig. 5's Llama-2 run (4+2044, 4M tokens)."""
+
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    cache: int = setting(2048, CACHE, "L = S + R (Fig. 5, Llama-2: 4+2044)")
+    tokens: int = setting(65536, pos_int(), "stream the chunked evaluator times")
+    chunk: int = setting(1024, pos_int(hi=65536), "tokens per forward of the chunked evaluator (the YAML ties it "
+                         "to eval.chunk)")
+    sink_steps: int = setting(64, pos_int(hi=100_000), "token-by-token steps sampled on a full cache")
+    project_tokens: int = setting(4_000_000, pos_int(), "stream length both rates are projected to")
+
+
+EVAL_SPEED_RULES = [
+    SINKS_FIT_CACHE,
+    Rule(("tokens", "cache", "chunk"), lambda n, c, k: n > c + k,
+         "{0} tokens do not pass the {1}-token cache by a chunk ({2})", "tokens"),
+]
+
+
+@experiment(settings=EvalSpeedSettings, rules=EVAL_SPEED_RULES)
 def eval_speed(ctx: RunContext) -> None:
     """Tokens/s of the exact chunked evaluator vs token-by-token SinkCache, and the projected 4M-token time."""
     from llm_efficiency_bench.core.models import load_model
@@ -123,14 +148,10 @@ def eval_speed(ctx: RunContext) -> None:
     e, cfg = ctx.cfg.experiment, ctx.cfg
     lm = load_model(cfg.model, dtype=cfg.dtype, device=cfg.device, data_dir=cfg.data_dir, speed_only=True)
     S, L = int(e.n_sink), int(e.cache)
-    if not 0 <= S < L:
-        raise ConfigError("experiment.cache", f"need 0 <= n_sink < cache (got {S}+{L - S})")
     if lm.context and L > lm.context:
         raise ConfigError("experiment.cache", f"cache {L} exceeds {lm.name}'s context {lm.context}")
     policy = CachePolicy(S, L - S)
     n, chunk, steps, project = int(e.tokens), int(e.chunk), int(e.sink_steps), int(e.project_tokens)
-    if n <= L + chunk:
-        raise ConfigError("experiment.tokens", f"{n} tokens do not pass the {L}-token cache by a chunk ({chunk})")
     vocab = int(getattr(getattr(lm.model.config, "text_config", lm.model.config), "vocab_size"))
     ids = torch.randint(3, vocab, (n + 1,), generator=torch.Generator().manual_seed(int(cfg.seed)))
     ctx.log(f"{lm.name} {lm.dtype} on {lm.device}: chunked {policy.label()} over {n:,} tokens (chunk {chunk}), "

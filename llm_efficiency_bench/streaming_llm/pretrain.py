@@ -37,20 +37,23 @@ from tqdm import tqdm
 from llm_efficiency_bench.core.cache import CacheEntry, config_key, save_atomic, to_plain
 from llm_efficiency_bench.core.data import Document, load_documents
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.references import paper_table
 from llm_efficiency_bench.core.runner import RunContext
 from llm_efficiency_bench.core.tiny import llama_config, train_bpe_tokenizer, train_causal_lm
+from llm_efficiency_bench.core.validate import Choice, ListOf, Num, Rule, nonneg_int, pos_float, pos_int
 from llm_efficiency_bench.streaming_llm import figures
 from llm_efficiency_bench.streaming_llm.adapters import adapter_for
 from llm_efficiency_bench.streaming_llm.attention import last_row_attention
 from llm_efficiency_bench.streaming_llm.engine import CachePolicy
 from llm_efficiency_bench.streaming_llm.ppl import Stream, build_stream, evaluate, ppl
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINK_COUNTS_FIT_CACHE
 from llm_efficiency_bench.streaming_llm.softmax1 import SOFTMAX1, NullKeyAdapter, register_softmax1, softmax1_attention  # noqa: F401
 
 PAPER = "streaming_llm"
 VARIANTS = ("vanilla", "sink", "zero_sink")
 SINK_TOKEN = "<|sink|>"
+ARCH = pos_int(hi=65536)  # range of every `experiment.arch.*` size
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -273,23 +276,71 @@ def _final_loss(losses: list[float]) -> float:
     return sum(tail) / len(tail)
 
 
+@dataclass
+class ArchSettings:
+    """The Llama trained per variant (`experiment.arch.*`); defaults: Pythia-160M's width, depth and heads."""
+
+    hidden: int = setting(768, ARCH, "hidden size")
+    intermediate: int = setting(2048, ARCH, "MLP size")
+    layers: int = setting(12, ARCH, "decoder layers")
+    heads: int = setting(12, ARCH, "attention heads")
+    kv_heads: int = setting(12, ARCH, "key/value heads")
+
+
+@dataclass
+class TrainSettings:
+    """Training of every variant (`experiment.train.*`), chosen once, before any result was seen."""
+
+    steps: int = setting(20000, pos_int(), "optimizer steps (the paper: 143k)")
+    batch: int = setting(32, pos_int(hi=65536), "windows per step")
+    seq_len: int = setting(2048, Num(int, 2, 1 << 20), "training context T")
+    lr: float = setting(0.002, pos_float(hi=10), "peak learning rate (AdamW, cosine decay)")
+    warmup: int = setting(1000, nonneg_int(), "warm-up steps")
+    weight_decay: float = setting(0.1, Num(float, 0, 10), "AdamW weight decay")
+    seed: int = setting(0, nonneg_int(), "seed of the initial weights and the windows (the same for every variant)")
+
+
+@dataclass
+class SinkPretrainSettings:
+    """Table 3 (`experiment.*`); defaults: a GPU-sized budget (not the paper's 143k steps x 256 sequences)."""
+
+    variants: list[str] = setting(list(VARIANTS), ListOf(Choice(VARIANTS), unique=True),
+                                  "vanilla | sink (learnable sink token) | zero_sink (SoftMax1)")
+    arch: ArchSettings = setting(ArchSettings(), None, "the model trained per variant")
+    vocab: int = setting(16384, Num(int, 260, 1 << 20), "BPE vocabulary of the training books (256 bytes + "
+                         "specials at least), plus <|sink|>")
+    max_chars: int = setting(40_000_000, pos_int(), "characters of training text (the books in name order, minus "
+                             "the held-out ones)")
+    holdout_books: int = setting(2, pos_int(hi=1000), "the last books by name, never trained on, are streamed")
+    train: TrainSettings = setting(TrainSettings(), None, "training of every variant")
+    cache: int = setting(1024, CACHE, "L; at most T (the paper: L = 1024 for a 2048 context)")
+    sink_counts: list[int] = setting([0, 1, 2, 4], ListOf(nonneg_int(), unique=True),
+                                     "initial tokens kept in the cache of L, one stream each")
+    eval_tokens: int = setting(65536, pos_int(), "held-out tokens streamed per variant and sink count")
+    probe_windows: int = setting(8, pos_int(hi=100_000), "held-out windows for the attention-on-position-0 evidence")
+    probe_points: int = setting(10, pos_int(hi=100_000), "times the position-0 share is measured during training")
+
+
+SINK_PRETRAIN_RULES = [
+    SINK_COUNTS_FIT_CACHE,
+    Rule(("cache", "train.seq_len"), lambda c, t: c <= t,
+         "the streaming cache {0} must be at most the training context {1} (Sec. 3.3)", "cache"),
+    Rule(("arch.hidden", "arch.heads"), lambda h, n: h % n == 0,
+         "hidden size {0} must be a multiple of the {1} heads", "arch.heads"),
+    Rule(("arch.heads", "arch.kv_heads"), lambda n, kv: n % kv == 0,
+         "the {0} heads must be a multiple of the {1} key/value heads", "arch.kv_heads"),
+]
+
+
+@experiment(settings=SinkPretrainSettings, rules=SINK_PRETRAIN_RULES, figures=figures.draw_table3)
 def sink_pretrain(ctx: RunContext) -> None:
     """Table 3: tiny Llamas pre-trained without / with a learnable sink token / with SoftMax1, streamed with
     0, 1, 2, 4 initial tokens at a fixed total cache L."""
     e, cfg = ctx.cfg.experiment, ctx.cfg
     variants = [str(v) for v in e.variants]
-    for v in variants:
-        if v not in VARIANTS:
-            raise ConfigError("experiment.variants", f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
     arch, train = to_plain(e.arch), to_plain(e.train)
     T, L = int(train["seq_len"]), int(e.cache)
     counts = [int(s) for s in e.sink_counts]
-    if L > T:
-        raise ConfigError("experiment.cache", f"cache {L} is larger than the training context {T} "
-                          "(experiment.train.seq_len): positions beyond it were never trained")
-    for s in counts:
-        if not 0 <= s < L:
-            raise ConfigError("experiment.sink_counts", f"{s} initial tokens do not fit a cache of {L}")
     docs = load_documents(cfg.data, cfg.data_dir)
     held = int(e.holdout_books)
     if not 1 <= held < len(docs):
@@ -400,4 +451,3 @@ def sink_pretrain(ctx: RunContext) -> None:
               digits=4)
     if rows_steps:
         ctx.csv("sink_share_vs_steps", rows_steps)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # table3.png from the two CSVs above

@@ -15,15 +15,19 @@ architectures for GPU runners) are timed on seeded random token ids; their recor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.random_models import SPEED_ONLY_NOTE, is_random, speed_note
 from llm_efficiency_bench.core.runner import RunContext
 from llm_efficiency_bench.core.timing import DeviceClock, summarize
+from llm_efficiency_bench.core.validate import ListOf, nonneg_int, pos_int
 from llm_efficiency_bench.streaming_llm import figures
 from llm_efficiency_bench.streaming_llm.ppl import rss_mb
 from llm_efficiency_bench.streaming_llm.rope import rope_of
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINKS_FIT_CACHE_SIZES
 from llm_efficiency_bench.streaming_llm.sink_cache import SinkCache, cache_kwargs
 
 
@@ -91,6 +95,18 @@ def _prompt(ctx: RunContext, lm, n: int) -> torch.Tensor:
     return torch.tensor(lm.tokenizer(doc.text).input_ids)
 
 
+@dataclass
+class SpeedSettings:
+    """Fig. 10 (`experiment.*`); defaults as the paper profile."""
+
+    cache_sizes: list[int] = setting([256, 512, 1024, 2048, 4096], ListOf(CACHE, unique=True),
+                                     "L of each timed point (the paper: 256 ... 4096)")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks of the streaming cache")
+    tokens: int = setting(20, pos_int(hi=100_000), "timed tokens per method and cache size")
+    warmup: int = setting(2, nonneg_int(hi=1000), "untimed tokens per method first")
+
+
+@experiment(settings=SpeedSettings, rules=[SINKS_FIT_CACHE_SIZES], figures=figures.draw_speed)
 def speed(ctx: RunContext) -> None:
     """Fig. 10 table and plot: cache | recompute ms | streaming ms | speedup | memory."""
     from llm_efficiency_bench.core.models import load_model
@@ -135,4 +151,3 @@ def speed(ctx: RunContext) -> None:
                            *([f"{cfg.model.name}: {SPEED_ONLY_NOTE} (seeded random token ids as the prompt)"]
                              if is_random(cfg.model) else []),
                            "paper: Llama-2-13B on one A6000, 2355 ms vs 106 ms at cache 4096 (22.2x)"])
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # Fig. 10 from fig10.csv, as the report draws it

@@ -27,11 +27,13 @@ from tqdm import tqdm
 
 from llm_efficiency_bench.core.checkpoint import Checkpoint, config_key
 from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.runner import RunContext
-from llm_efficiency_bench.streaming_llm import figures, stream_figures
+from llm_efficiency_bench.core.validate import Choice, ListOf, Rule, nonneg_int, pos_int
+from llm_efficiency_bench.streaming_llm import stream_figures
 from llm_efficiency_bench.streaming_llm.engine import StreamState
 from llm_efficiency_bench.streaming_llm.generate import Snapshot, StreamingSession
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINKS_FIT_CACHE
 from llm_efficiency_bench.streaming_llm.stats import newcombe_diff, paired_diff, wilson
 from llm_efficiency_bench.streaming_llm.stream_eval_data import HEADER, QUERY, StreamEval, generate, parse_answer
 
@@ -236,6 +238,41 @@ def _diff(ctx: RunContext, name: str, d: tuple[float, float, float], note: str) 
     ctx.metric(f"{name}.ci_hi", hi, "points", "none", note="upper end of the 95% interval")
 
 
+LINES = pos_int(hi=50_000)  # range of line counts and distances (the paper's stream: ~5,500 lines)
+
+
+@dataclass
+class StreamEvalSettings:
+    """StreamEval (`experiment.*`); defaults as the paper profile (Fig. 8's ~5,500 lines, distance 20)."""
+
+    seed: int = setting(0, nonneg_int(), "the test stream (StreamEval v1, docs/stream_eval.md)")
+    lines: int = setting(5500, LINES, "register lines in the test stream")
+    distances: list[int] = setting([20], ListOf(LINES, unique=True), "lines back a query asks; the paper's "
+                                   "stream: [20]; several: a sweep (Table 7)")
+    query_every: int = setting(10, LINES, "a query every this many lines (Fig. 8: 10)")
+    dev_seed: int = setting(1, nonneg_int(), "the dev stream (retrieval check), never the test stream")
+    dev_lines: int = setting(150, LINES, "register lines in the dev stream")
+    dev_distances: list[int] = setting([20], ListOf(LINES, unique=True), "the dev stream's distances, answered "
+                                       "by dense attention inside the context")
+    dev_one_shot_distances: list[int] = setting([20], ListOf(nonneg_int(hi=50_000), min_len=0, unique=True),
+                                                "the same dev lines, one query per fresh prompt (0: the line just "
+                                                "before the query)")
+    cache: int = setting(2048, CACHE, "L = S + R")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    policies: list[str] = setting(list(POLICIES), ListOf(Choice(POLICIES), unique=True), "cache policies answered")
+    dense_max_tokens: int = setting(16384, pos_int(), "dense stops here (past the trained context on purpose)")
+    max_new_tokens: int = setting(8, pos_int(hi=4096), '" <" + 5 digits + ">": an answer is complete at ">"')
+    position_bins: int = setting(12, pos_int(hi=1000), "stream-position bins of Fig. 9")
+
+
+STREAM_EVAL_RULES = [
+    SINKS_FIT_CACHE,
+    Rule(("seed", "dev_seed"), lambda a, b: a != b, "the dev stream's seed must differ from the test stream's ({0})",
+         "dev_seed"),
+]
+
+
+@experiment(settings=StreamEvalSettings, rules=STREAM_EVAL_RULES, figures=stream_figures.draw_stream_eval)
 def stream_eval(ctx: RunContext) -> None:
     """Figs. 8-9 / Table 7: StreamEval accuracy by stream position and by answer distance, per policy."""
     from llm_efficiency_bench.streaming_llm.experiments import _check_cache, _load
@@ -284,7 +321,6 @@ def stream_eval(ctx: RunContext) -> None:
     ctx.csv("answers", [asdict(a) for p in policies for a in answers[p]])
     _metrics(ctx, lm, data, runs, answers)
     _tables(ctx, lm, data, runs, answers)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # stream_eval.png from answers.csv
 
 
 def _metrics(ctx: RunContext, lm: Any, data: StreamEval, runs: dict, answers: dict[str, list[Answer]]) -> None:

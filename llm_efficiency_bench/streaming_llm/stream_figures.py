@@ -1,6 +1,7 @@
 """Figures of StreamingLLM in use: streaming QA on ARC (Table 5) and StreamEval (Figs. 8-9, Table 7).
 
-Drawn from each record's `answers.csv` by `figures.rebuild`, like the language-modelling figures.
+Drawn from each record's `answers.csv` by the experiments' drawers (`draw_stream_qa`, `draw_stream_eval`),
+which the runner and the report both call, like the language-modelling figures (`figures.py`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_efficiency_bench.core.plots import ANNOTATION_SIZE, COLORS, color, count_axis, figure, read_rows, save
+from llm_efficiency_bench.core.plots import (ANNOTATION_SIZE, COLORS, color, count_axis, figure, read_rows,
+                                             record_get as _get, save)
 
 
 QA_POLICIES = {"one_shot": ("one-shot", "#2ca02c"), "dense": ("dense", COLORS["dense"]),
@@ -136,3 +138,33 @@ def stream_eval(answers_csv: Path, out_png: Path, title: str, cache: int, contex
     ax2.legend(fontsize=ANNOTATION_SIZE)
     fig.suptitle(title)
     return save(fig, out_png)
+
+
+def _answers_view(record: dict) -> tuple[str, int, int, int | None]:
+    """(model name, S, L, the model's trained context) of a record, for the titles and the marked lines."""
+    cfg = record.get("config") or {}
+    e = cfg.get("experiment") or {}
+    ctx_len = _get(cfg, "model", "context")
+    return (str(_get(cfg, "model", "name", default="?")), int(e.get("n_sink", 0)), int(e["cache"]),
+            int(ctx_len) if ctx_len else None)
+
+
+def draw_stream_qa(run_dir: Path, record: dict) -> list[Path]:
+    """Table 5 (`answers.csv`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "answers.csv").exists():
+        return []
+    model, S, L, context = _answers_view(record)
+    return stream_qa(run_dir / "answers.csv", run_dir / "table5_stream_qa.png",
+                     f"{model}: ARC as one stream, cache {S}+{L - S}", L, context)
+
+
+def draw_stream_eval(run_dir: Path, record: dict) -> list[Path]:
+    """Figs. 8-9 / Table 7 (`answers.csv`)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "answers.csv").exists():
+        return []
+    model, S, L, context = _answers_view(record)
+    bins = int(_get(record, "config", "experiment", "position_bins", default=8))
+    return stream_eval(run_dir / "answers.csv", run_dir / "stream_eval.png", f"{model}: StreamEval, cache {S}+{L - S}",
+                       L, context, bins)

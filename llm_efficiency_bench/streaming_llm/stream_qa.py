@@ -37,12 +37,16 @@ from tqdm import tqdm
 
 from llm_efficiency_bench.core.checkpoint import Checkpoint, config_key
 from llm_efficiency_bench.core.errors import ConfigError
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.references import paper_table
 from llm_efficiency_bench.core.runner import RunContext
-from llm_efficiency_bench.streaming_llm.arc import Question, load_arc
+from llm_efficiency_bench.core.validate import Choice, ListOf, Rule, nonneg_int, pos_int
+from llm_efficiency_bench.streaming_llm.arc import PARTS, SPLITS, Question, load_arc
 from llm_efficiency_bench.streaming_llm.chat import render, stop_ids
 from llm_efficiency_bench.streaming_llm.engine import StreamState
 from llm_efficiency_bench.streaming_llm.generate import Snapshot, StreamingSession
+from llm_efficiency_bench.streaming_llm.settings import CACHE, SINKS_FIT_CACHE
+from llm_efficiency_bench.streaming_llm.stream_figures import draw_stream_qa
 
 POLICIES = ("one_shot", "dense", "window", "streaming")
 INSTRUCTION = "Answer with the correct choice."
@@ -314,17 +318,40 @@ def _report_split(ctx: RunContext, split: str, res: dict[str, tuple[list[Answer]
     return table
 
 
+@dataclass
+class StreamQASettings:
+    """Table 5 (`experiment.*`); defaults as the paper profile (every question, cache 1024)."""
+
+    splits: list[str] = setting(list(SPLITS), ListOf(Choice(tuple(SPLITS)), unique=True),
+                                "read from <data_dir>/arc/<split>_<part>.jsonl")
+    part: str = setting("test", Choice(tuple(PARTS)), "test | dev")
+    questions: int | None = setting(None, pos_int(null=True), "the first N questions of each split, in file "
+                                    "order (null: all)")
+    policies: list[str] = setting(list(POLICIES), ListOf(Choice(POLICIES), unique=True),
+                                  "one_shot (the baseline every policy is paired with) and the stream policies")
+    cache: int = setting(1024, CACHE, "L: streaming S+(L-S), window 0+L (the paper: 1024)")
+    n_sink: int = setting(4, nonneg_int(), "S attention sinks")
+    dense_max_tokens: int = setting(16384, pos_int(), "dense stops here (past the model's context on purpose)")
+    generate_every: int = setting(1, nonneg_int(), "generated reply + exact match on every k-th question (0: off)")
+    max_new_tokens: int = setting(12, pos_int(hi=4096), "greedy reply length limit")
+    chunk: int = setting(1024, pos_int(hi=65536), "tokens per forward reading the stream (the YAML ties it to "
+                         "eval.chunk)")
+
+
+STREAM_QA_RULES = [
+    SINKS_FIT_CACHE,
+    Rule(("policies",), lambda ps: "one_shot" in ps,
+         "policies {0} must include one_shot, the baseline every policy is paired with", "policies"),
+]
+
+
+@experiment(settings=StreamQASettings, rules=STREAM_QA_RULES, figures=draw_stream_qa)
 def stream_qa(ctx: RunContext) -> None:
     """Table 5: ARC questions as one stream per policy; acc / acc_norm (and generated exact match)."""
-    from llm_efficiency_bench.core.plots import run_view
-    from llm_efficiency_bench.streaming_llm import figures
     from llm_efficiency_bench.streaming_llm.experiments import _check_cache, _load
 
     e, cfg = ctx.cfg.experiment, ctx.cfg
     policies = list(e.policies)
-    if "one_shot" not in policies or any(p not in POLICIES for p in policies):
-        raise ConfigError("experiment.policies", f"{policies}: choose from {list(POLICIES)}, one_shot included "
-                          "(the baseline every policy is paired with)")
     S, L = int(e.n_sink), int(e.cache)
     splits = {s: load_arc(s, str(e.part), cfg.data_dir) for s in e.splits}  # a missing file fails before the model
     lm = _load(ctx)
@@ -366,4 +393,3 @@ def stream_qa(ctx: RunContext) -> None:
                      "answers.csv has every question's row",
                      f"paper (Llama-2-7B-Chat, cache 1024, exact match of generated answers, ARC-E / ARC-C): {paper}; "
                      "dense ran out of memory"])
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))

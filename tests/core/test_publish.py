@@ -72,8 +72,8 @@ def test_invalid_setting_stops_before_anything_is_written(tmp_path, fake_slot):
     path = runner.run("streaming_llm", _cfg(tmp_path))
     snapshot = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     with pytest.raises(ConfigError) as e:
-        runner.run("streaming_llm", _cfg(tmp_path, "scale.cache_sizes=[]"))
-    assert e.value.setting == "scale.cache_sizes"
+        runner.run("streaming_llm", _cfg(tmp_path, "experiment.cache_sizes=[]"))
+    assert e.value.setting == "experiment.cache_sizes"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == snapshot
     assert read_record(path)["metrics"]["v"]["value"] == 1.0
 
@@ -115,10 +115,10 @@ def test_skip_if_current_skips_same_code_and_config_only(tmp_path, fake_slot, mo
     assert len(calls) == 1  # skipped: same code hash, same resolved config
     runner.run("streaming_llm", _cfg(tmp_path))  # skip_if_current=false (FORCE=1): reruns
     assert len(calls) == 2
-    runner.run("streaming_llm", _cfg(tmp_path, "skip_if_current=true", "scale.ablation_tokens=999"))
+    runner.run("streaming_llm", _cfg(tmp_path, "skip_if_current=true", "experiment.max_tokens=999"))
     assert len(calls) == 3  # another config reruns
     monkeypatch.setattr(env_mod, "code_hash", lambda: "0123456789abcdef")
-    runner.run("streaming_llm", _cfg(tmp_path, "skip_if_current=true", "scale.ablation_tokens=999"))
+    runner.run("streaming_llm", _cfg(tmp_path, "skip_if_current=true", "experiment.max_tokens=999"))
     assert len(calls) == 4  # other code reruns
 
 

@@ -92,7 +92,7 @@ def results(tmp_path) -> Path:
     return res
 
 
-EXPECTED = {  # record folder -> figures its paper's `rebuild` must draw from the CSVs
+EXPECTED = {  # record folder -> figures its experiment's drawer must draw from the CSVs
     "streaming_llm/ppl_sinks/cpu": ["table2.png"],
     "fourier_vlm/flops/cpu": ["flops.png"],
     "fourier_vlm/speed/cpu": ["speed.png"],
@@ -116,8 +116,9 @@ def test_report_redraws_every_papers_figures(results):
 
 
 def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
-    """speed, attention, chat and sink_pretrain used to draw inline; now `figures.rebuild` draws them all."""
-    from llm_efficiency_bench.streaming_llm import figures
+    """Each experiment's drawer (`@experiment(figures=...)`, found through its YAML's `fn`) draws its figures
+    from the record's CSVs."""
+    from llm_efficiency_bench.core.experiment import declared
 
     res = tmp_path / "results"
     _record(res, "streaming_llm", "speed",
@@ -137,17 +138,22 @@ def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
              "sink_share_vs_steps.csv": [{"variant": v, "step": t, "share_median": 0.1} for v in ("vanilla", "sink")
                                          for t in (0, 10)]},
             {"experiment": {"cache": 32, "train": {"seq_len": 64}}})
+    _record(res, "streaming_llm", "ppl_cache",
+            {"table6.csv": [{"cache": c, "ppl": p} for c, p in (("4+252", 14.0), ("4+508", 13.1))]})
     expected = {"speed": ["fig10_latency_memory.png"], "chat": ["chat_memory.png"], "sink_pretrain": ["table3.png"],
-                "attention": ["fig2_attention_maps.png", "sink_share_per_layer.png"]}
+                "attention": ["fig2_attention_maps.png", "sink_share_per_layer.png"], "ppl_cache": ["table6.png"]}
     for exp, names in expected.items():
         run_dir = res / "streaming_llm" / exp / "cpu"
-        drawn = figures.rebuild(run_dir, json.loads((run_dir / "record.json").read_text()))
+        drawn = declared("streaming_llm", exp).figures(run_dir, json.loads((run_dir / "record.json").read_text()))
         assert sorted(p.name for p in drawn if p.suffix == ".png") == sorted(names)
     # a record older than attention_maps.csv still gets the figure it can draw, and no error
     (res / "streaming_llm/attention/cpu/attention_maps.csv").unlink()
     rec = json.loads((res / "streaming_llm/attention/cpu/record.json").read_text())
-    assert [p.name for p in figures.rebuild(res / "streaming_llm/attention/cpu", rec)] == \
-        ["sink_share_per_layer.png", "sink_share_per_layer.pdf"]
+    assert [p.name for p in declared("streaming_llm", "attention").figures(res / "streaming_llm/attention/cpu", rec)] \
+        == ["sink_share_per_layer.png", "sink_share_per_layer.pdf"]
+    # eval_speed draws nothing (its table is the result), and a drawer never draws another experiment's figure
+    assert declared("streaming_llm", "eval_speed").figures is None
+    assert declared("streaming_llm", "ppl_sinks").figures(res / "streaming_llm/ppl_cache/cpu", {}) == []
 
 
 def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results):

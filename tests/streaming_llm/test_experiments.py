@@ -12,15 +12,20 @@ from llm_efficiency_bench.core.records import read_record
 from llm_efficiency_bench.core.runner import run
 from tests.conftest import CONFIGS, compose
 
-SMALL = ["scale.speed_caches=[32]", "scale.speed_tokens=2", "scale.attn_sentences=4", "scale.attn_late_position=128",
-         "scale.table1_tokens=1500", "scale.ablation_tokens=1200", "scale.long_tokens=3000",
-         "scale.segment=1000", "scale.recompute_samples=8", "scale.cache_sizes=[16,32]", "eval.chunk=64",
-         "scale.long_book_tokens=250", "scale.fresh_tokens=200"]
+SMALL = {  # each experiment's smoke sizes, shrunk further
+    "speed": ["experiment.cache_sizes=[32]", "experiment.tokens=2"],
+    "attention": ["experiment.sentences=4", "experiment.late_position=128"],
+    "ppl_table1": ["experiment.max_tokens=1500", "experiment.recompute_samples=8"],
+    "ppl_sinks": ["experiment.max_tokens=1200"],
+    "ppl_cache": ["experiment.max_tokens=1200", "experiment.cache_sizes=[16,32]"],
+    "ppl_4m": ["experiment.max_tokens=3000", "experiment.segment=1000", "experiment.max_book_tokens=250",
+               "experiment.fresh_tokens=200"],
+}
 
 
 def _cfg(tmp_path, experiment: str, extra=()):
     return compose("streaming_llm", [f"experiment={experiment}", "profile=smoke", f"results_dir={tmp_path}",
-                                     *SMALL, *extra])
+                                     "eval.chunk=64", *SMALL[experiment], *extra])
 
 
 @pytest.mark.parametrize("experiment,expected", [
@@ -52,7 +57,7 @@ def test_experiment_writes_record(tmp_path, data_dir, experiment, expected):
 
 
 def test_second_run_keeps_the_first_record(tmp_path, data_dir):
-    cfg = _cfg(tmp_path, "ppl_cache", ["scale.cache_sizes=[16]"])
+    cfg = _cfg(tmp_path, "ppl_cache", ["experiment.cache_sizes=[16]"])
     first = run("streaming_llm", cfg)
     created = json.loads(first.read_text())["created"]
     second = run("streaming_llm", cfg)
@@ -92,24 +97,42 @@ def test_books_are_scored_separately_and_the_cache_carries_over():
 
 
 @pytest.mark.parametrize("overrides,setting", [
-    (["experiment=ppl_sinks", "scale.sink_counts=[64]"], "scale.sink_counts"),  # S >= cache (the key the user set)
-    (["experiment=ppl_cache", "scale.cache_sizes=[1024]"], "experiment.cache_sizes"),  # > context 512
-    (["experiment=ppl_table1", "experiment.allow_beyond_context=false", "scale.table1_tokens=1500",
-      "model.context=256"], "experiment.allow_beyond_context"),
-    (["experiment=ppl_4m", "scale.long_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
-     "scale"),  # more tokens than the data has
-    (["experiment=ppl_4m", "scale.fresh_books=2"], "scale.fresh_books"),  # checked up front (settings.py)
-    (["experiment=ppl_4m", "scale.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
-    (["experiment=ppl_table1", "scale.table1_tokens=300", "scale.recompute_samples=1"],
-     "experiment.recompute_samples"),
+    (["experiment=ppl_sinks", "experiment.sink_counts=[64]"], "experiment.sink_counts"),  # S >= cache 64
+    (["experiment=ppl_cache", "experiment.n_sink=16"], "experiment.cache_sizes"),  # a cache of 16 holds no recent token
+    (["experiment=ppl_4m", "experiment.fresh_books=2"], "experiment.fresh_books"),  # the control + at least 2
+    (["experiment=ppl_table1", "experiment.recompute_samples=1"], "experiment.recompute_samples"),  # no stderr
+    (["experiment=eval_speed", "experiment.tokens=2100"], "experiment.tokens"),  # not past the 2048 cache + a chunk
+    (["experiment=sink_pretrain", "experiment.train.seq_len=16"], "experiment.cache"),  # cache 32 > context 16
+    (["experiment=sink_pretrain", "experiment.arch.heads=3"], "experiment.arch.heads"),  # hidden 32 % 3
+    (["experiment=sink_pretrain", "experiment.arch.layers=0"], "experiment.arch.layers"),
+    (["experiment=sink_pretrain", "experiment.arch.layer=2"], "experiment.arch.layer"),
+    (["experiment=stream_eval", "experiment.dev_seed=0"], "experiment.dev_seed"),  # the test stream's seed
+    (["experiment=stream_qa", "experiment.policies=[window,streaming]"], "experiment.policies"),  # no one_shot
+    (["experiment=chat", "experiment.n_sink=64"], "experiment.n_sink"),  # S = the whole cache of 64
 ])
-def test_bad_settings_name_the_setting(tmp_path, data_dir, overrides, setting):
+def test_settings_the_schema_refuses_fail_before_the_run(tmp_path, overrides, setting):
+    """Ranges and rules of each experiment's settings (`@experiment`) fail at composition: nothing is built."""
+    with pytest.raises(ConfigError) as e:
+        compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}", *overrides])
+    assert e.value.setting == setting
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("overrides,setting", [
+    (["experiment=ppl_cache", "experiment.cache_sizes=[1024]"], "experiment.cache_sizes"),  # > context 512
+    (["experiment=ppl_table1", "experiment.allow_beyond_context=false", "experiment.max_tokens=1500",
+      "experiment.recompute_samples=4", "model.context=256"], "experiment.allow_beyond_context"),
+    (["experiment=ppl_4m", "experiment.max_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
+     "experiment.max_tokens"),  # more tokens than the data has
+    (["experiment=ppl_4m", "experiment.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
+])
+def test_settings_the_model_or_data_refuse_name_the_setting(tmp_path, data_dir, overrides, setting):
     (tmp_path / "one_book").mkdir()
     (tmp_path / "one_book" / "b.txt").write_text((data_dir / "gutenberg" / "modest_proposal.txt").read_text())
     for sub in ("tinyshakespeare", "gutenberg"):
         (tmp_path / sub).symlink_to(data_dir / sub)
     cfg = compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}", "eval.chunk=64",
-                                    f"data_dir={tmp_path}", "scale.recompute_samples=4", *overrides])
+                                    f"data_dir={tmp_path}", *overrides])
     with pytest.raises(ConfigError) as e:
         run("streaming_llm", cfg)
     assert e.value.setting == setting
@@ -132,10 +155,9 @@ def test_missing_or_empty_data_folder(tmp_path, monkeypatch):
 
 
 def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
-    from hydra.errors import MissingConfigException
-
-    with pytest.raises(MissingConfigException):  # Hydra lists the available experiments
+    with pytest.raises(ConfigError, match="available: attention, chat") as e:  # the experiments are listed
         compose("streaming_llm", ["experiment=no_such_thing"])
+    assert e.value.setting == "experiment"
     cfg = compose("streaming_llm", ["profile=smoke", f"results_dir={tmp_path}"])
     cfg.experiment.fn = "llm_efficiency_bench.streaming_llm.experiments:no_such_thing"
     with pytest.raises(ConfigError, match="no function 'no_such_thing'") as e:
@@ -154,10 +176,10 @@ def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
     import sys
 
     out = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "profile=smoke",
-                          "experiment=ppl_sinks", "scale.sink_counts=[64]", f"results_dir={tmp_path}"],
+                          "experiment=ppl_sinks", "experiment.sink_counts=[64]", f"results_dir={tmp_path}"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2
-    assert "setting to fix: `scale.sink_counts`" in out.stderr  # the key the user set
+    assert "setting to fix: `experiment.sink_counts`" in out.stderr  # the key the user set
 
 
 def test_fresh_book_sample_spreads_over_the_stream():
@@ -250,7 +272,7 @@ def test_recompute_scores_the_last_position_and_resumes(tmp_path):
 
 def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
     """The paper profile's path (recompute_samples: null): every full-window position, exact ratio."""
-    cfg = _cfg(tmp_path, "ppl_table1", ["scale.table1_tokens=300", "scale.recompute_samples=null",
+    cfg = _cfg(tmp_path, "ppl_table1", ["experiment.max_tokens=300", "experiment.recompute_samples=null",
                                         "eval.recompute_batch=16"])
     rec = read_record(run("streaming_llm", cfg))
     m = rec["metrics"]
@@ -269,7 +291,8 @@ def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch
 
     from llm_efficiency_bench.streaming_llm import experiments as ex
 
-    extra = ["scale.long_tokens=12000", "scale.long_book_tokens=1000", "scale.fresh_books=3", "eval.checkpoint_every_s=0"]
+    extra = ["experiment.max_tokens=12000", "experiment.max_book_tokens=1000", "experiment.fresh_books=3",
+             "eval.checkpoint_every_s=0"]
     whole = read_record(run("streaming_llm", _cfg(tmp_path / "a", "ppl_4m", extra)))
     real = ex.evaluate
 

@@ -81,12 +81,11 @@ def test_chat_missing_conversation_file(tmp_path, data_dir):
 
 @pytest.mark.parametrize("n_sink", [64, 65])
 def test_chat_sinks_must_leave_room(tmp_path, data_dir, n_sink):
-    cfg = compose("streaming_llm", ["experiment=chat", "profile=smoke", f"results_dir={tmp_path}",
-                                    "scale.chat_cache=64", f"experiment.n_sink={n_sink}",
-                                    f"experiment.conversation={CONVERSATION}"])
-    with pytest.raises(ConfigError, match="no room") as e:
-        run("streaming_llm", cfg)
-    assert e.value.setting == "experiment.n_sink"  # checked up front (llm_efficiency_bench/streaming_llm/settings.py)
+    with pytest.raises(ConfigError, match="no room") as e:  # a rule of ChatSettings: refused at composition
+        compose("streaming_llm", ["experiment=chat", "profile=smoke", f"results_dir={tmp_path}",
+                                  "experiment.cache=64", f"experiment.n_sink={n_sink}",
+                                  f"experiment.conversation={CONVERSATION}"])
+    assert e.value.setting == "experiment.n_sink"
 
 
 def test_conversation_formats(tmp_path):

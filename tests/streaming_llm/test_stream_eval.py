@@ -112,7 +112,7 @@ def test_same_seeds_are_refused(tmp_path):
 
 def test_a_stream_without_queries_is_refused(tmp_path, data_dir):
     with pytest.raises(ConfigError, match="experiment.lines"):
-        run("streaming_llm", _cfg(tmp_path, ["scale.se_lines=5"]))
+        run("streaming_llm", _cfg(tmp_path, ["experiment.lines=5"]))
 
 
 class CharTokenizer:
