@@ -215,7 +215,7 @@ def run_tag(cfg: Any) -> str | None:
         return None
     if hc.mode != RunMode.MULTIRUN:
         return None
-    parts = [o for o in hc.overrides.task if not o.split("=")[0].lstrip("+~") in
+    parts = [o.lstrip("+") for o in hc.overrides.task if not o.split("=")[0].lstrip("+~") in
              ("experiment", "profile", "results_dir", "run_tag", "hydra.launcher.n_jobs")]
     return _safe(",".join(sorted(parts))) or None
 

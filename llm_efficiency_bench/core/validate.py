@@ -304,10 +304,12 @@ def check_results_dir(path: str) -> None:
         raise ConfigError("results_dir", f"results_dir {p} is not writable ({e.strerror or e})") from None
 
 
-# Architecture fields of the random-weight LLaVA (read by transformers' own config checks) and of the paper-profile
-# models, and the released-PRM section (declared in SPEC where used) are left to their owners.
-UNDECLARED = ("hydra", "released", "experiment.models", "model.arch.vision", "model.arch.text",
-              "model.arch.image_token_id", "model.arch.vision_feature_layer")
+# Architecture fields of the random-weight models, written in transformers' own config names (read by its
+# config checks), and the released-PRM section (declared in SPEC where used) are left to their owners.
+HF_ARCH = ("vision", "text", "image_token_id", "vision_feature_layer", "bos_token_id", "eos_token_id", "hidden_size",
+           "intermediate_size", "max_position_embeddings", "num_attention_heads", "num_hidden_layers",
+           "num_key_value_heads", "rms_norm_eps", "rope_theta", "vocab_size")
+UNDECLARED = ("hydra", "released", "experiment.models", *(f"model.arch.{k}" for k in HF_ARCH))
 
 
 def numeric_leaves(cfg: Any, skip: Sequence[str] = UNDECLARED) -> list[str]:

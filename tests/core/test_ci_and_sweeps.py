@@ -79,7 +79,6 @@ def test_check_command_exits_nonzero_on_regression(tmp_path):
     assert r.returncode == 1 and "regressed" in r.stdout
 
 
-@pytest.mark.xfail(strict=False, reason=PENDING["streaming_llm"])
 def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "-m", "profile=smoke", "experiment=ppl_cache",
                         "experiment.cache_sizes=[16],[32]", "experiment.max_tokens=600", "eval.chunk=64",

@@ -32,7 +32,6 @@ from tests.conftest import REPO, compose
 # Papers whose experiments declare no settings schema (`@experiment(settings=...)`) and whose profiles still
 # hold a `scale:` block: their cases are expected to fail until they follow the contract.
 PENDING = {
-    "streaming_llm": "StreamingLLM's experiments are not declared with @experiment(settings=...)",
     "adaptive_step": "AdaptiveStep's experiments are not declared with @experiment(settings=...)",
 }
 
