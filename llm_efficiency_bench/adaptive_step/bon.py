@@ -10,11 +10,24 @@ right: the ceiling of every selector).
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from llm_efficiency_bench.core.experiment import setting
+from llm_efficiency_bench.core.validate import ListOf, pos_int
+
 Pick = Callable[[list[int]], int]
+
+
+@dataclass
+class BestOfNSettings:
+    """The Best-of-N sweep's settings (`experiment.*` of `bon` and `bon_released`); defaults: the paper's."""
+
+    n: list[int] = setting([1, 2, 4, 8, 16, 32, 64], ListOf(pos_int(hi=1 << 16), unique=True),
+                           "N candidates drawn per question (the paper: 4 to 64; 1 and 2 added); at most the pool")
+    seeds: int = setting(3, pos_int(hi=1000), "seeded draws of the N candidates, averaged (seed, seed + 1, ...)")
 
 
 def per_question(groups: dict[int, list[int]], pick: Pick, correct: Sequence[bool], n: int, seed: int) -> list[bool]:

@@ -71,13 +71,13 @@ def candidates_path(cfg: Any) -> Path:
 
 
 def load_candidates(cfg: Any) -> tuple[list[Row], str]:
-    """Rows of `released.candidates` (first `scale.test_questions` questions, first `released.pool`
-    candidates each) and the file's SHA-256."""
+    """Rows of `released.candidates` (the first `stage_settings.released_questions` questions, first
+    `released.pool` candidates each) and the file's SHA-256."""
     rel = cfg.released
     path = candidates_path(cfg)
     f = {"question": "question", "prompt": "input", "answer": "answer", "solutions": "pred", "task_id": "task_id",
          **dict(rel.get("fields") or {})}
-    n_q, pool = int(cfg.scale.test_questions), rel.get("pool")
+    n_q, pool = stage_settings.released_questions(cfg), rel.get("pool")
     task = make_task(cfg)
     code = isinstance(task, CodeTask)
     by_id = task.problems_by_id() if code else {}  # code rows name any problem by task id
@@ -159,7 +159,7 @@ def arm_solutions(cfg: Any, arm: str, steps: str, spec: PrmSpec, rows: Sequence[
 
 def stage_key(cfg: Any, sha: str) -> dict[str, Any]:
     """What determines a released stage besides the PRM: the file, how much of it, its field names, the task."""
-    return {"sha": sha, "n_q": int(cfg.scale.test_questions), "pool": cfg.released.get("pool"),
+    return {"sha": sha, "n_q": stage_settings.released_questions(cfg), "pool": cfg.released.get("pool"),
             "fields": to_plain(cfg.released.get("fields") or {}), "task": str(cfg.task.name)}
 
 

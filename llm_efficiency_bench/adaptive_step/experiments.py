@@ -1,5 +1,7 @@
 """AdaptiveStep experiments on the miniature: `bon` (Best-of-N, Figs. 4-5 / Tables 2, 3, 6), `tvd` (Table 1),
-`cost` (§4.4). The released-PRM Best-of-N is `released.bon_released`; lm-eval greedy accuracy `greedy.greedy`.
+`cost` (§4.4), `greedy` (lm-eval greedy accuracy, run by `greedy.greedy`). The released-PRM Best-of-N is
+`released.bon_released`. Each is declared with its settings (`@experiment`); the pipeline's sizes are
+paper-wide (`settings.py`, read by `stage_settings.py`).
 
 Every experiment runs the cached pipeline (`llm_efficiency_bench.adaptive_step.pipeline`) up to what it needs, then
 reports metrics named `bon_acc.<arm>.<N>`, `acc.greedy` / `acc.tvd` / `prm_calls`,
@@ -9,31 +11,36 @@ Accuracies are in percent, like the paper's tables.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from llm_efficiency_bench.adaptive_step import figures, pipeline, recipe_selection, stage_settings, steps
-from llm_efficiency_bench.adaptive_step.bon import bon_sweep, groups_of, score_pick
+from llm_efficiency_bench.adaptive_step import greedy as lm_eval_greedy
+from llm_efficiency_bench.adaptive_step.bon import BestOfNSettings, bon_sweep, groups_of, score_pick
 from llm_efficiency_bench.adaptive_step.oracle import add_oracle
+from llm_efficiency_bench.adaptive_step.settings import SPLITS
 from llm_efficiency_bench.adaptive_step.tvd import run_tvd
-from llm_efficiency_bench.core.errors import ConfigError
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment, setting
 from llm_efficiency_bench.core.runner import RunContext
+from llm_efficiency_bench.core.validate import ListOf, Rule, pos_int
 
 
-def _check_runnable(ctx: RunContext) -> None:
-    if not ctx.cfg.profile.get("pipeline", True):  # the `paper` profile: 7B policies
-        hint = ("use experiment=bon_released (released PRMs scoring released candidates)"
-                if ctx.experiment == "bon" else
-                "TVD and construction cost need the 7B policy in the suite's decoding loop (generation.py), "
-                "which builds its tensors on the CPU; use profile=smoke or profile=cpu for them")
-        raise ConfigError("profile", f"`{ctx.experiment}` on the `paper` profile is not implemented: {hint}")
+def _runs_the_pipeline(name: str, hint: str) -> Rule:
+    """The miniature's pipeline does not run on a profile that says so (`profile.pipeline: false`, the
+    `paper` profile: 7B policies)."""
+    return Rule(("/profile.pipeline",), lambda p: p is not False,
+                f"`{name}` on the `paper` profile is not implemented: {hint}", "/profile")
+
+
+_DECODING_LOOP = ("TVD and construction cost need the 7B policy in the suite's decoding loop (generation.py), "
+                  "which builds its tensors on the CPU; use profile=smoke or profile=cpu for them")
 
 
 def _policy_metrics(ctx: RunContext, data: pipeline.PipelineData) -> None:
     ctx.metric("policy.greedy_acc", 100 * data.policy.greedy_acc, "%", "none",
-               note=f"greedy accuracy of the policy on {ctx.cfg.scale.greedy_eval_questions} test questions")
+               note=f"greedy accuracy of the policy on {ctx.cfg.policy.eval_questions} test questions")
     ctx.metric("samples.test_acc", 100 * float(np.mean([r["correct"] for r in data.test.rows])), "%", "none",
                note="accuracy of one sampled test candidate (temperature sampling)")
     # provenance: the keys of the policy, samples and division this record was computed from
@@ -41,6 +48,14 @@ def _policy_metrics(ctx: RunContext, data: pipeline.PipelineData) -> None:
     ctx.record.extra["tau"] = data.division.tau
 
 
+BON_RULES = [
+    _runs_the_pipeline("bon", "use experiment=bon_released (released PRMs scoring released candidates)"),
+    Rule(("n", "/samples.test_samples"), lambda ns, pool: max(ns) <= pool,
+         "Best-of-N sizes {0} exceed the pool of {1} candidates per question (samples.test_samples)", "n"),
+]
+
+
+@experiment(settings=BestOfNSettings, rules=BON_RULES, figures=figures.draw_bon)
 def bon(ctx: RunContext) -> None:
     """Best-of-N with confidence-PRM, newline-PRM (and random-PRM), ORM, majority, random pick, pass@N.
 
@@ -48,7 +63,6 @@ def bon(ctx: RunContext) -> None:
     (`recipe_selection.choose_recipe`); every verifier is then diagnosed on validation candidates
     (`verifiers_val` table) and only then run once on the test questions.
     """
-    _check_runnable(ctx)
     cfg = ctx.cfg
     data = pipeline.build_data(cfg, ctx.log)
     _policy_metrics(ctx, data)
@@ -106,15 +120,14 @@ def bon(ctx: RunContext) -> None:
     ctx.table("bon", f"Best-of-N accuracy (%) on {cfg.task.name}, mean over {len(seeds)} seeds [bootstrap 95% CI]",
               rows, notes=[
         f"policy {cfg.model.name}, greedy {100 * pol.greedy_acc:.1f}%; {len(groups)} test questions, "
-        f"pool of {cfg.scale.test_samples} candidates each; N drawn without replacement per seed",
+        f"pool of {cfg.samples.test_samples} candidates each; N drawn without replacement per seed",
         "interval: percentile bootstrap over test questions (per-question accuracy averaged over seeds)",
         "PRM arms aggregate step scores with min (paper default); `_mean` / `_last` are the other aggregations",
         f"PRM recipe (chosen on validation questions): {recipe}",
         f"tau = {data.division.tau:.4g} ({cfg.method.percentile}th percentile of pooled confidences)"])
-    # The figure is drawn from the long-form CSV by the same code the report uses (one code path).
+    # The runner draws the figure from these CSVs (`figures.draw_bon`), the code the report uses.
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
     ctx.csv("bon_ci", ci, columns=figures.CI_COLUMNS)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
 
 
 def _val_table(ctx: RunContext, data: pipeline.PipelineData, v: recipe_selection.ValData,
@@ -133,7 +146,7 @@ def _val_table(ctx: RunContext, data: pipeline.PipelineData, v: recipe_selection
                             + ("log(1+|answer|)" if k == "corr_magnitude" else "the number of steps"))
     ctx.table("verifiers_val", "Verifiers on validation questions: within- vs between-question discrimination",
               rows, notes=[
-        f"{len(v.groups)} validation questions x {ctx.cfg.scale.val_samples} candidates; min aggregation",
+        f"{len(v.groups)} validation questions x {ctx.cfg.samples.val_samples} candidates; min aggregation",
         "within_auc: mean per-question AUC (what Best-of-N uses); pooled_auc: all candidates pooled",
         "top1@N: Best-of-N accuracy (%) on validation questions; fit: agreement with own training labels; "
         "step_acc: agreement with the exact oracle step labels",
@@ -141,9 +154,17 @@ def _val_table(ctx: RunContext, data: pipeline.PipelineData, v: recipe_selection
         digits=3)
 
 
+@dataclass
+class TvdSettings:
+    """Table 1's settings (`experiment.*`); the threshold and top-k are the method's (`tvd.*`)."""
+
+    prm: str = setting("confidence", SPLITS, "the split whose PRM guides decoding (confidence | newline | random)")
+    questions: int = setting(1319, pos_int(), "test questions decoded (the paper: GSM8K's 1319)")
+
+
+@experiment(settings=TvdSettings, rules=[_runs_the_pipeline("tvd", _DECODING_LOOP)])
 def tvd(ctx: RunContext) -> None:
     """Token-level value-guided decoding with the confidence-split PRM vs greedy (Table 1)."""
-    _check_runnable(ctx)
     cfg = ctx.cfg
     split = str(cfg.experiment.prm)
     sel = cfg.get("select") or {}
@@ -153,8 +174,8 @@ def tvd(ctx: RunContext) -> None:
     cfg, data, v, recipe = recipe_selection.chosen_setup(ctx, data, write=False, label_splits=[split])
     validator = recipe_selection.auc_validator(cfg, data, v, split) if v else None
     prm, key = pipeline.train_split_prm(cfg, data, split, ctx.log, recipe, validator)
-    out = run_tvd(stage_settings.tvd_inputs(cfg, data.policy.key, key), data.policy, prm,
-                  stage_settings.run_options(cfg), ctx.log)
+    inputs = stage_settings.tvd_inputs(cfg, data.policy.key, key, int(cfg.experiment.questions))
+    out = run_tvd(inputs, data.policy, prm, stage_settings.run_options(cfg), ctx.log)
     rows = out["rows"]
     n = len(rows)
     g = 100 * float(np.mean([r["greedy"] for r in rows]))
@@ -185,9 +206,17 @@ def tvd(ctx: RunContext) -> None:
                f"threshold {cfg.tvd.threshold} on the top-1 probability, top-{cfg.tvd.top_k} candidates"])
 
 
+@dataclass
+class CostSettings:
+    """§4.4's settings (`experiment.*`)."""
+
+    splits: list[str] = setting(["confidence", "newline", "random"], ListOf(SPLITS, unique=True),
+                                "split rules whose PRM data is labelled and costed (random: Table 3's control)")
+
+
+@experiment(settings=CostSettings, rules=[_runs_the_pipeline("cost", _DECODING_LOOP)], figures=figures.draw_cost)
 def cost(ctx: RunContext) -> None:
     """Construction cost per split (rollouts, tokens, wall time) and split-point token types."""
-    _check_runnable(ctx)
     cfg = ctx.cfg
     splits = list(cfg.experiment.splits)
     data = pipeline.build_data(cfg, ctx.log, label_splits=splits)
@@ -196,7 +225,7 @@ def cost(ctx: RunContext) -> None:
     rows = []
     for sp in splits:
         c: steps.Cost = data.labels[sp].cost
-        ctx.metric(f"rollouts.{sp}", c.rollouts, "rollouts", "lower", note=f"K = {cfg.scale.rollouts} per step prefix")
+        ctx.metric(f"rollouts.{sp}", c.rollouts, "rollouts", "lower", note=f"K = {cfg.labels.rollouts} per step prefix")
         ctx.metric(f"tokens.{sp}", c.tokens, "tokens", "lower", note="tokens generated by the rollouts")
         ctx.metric(f"steps_per_solution.{sp}", c.steps_per_solution, "markers", "lower",
                    note="markers per solution, closing marker included")
@@ -212,8 +241,8 @@ def cost(ctx: RunContext) -> None:
             ctx.metric(f"ratio.{what}.confidence_over_newline", a / z if z else float("nan"), "ratio", "lower",
                        note="paper: 0.74 markers on its shipped GSM8K examples; 'over 30% lower' cost")
     ctx.table("cost", "PRM-data construction cost per split", rows, notes=[
-        f"{len(data.prm.rows)} solutions ({cfg.scale.prm_questions} questions x {cfg.scale.prm_samples} samples); "
-        f"K = {cfg.scale.rollouts} rollouts per non-closing marker; tau = {data.division.tau:.4g}"])
+        f"{len(data.prm.rows)} solutions ({cfg.samples.prm_questions} questions x {cfg.samples.prm_samples} samples); "
+        f"K = {cfg.labels.rollouts} rollouts per non-closing marker; tau = {data.division.tau:.4g}"])
     ta, ts = data.division.types_all, data.division.types_split
     na, ns = sum(ta.values()), max(1, sum(ts.values()))
     trows = []
@@ -223,4 +252,45 @@ def cost(ctx: RunContext) -> None:
                       "over-representation": ss / sa if sa else float("nan")})
         ctx.metric(f"split_share.{k}", 100 * ss, "%", "none", note=f"all tokens: {100 * sa:.1f}%")
     ctx.table("split_token_types", "Token types at confidence split points vs all sampled tokens", trows)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))  # from split_token_types.csv, as the report does
+
+
+class Policies:
+    """`experiment.policies` of `greedy`: a non-empty list of {name, tasks, source, model_config, limit}."""
+
+    def check(self, v: Any) -> str | None:
+        if not isinstance(v, list) or not v:
+            return f"must list at least one policy (got {v!r})"
+        for p in v:
+            if not isinstance(p, dict) or not p.get("name") or not p.get("tasks"):
+                return f"entry {p!r}: needs a `name` and a list of lm-eval `tasks`"
+            source = p.get("source", "model_config")
+            if source not in ("pipeline", "model_config"):
+                return f"policy {p['name']}: unknown source {source!r} (pipeline | model_config)"
+            if source == "model_config" and not p.get("model_config"):
+                return f"policy {p['name']}: source model_config needs `model_config` (a configs/model/ name)"
+            if p.get("limit") is not None and (isinstance(p["limit"], bool) or not isinstance(p["limit"], int)
+                                               or p["limit"] < 1):
+                return f"policy {p['name']}: limit must be a positive whole number or null (got {p['limit']!r})"
+        return None
+
+
+# The paper's policy on GSM8K and MATH500, every question (lm-eval task YAMLs in lm_eval_tasks/).
+PAPER_POLICIES = [{"name": "metamath_mistral_7b", "source": "model_config", "model_config": "metamath_mistral_7b",
+                   "tasks": ["bench_gsm8k_numeric", "bench_math500"], "limit": None}]
+
+
+@dataclass
+class GreedySettings:
+    """lm-eval greedy accuracy's settings (`experiment.*`)."""
+
+    policies: list[dict[str, Any]] = setting(PAPER_POLICIES, Policies(),
+                                             "policies evaluated: source `pipeline` (the policy stage's own model, "
+                                             "on its test questions) or `model_config` (a configs/model/ entry); "
+                                             "lm-eval tasks; question limit (null: all)")
+    batch: int = setting(16, pos_int(hi=65536), "lm-eval batch size")
+
+
+@experiment(settings=GreedySettings)
+def greedy(ctx: RunContext) -> None:
+    """Greedy accuracy per policy and task through lm-eval (run by `greedy.greedy`)."""
+    lm_eval_greedy.greedy(ctx)

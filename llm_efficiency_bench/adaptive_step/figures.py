@@ -1,12 +1,14 @@
 """AdaptiveStep figures drawn from the CSVs each experiment writes.
 
-The experiments call `rebuild` on their own output folder and `python -m reproduce.report` calls it on a
-saved record folder, so a figure from a run and from the report come out of the same code and data:
+One drawer per experiment, declared with it (`@experiment(figures=...)`): the runner calls it on the run's
+folder after the experiment returns and `python -m reproduce.report` on a saved record folder, so a figure
+from a run and from the report come out of the same code and data:
 
-* `bon` -> `bon_accuracy_vs_n.png` from `bon_long.csv` (arm, n, seed, accuracy) and `bon_ci.csv` (bootstrap
-  interval over questions): Best-of-N accuracy vs N per arm (the paper's Figs. 4-5 shape).
-* `cost` -> `split_token_types.png` from `split_token_types.csv`: which token types the confidence split
-  points fall on, against all sampled tokens.
+* `bon`, `bon_released` -> `draw_bon`: `bon_accuracy_vs_n.png` from `bon_long.csv` (arm, n, seed, accuracy)
+  and `bon_ci.csv` (bootstrap interval over questions): Best-of-N accuracy vs N per arm (the paper's
+  Figs. 4-5 shape).
+* `cost` -> `draw_cost`: `split_token_types.png` from `split_token_types.csv`: which token types the
+  confidence split points fall on, against all sampled tokens.
 """
 
 from __future__ import annotations
@@ -111,12 +113,16 @@ def split_token_types_figure(types_csv: Path, out_png: Path, title: str) -> list
     return save(fig, out_png)
 
 
-def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
-    """Redraw the figures of one AdaptiveStep record (or running experiment) from its CSVs.
+def _task_and_profile(record: dict[str, Any]) -> tuple[str, str]:
+    return ((record.get("config") or {}).get("task") or {}).get("name", "?"), record.get("profile", "?")
+
+
+def draw_bon(run_dir: Path, record: dict[str, Any]) -> list[Path]:
+    """The figure of a `bon` / `bon_released` record (or running experiment: `core.plots.run_view`).
 
     Args:
         run_dir: the record's folder.
-        record: the record (or `llm_efficiency_bench.core.plots.run_view` of a running experiment): experiment, profile, config.
+        record: the record: profile, config.
 
     Returns:
         The PNG and PDF files written.
@@ -125,12 +131,13 @@ def rebuild(run_dir: Path, record: dict[str, Any]) -> list[Path]:
         FigureDataError: a CSV the figure needs is missing or corrupt (the message names it).
     """
     run_dir = Path(run_dir)
-    exp, profile = record["experiment"], record.get("profile", "?")
-    task = ((record.get("config") or {}).get("task") or {}).get("name", "?")
-    if exp in ("bon", "bon_released"):
-        return bon_figure(run_dir / "bon_long.csv", run_dir / "bon_accuracy_vs_n.png",
-                          f"Best-of-N on {task} ({profile})")
-    if exp == "cost":
-        return split_token_types_figure(run_dir / "split_token_types.csv", run_dir / "split_token_types.png",
-                                        f"Confidence split points by token type ({task}, {profile})")
-    return []
+    task, profile = _task_and_profile(record)
+    return bon_figure(run_dir / "bon_long.csv", run_dir / "bon_accuracy_vs_n.png", f"Best-of-N on {task} ({profile})")
+
+
+def draw_cost(run_dir: Path, record: dict[str, Any]) -> list[Path]:
+    """The figure of a `cost` record (arguments, returns and errors as `draw_bon`)."""
+    run_dir = Path(run_dir)
+    task, profile = _task_and_profile(record)
+    return split_token_types_figure(run_dir / "split_token_types.csv", run_dir / "split_token_types.png",
+                                    f"Confidence split points by token type ({task}, {profile})")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from llm_efficiency_bench.adaptive_step import stage_settings
 from llm_efficiency_bench.adaptive_step.policy import train_policy
 from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.runner import RunContext
@@ -42,7 +43,7 @@ def greedy(ctx: RunContext) -> None:
             pol = train_policy(cfg, ctx.log)
             pipeline_acc = 100 * pol.greedy_acc
             kwargs["folder"] = str(pol.folder)
-            kwargs["metadata"] = {"n": int(cfg.scale.greedy_eval_questions), "seed": int(cfg.task.seed),
+            kwargs["metadata"] = {"n": stage_settings.greedy_eval_questions(cfg), "seed": int(cfg.task.seed),
                                   "difficulty": to_plain(cfg.task.difficulty)}
         elif source == "model_config":
             kwargs["model_config"] = str(pol_cfg.model_config)
@@ -53,7 +54,7 @@ def greedy(ctx: RunContext) -> None:
         res = evaluate_greedy(list(pol_cfg.tasks), **kwargs)
         for task in pol_cfg.tasks:
             acc, se = _acc(res, str(task))
-            n = kwargs["limit"] or (int(cfg.scale.greedy_eval_questions) if source == "pipeline" else None)
+            n = kwargs["limit"] or (stage_settings.greedy_eval_questions(cfg) if source == "pipeline" else None)
             ctx.metric(f"greedy_acc.{name}.{task}", 100 * acc, "%", "higher",
                        note=f"lm-eval {task}, greedy, zero-shot, {n or 'all'} questions",
                        stderr=100 * se if se is not None else None)

@@ -2,7 +2,7 @@
 
 Validation questions are their own split (`val`: a seed salt disjoint from the policy's training questions,
 the PRM-data questions and the Best-of-N test questions), sampled like the test questions
-(`samples_val`: `scale.val_questions` x `scale.val_samples`). Nothing measured on the test questions feeds
+(`samples_val`: `samples.val_questions` x `samples.val_samples`). Nothing measured on the test questions feeds
 back into a choice: the PRM recipe (`select.variants`) is picked by validation within-question AUC.
 
 `verifier_report` is the diagnosis of one verifier on validation candidates:
@@ -19,7 +19,6 @@ back into a choice: the PRM recipe (`select.variants`) is picked by validation w
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 from dataclasses import dataclass
@@ -61,8 +60,8 @@ class ValData:
 
 
 def build_val(cfg: Any, data: PipelineData, log: Log) -> ValData | None:
-    """`samples_val` (cached) and its division with the PRM data's tau; None when `scale.val_questions` is 0."""
-    if int(cfg.scale.get("val_questions", 0) or 0) <= 0:
+    """`samples_val` (cached) and its division with the PRM data's tau; None when `samples.val_questions` is 0."""
+    if stage_settings.n_questions(cfg, "val") <= 0:
         return None
     pol = data.policy
     samples = sample_solutions(stage_settings.samples_inputs(cfg, pol.key, "val"), pol,
@@ -163,18 +162,6 @@ def auc_validator(cfg: Any, data: PipelineData, v: ValData, split: str, orm: boo
     return Validator(f"{v.samples.key}:{split}:{int(orm)}", score)
 
 
-def with_data(cfg: Any, sizes: dict[str, Any] | None) -> Any:
-    """`cfg` with a variant's PRM-data sizes (`scale.prm_questions` / `scale.prm_samples`) applied."""
-    if not sizes:
-        return cfg
-    from omegaconf import OmegaConf
-
-    out = copy.deepcopy(cfg)
-    for k, val in sizes.items():
-        OmegaConf.update(out, f"scale.{k}", val, merge=False)
-    return out
-
-
 def choose_recipe(ctx: Any, data: PipelineData, v: ValData | None, write: bool = True
                   ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The PRM recipe for every learned arm: the `select.variants` entry whose `select.split` PRM has the
@@ -199,7 +186,7 @@ def choose_recipe(ctx: Any, data: PipelineData, v: ValData | None, write: bool =
     for name, over in to_plain(sel.variants).items():
         over = dict(over or {})
         sizes = dict(over.pop("data", None) or {})
-        cfg_v = with_data(cfg, sizes)
+        cfg_v = stage_settings.with_prm_data(cfg, sizes)
         data_v = build_data(cfg_v, ctx.log, label_splits=[split]) if sizes else data
         v_v = build_val(cfg_v, data_v, ctx.log) if sizes else v
         assert v_v is not None
@@ -228,7 +215,7 @@ def choose_recipe(ctx: Any, data: PipelineData, v: ValData | None, write: bool =
                    note=f"chosen recipe `{best[1]}` (highest validation within-question AUC); quality bar >= 0.85")
         ctx.record.extra["prm_recipe"] = {"variant": best[1], **best[2], **({"data": best[3]} if best[3] else {})}
         ctx.table("prm_selection", f"PRM recipe chosen on validation questions ({split}-PRM)", rows, notes=[
-            f"{len(v.groups)} validation questions x {cfg.scale.val_samples} candidates (split `val`, disjoint "
+            f"{len(v.groups)} validation questions x {cfg.samples.val_samples} candidates (split `val`, disjoint "
             "from PRM data and test); chosen by within_auc only: "
             f"**{best[1]}** ({best[0]:.3f})",
             "fit = agreement of P(good) >= 0.5 with the PRM's own training labels; step_acc = agreement with the "
@@ -253,6 +240,6 @@ def chosen_setup(ctx: Any, data: PipelineData, write: bool = True, label_splits:
         ctx.record.extra["prm_recipe"] = {**chosen, **({"data": sizes} if sizes else {})}
     if not sizes:
         return ctx.cfg, data, v, chosen
-    cfg = with_data(ctx.cfg, sizes)
+    cfg = stage_settings.with_prm_data(ctx.cfg, sizes)
     data = build_data(cfg, ctx.log, label_splits=label_splits)
     return cfg, data, build_val(cfg, data, ctx.log), chosen

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from llm_efficiency_bench.adaptive_step import figures, stage_settings
-from llm_efficiency_bench.adaptive_step.bon import bon_sweep, score_pick
+from llm_efficiency_bench.adaptive_step.bon import BestOfNSettings, bon_sweep, score_pick
 from llm_efficiency_bench.adaptive_step.candidates import Row, arm_solutions, candidate_truth, load_candidates, marker_counts, stage_key
 from llm_efficiency_bench.adaptive_step.released_prm import (encode_for_prm, label_ids, load_prm, marker_scores, prm_fingerprint,
                                               prm_source, prm_spec)
@@ -27,8 +27,9 @@ from llm_efficiency_bench.adaptive_step.stage import Log, bar, stage
 from llm_efficiency_bench.adaptive_step.steps import aggregate
 from llm_efficiency_bench.core.cache import save_atomic
 from llm_efficiency_bench.core.checkpoint import Checkpoint
-from llm_efficiency_bench.core.plots import run_view
+from llm_efficiency_bench.core.experiment import experiment
 from llm_efficiency_bench.core.runner import RunContext
+from llm_efficiency_bench.core.validate import Rule
 
 def score_arm(cfg: Any, arm: str, rows: Sequence[Row], sha: str, loaded: dict[str, Any], log: Log
               ) -> tuple[list[list[float]], dict[str, int]]:
@@ -124,6 +125,14 @@ def _marker_metrics(ctx: RunContext, rows: Sequence[Row]) -> None:
                         "the paper-side markers ratio, recomputed from their file")
 
 
+# Same N list and seeds as the miniature's `bon`; the pool is the candidates kept per question.
+BON_RELEASED_RULES = [
+    Rule(("n", "/released.pool"), lambda ns, pool: pool is None or max(ns) <= pool,
+         "Best-of-N sizes {0} exceed the {1} released candidates kept per question (released.pool)", "n"),
+]
+
+
+@experiment(settings=BestOfNSettings, rules=BON_RELEASED_RULES, figures=figures.draw_bon)
 def bon_released(ctx: RunContext) -> None:
     """Best-of-N over released candidates, with the released PRMs where `released.arms` names them.
 
@@ -169,7 +178,6 @@ def bon_released(ctx: RunContext) -> None:
               "[bootstrap 95% CI over questions]", table, notes=notes)
     ctx.csv("bon_long", figures.bon_rows(results, seeds), columns=figures.BON_COLUMNS)
     ctx.csv("bon_ci", ci, columns=figures.CI_COLUMNS)
-    ctx.figures(figures.rebuild(ctx.out_dir, run_view(ctx)))
     # provenance: which candidates file and which PRM weights (hub id or local folder) the record used
     fps = {a: prm_fingerprint(cfg, str(cfg.released.arms[a].prm)) for a in arms}
     ctx.record.extra["released"] = {"candidates_sha256": sha, "prms": fps}

@@ -1,4 +1,11 @@
-"""AdaptiveStep settings: types and ranges, checked before any run (llm_efficiency_bench/core/validate.py)."""
+"""AdaptiveStep's paper-wide settings: types, ranges and rules, checked before any run (`core/validate.py`).
+
+The pipeline's sizes are paper-wide (several experiments read the same cached stages), set per profile and
+grouped by the stage they size: `policy.eval_questions`, `samples.*` (questions x solutions per question
+split), `labels.rollouts`, `pipeline.max_new` / `pipeline.batch` (every stage) and `select.more_questions`;
+`stage_settings.py` is the one place that reads them. Each experiment's own settings (Best-of-N sizes, TVD
+questions, lm-eval policies) are declared beside its function (`@experiment`).
+"""
 
 from __future__ import annotations
 
@@ -23,23 +30,25 @@ SPEC = {
     "prm.batch": pos_int(hi=65536), "prm.seed": nonneg_int(),
     "prm.labels": Choice(("hard", "soft")), "prm.early_stop": Flag(),
     "select.enabled": Flag(), "select.split": SPLITS, "select.top1_n": ListOf(pos_int(hi=1 << 16), unique=True),
-    "scale.val_questions": nonneg_int(), "scale.val_samples": nonneg_int(hi=1 << 16),
-    "scale.select_prm_questions": pos_int(), "select.more_questions": pos_int(),
+    "select.more_questions": pos_int(),  # PRM-data questions of the `more_data*` variants (the data lever)
     "tvd.threshold": Num(float, 0, 1, lo_open=True, hi_open=True),  # a probability threshold (§3.4)
     "tvd.top_k": pos_int(hi=1 << 20),
     "pipeline.rerun": ListOf(Text(), min_len=0),
     "pipeline.progress": Flag(),
-    "scale.greedy_eval_questions": pos_int(), "scale.prm_questions": pos_int(), "scale.prm_samples": pos_int(hi=1 << 16),
-    "scale.test_questions": pos_int(), "scale.test_samples": pos_int(hi=1 << 16), "scale.rollouts": pos_int(hi=1 << 16),
-    "scale.max_new": pos_int(hi=1 << 16), "scale.batch": pos_int(hi=1 << 20), "scale.tvd_questions": pos_int(),
-    "scale.bon_n": ListOf(pos_int(hi=1 << 16), unique=True), "scale.bon_seeds": pos_int(hi=1000),
+    # the pipeline's sizes (the `policy`, `samples_<split>` and `labels_<split>` stages; every stage)
+    "policy.eval_questions": pos_int(),  # test questions of the policy's greedy accuracy
+    "samples.prm_questions": pos_int(), "samples.prm_samples": pos_int(hi=1 << 16),
+    "samples.test_questions": pos_int(), "samples.test_samples": pos_int(hi=1 << 16),
+    "samples.val_questions": nonneg_int(), "samples.val_samples": nonneg_int(hi=1 << 16),  # 0: no validation
+    "labels.rollouts": pos_int(hi=1 << 16),  # K Monte-Carlo rollouts per step prefix (§3.2)
+    "pipeline.max_new": pos_int(hi=1 << 16), "pipeline.batch": pos_int(hi=1 << 20),
     "released.pool": pos_int(hi=1 << 16), "released.batch": pos_int(hi=65536),
     "released.max_len": pos_int(null=True),
 }
 
 class PrmVariants:
     """`select.variants`: name -> overrides of the `prm` block (each value checked by that `prm` setting's type),
-    and optionally `data: {prm_questions, prm_samples}` (checked like those `scale` sizes)."""
+    and optionally `data: {prm_questions, prm_samples}` (checked like those `samples` sizes)."""
 
     def check(self, v: Any) -> str | None:
         if not isinstance(v, dict) or not v:
@@ -52,7 +61,7 @@ class PrmVariants:
             for k, val in data.items():
                 if k not in ("prm_questions", "prm_samples"):
                     return f"variant {name!r}: data.{k} is not a PRM-data size (prm_questions, prm_samples)"
-                msg = SPEC[f"scale.{k}"].check(val)
+                msg = SPEC[f"samples.{k}"].check(val)
                 if msg:
                     return f"variant {name!r}: data.{k} {msg}"
             for k, val in over.items():
@@ -67,19 +76,7 @@ class PrmVariants:
 
 SPEC["select.variants"] = PrmVariants()
 
-EXPERIMENTS = {
-    "bon": {"experiment.n": ListOf(pos_int(hi=1 << 16), unique=True), "experiment.seeds": pos_int(hi=1000)},
-    "bon_released": {"experiment.n": ListOf(pos_int(hi=1 << 16), unique=True), "experiment.seeds": pos_int(hi=1000)},
-    "cost": {"experiment.splits": ListOf(SPLITS, unique=True)},
-    "tvd": {"experiment.prm": SPLITS},
-    "greedy": {"experiment.batch": pos_int(hi=65536)},
-}
-
 RULES = [
-    Rule(("experiment.n", "scale.test_samples", "experiment.name"), lambda ns, pool, e: e != "bon" or max(ns) <= pool,
-         "Best-of-N sizes {0} exceed the pool of {1} candidates per question (scale.test_samples)", "experiment.n"),
-    Rule(("experiment.n", "released.pool", "released.candidates"), lambda ns, pool, c: c is None or max(ns) <= pool,
-         "Best-of-N sizes {0} exceed the {1} released candidates kept per question (released.pool)", "experiment.n"),
     Rule(("task.difficulty.min_ops", "task.difficulty.max_ops"), lambda lo, hi: lo <= hi,
          "min_ops {0} must be at most max_ops {1}", "task.difficulty.min_ops"),
 ]

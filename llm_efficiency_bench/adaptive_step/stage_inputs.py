@@ -140,7 +140,7 @@ class PrmInputs(StageInputs):
 
     def __post_init__(self) -> None:
         if self.recipe.get("early_stop") and self.validator is None:
-            raise ConfigError("prm.early_stop", "early stopping needs validation questions (scale.val_questions > 0)")
+            raise ConfigError("prm.early_stop", "early stopping needs validation questions (samples.val_questions > 0)")
 
     def entry_name(self) -> str:
         return f"prm_{self.name}"

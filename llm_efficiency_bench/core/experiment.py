@@ -243,12 +243,14 @@ def _checks(settings: type, pre: str = "") -> list[tuple[str, Any]]:
 
 
 def _check_ranges(spec: ExperimentSpec, values: dict[str, Any], where: Callable[[str], str],
-                  context: dict[str, Any] | None = None) -> None:
+                  context: dict[str, Any] | None = None, whole: bool = True) -> None:
     for name, check in _checks(spec.settings):  # type: ignore[arg-type]
         msg = check.check(_dig(values, name))
         if msg:
             raise ConfigError(f"experiment.{name}", f"experiment.{name}{where(name)} {msg}")
     for rule in spec.rules:  # a key `/a.b` is read from the whole config (e.g. `/fourier.base_side`)
+        if not whole and any(k.startswith("/") for k in rule.keys):
+            continue  # the whole config is the run's (its profile, its overrides): checked on the run's values
         args = [_dig(context or {}, k[1:]) if k.startswith("/") else _dig(values, k) for k in rule.keys]
         try:
             ok = bool(rule.ok(*args))
@@ -271,7 +273,8 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
     """The settings of one run: schema defaults < the YAML's values < `profiles.<profile>` < command line.
 
     Every profile block is checked (unknown keys, types, ranges, rules), not only the one in use, so a typo
-    in the `paper` sizes fails a `smoke` run too.
+    in the `paper` sizes fails a `smoke` run too; a rule that reads the whole config (`/key`) is checked on the
+    run's values only, since the config it reads is the run's (e.g. the candidate pool of its profile).
 
     Args:
         spec: the experiment's declaration.
@@ -308,7 +311,7 @@ def settings_for(spec: ExperimentSpec, exp: dict[str, Any], profile: str, overri
             return f" (profiles.{name} in {source})" if overlaps(k, _leaves(block)) else f" (in {source})"
         merged = {**yaml_base, **(block or {})}
         values = _typed(spec.settings, merged, where)
-        _check_ranges(spec, values, where, context)
+        _check_ranges(spec, values, where, context, whole=False)
         if name == profile:
             chosen = block or {}
     run_values = dict(base)

@@ -63,12 +63,12 @@ def _policy(cfg, probs, outputs: list[str], style: str) -> policy.Policy:
 
 
 def _cfg(task: str, extra: list[str] = ()):
-    return compose("adaptive_step", ["experiment=bon", "profile=smoke", f"task={task}", "scale.max_new=700",
-                                     "scale.batch=8", "pipeline.progress=false", *extra])
+    return compose("adaptive_step", ["experiment=bon", "profile=smoke", f"task={task}", "pipeline.max_new=700",
+                                     "pipeline.batch=8", "pipeline.progress=false", *extra])
 
 
 def _greedy_accuracy(cfg, pol, probs) -> float:
-    return policy.greedy_accuracy(pol, probs, int(cfg.scale.max_new), int(cfg.scale.batch), False, print)
+    return policy.greedy_accuracy(pol, probs, int(cfg.pipeline.max_new), int(cfg.pipeline.batch), False, print)
 
 
 def test_code_task_configs():

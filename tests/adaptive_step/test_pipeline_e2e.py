@@ -8,19 +8,20 @@ from pathlib import Path
 import pytest
 
 CONFIGS = Path(__file__).resolve().parents[2] / "llm_efficiency_bench" / "configs"
-SHRINK = ["model.train.steps=60", "model.train.questions=500", "scale.greedy_eval_questions=8",
-          "scale.prm_questions=6", "scale.prm_samples=4", "scale.test_questions=6", "scale.test_samples=4",
-          "scale.rollouts=2", "scale.max_new=40", "scale.tvd_questions=2", "scale.bon_n=[1,2,4]",
-          "scale.bon_seeds=3", "prm.epochs=1", "pipeline.progress=false", "scale.val_questions=4",
-          "scale.val_samples=4", "select.variants.early_stop.epochs=2", "scale.select_prm_questions=8"]
+SHRINK = ["model.train.steps=60", "model.train.questions=500", "policy.eval_questions=8",
+          "samples.prm_questions=6", "samples.prm_samples=4", "samples.test_questions=6", "samples.test_samples=4",
+          "labels.rollouts=2", "pipeline.max_new=40", "prm.epochs=1", "pipeline.progress=false",
+          "samples.val_questions=4", "samples.val_samples=4", "select.variants.early_stop.epochs=2",
+          "select.more_questions=8"]
+# each experiment's own sizes, shrunk like the pipeline's
+SHRINK_EXPERIMENT = {"bon": ["experiment.n=[1,2,4]", "experiment.seeds=3"], "tvd": ["experiment.questions=2"]}
 
 
 def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
-    from hydra import compose, initialize_config_dir
+    from tests.conftest import compose
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose(config_name="adaptive_step",
-                       overrides=[f"experiment={exp}", "profile=smoke", f"results_dir={tmp_path}", *SHRINK, *extra])
+    return compose("adaptive_step", [f"experiment={exp}", "profile=smoke", f"results_dir={tmp_path}", *SHRINK,
+                                     *SHRINK_EXPERIMENT.get(exp, []), *extra])
 
 
 def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):

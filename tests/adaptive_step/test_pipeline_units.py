@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
+
+import pytest
 
 from llm_efficiency_bench.adaptive_step import bon as B
 from llm_efficiency_bench.adaptive_step.stage import RunOptions, stage
 from llm_efficiency_bench.adaptive_step.tasks import make_task
 
-CONFIGS = Path(__file__).resolve().parents[2] / "llm_efficiency_bench" / "configs"
 
 
 def test_stage_cache_keyed_by_settings_and_rerun(tmp_path, monkeypatch):
@@ -49,17 +49,25 @@ def test_majority_vote_picks_most_frequent_answer():
 
 
 def test_configs_compose_for_every_profile_and_experiment(tmp_path):
-    from hydra import compose, initialize_config_dir
+    from llm_efficiency_bench.adaptive_step import stage_settings
+    from llm_efficiency_bench.core.errors import ConfigError
+    from llm_efficiency_bench.core.validate import validate
+    from tests.conftest import compose
 
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        for prof in ("smoke", "cpu", "paper"):
-            for exp in ("bon", "tvd", "cost", "greedy", "bon_released"):
-                cfg = compose(config_name="adaptive_step",
-                              overrides=[f"experiment={exp}", f"profile={prof}", f"results_dir={tmp_path}"])
-                assert cfg.experiment.name == exp and cfg.profile.name == prof and cfg.paper == "adaptive_step"
-                assert int(cfg.scale.rollouts) >= 1
-        smoke = compose(config_name="adaptive_step", overrides=["experiment=bon", "profile=smoke"])
-        assert list(smoke.experiment.n) == [1, 2, 4, 8, 16] and smoke.model.source == "suite_trained"
+    for prof in ("smoke", "cpu", "cpu_code", "paper"):
+        for exp in ("bon", "tvd", "cost", "greedy", "bon_released"):
+            over = [f"experiment={exp}", f"profile={prof}", f"results_dir={tmp_path}"]
+            if prof == "paper" and exp in ("bon", "tvd", "cost"):  # the miniature's pipeline: 7B policies
+                with pytest.raises(ConfigError, match="on the `paper` profile is not implemented") as e:
+                    compose("adaptive_step", over)
+                assert e.value.setting == "profile"
+                continue
+            cfg = compose("adaptive_step", over)
+            validate("adaptive_step", cfg)
+            assert cfg.experiment.name == exp and cfg.profile.name == prof and cfg.paper == "adaptive_step"
+            assert stage_settings.labels_inputs(cfg, "d", "confidence").K >= 1
+    smoke = compose("adaptive_step", ["experiment=bon", "profile=smoke"])
+    assert list(smoke.experiment.n) == [1, 2, 4, 8, 16] and smoke.model.source == "suite_trained"
 
 
 def test_synthetic_problem_splits_are_disjoint():

@@ -82,8 +82,8 @@ def prm_folder(tmp_path_factory) -> Path:
 def _cfg(tmp_path: Path, prm: str, cands: Path, extra: list[str] = ()):
     return compose("adaptive_step", [
         "experiment=bon_released", "profile=paper", f"results_dir={tmp_path / 'results'}", "device=cpu", "dtype=float32",
-        "task.name=gsm8k", f"released.candidates={cands}", "scale.test_questions=3", "scale.bon_n=[1,2,4]",
-        "scale.bon_seeds=3", "released.batch=3", "pipeline.progress=false",
+        "task.name=gsm8k", f"released.candidates={cands}", "samples.test_questions=3", "experiment.n=[1,2,4]",
+        "experiment.seeds=3", "released.batch=3", "pipeline.progress=false",
         *[f"released.prms.{n}={prm}" for n in ("asprm_m", "asprm_l", "asprm_d", "math_shepherd")], *extra])
 
 
@@ -184,11 +184,10 @@ def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monk
     with pytest.raises(ConfigError) as e:
         RP.token_id(tok, "<step_marker_not_in_vocab>", "released.spec.asprm_m.marker")
     assert e.value.setting == "released.spec.asprm_m.marker"
-    # bon / tvd / cost on the paper profile stop with a clear error
+    # bon / tvd / cost on the paper profile stop with a clear error, before anything is built
     for exp in ("bon", "tvd", "cost"):
-        cfg = compose("adaptive_step", [f"experiment={exp}", "profile=paper", f"results_dir={tmp_path}"])
         with pytest.raises(ConfigError, match="not implemented"):
-            run("adaptive_step", cfg)
+            compose("adaptive_step", [f"experiment={exp}", "profile=paper", f"results_dir={tmp_path}"])
 
 
 def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data_dir):
@@ -204,7 +203,7 @@ def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data
             good = "```python\n" + p.meta["problem"]["prompt"] + p.solution + "```"
             f.write(json.dumps({"task_id": p.uid, "input": p.question, "pred": [good, "    return None\n"]}) + "\n")
     cfg = compose("adaptive_step", ["experiment=bon_released", "profile=paper", "task=humaneval",
-                                    f"released.candidates={path}", "scale.test_questions=2"])
+                                    f"released.candidates={path}", "samples.test_questions=2"])
     rows, sha = Cd.load_candidates(cfg)
     assert [r.problem.uid for r in rows] == ["HumanEval/0", "HumanEval/1"]
     correct, answers = Cd.candidate_truth(cfg, rows, sha)
@@ -223,7 +222,7 @@ def test_authors_candidates_on_cpu_without_prms(tmp_path, monkeypatch, data_dir)
         pytest.skip("data/asprm_bon not in the data directory")
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
     cfg = compose("adaptive_step", ["experiment=bon_released", "profile=smoke", f"results_dir={tmp_path / 'res'}",
-                                    "scale.bon_n=[1,4,16,64]", "scale.bon_seeds=2", "pipeline.progress=false"])
+                                    "experiment.n=[1,4,16,64]", "experiment.seeds=2", "pipeline.progress=false"])
     assert cfg.task.name == "gsm8k" and "arms" not in cfg.released
     m = json.loads(run("adaptive_step", cfg).read_text())["metrics"]
 

@@ -111,12 +111,20 @@ def test_result_keys_of_division_and_labels():
 def test_builder_reads_the_config_into_the_inputs():
     from llm_efficiency_bench.adaptive_step import stage_settings
 
-    cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "scale.batch=32", "pipeline.rerun=[division]"])
+    cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "pipeline.batch=32",
+                                    "pipeline.rerun=[division]"])
     assert stage_settings.run_options(cfg) == RunOptions(rerun=frozenset({"division"}), progress=True)
     s = stage_settings.samples_inputs(cfg, "p", "val")
     assert (s.n_q, s.n_s, s.batch, s.entry_name()) == (10, 16, 32, "samples_val")
-    t = stage_settings.tvd_inputs(cfg, "p", "m")
-    assert (t.n, t.k, t.thr) == (int(cfg.scale.tvd_questions), int(cfg.tvd.top_k), float(cfg.tvd.threshold))
+    assert (stage_settings.n_questions(cfg, "prm"), stage_settings.n_samples(cfg, "test")) == (20, 16)
+    t = stage_settings.tvd_inputs(cfg, "p", "m", 7)
+    assert (t.n, t.k, t.thr, t.max_new) == (7, int(cfg.tvd.top_k), float(cfg.tvd.threshold), 56)
+    # a selection variant's PRM-data sizes replace the profile's in a copy; any other size is refused
+    more = stage_settings.with_prm_data(cfg, {"prm_questions": 40})
+    assert (stage_settings.n_questions(more, "prm"), stage_settings.n_questions(cfg, "prm")) == (40, 20)
+    assert stage_settings.with_prm_data(cfg, {}) is cfg
+    with pytest.raises(KeyError, match="test_questions"):
+        stage_settings.with_prm_data(cfg, {"test_questions": 40})
 
 
 def _functions_with_cfg(tree: ast.AST) -> set[str]:

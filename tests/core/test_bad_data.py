@@ -109,7 +109,7 @@ def test_released_candidates_name_the_bad_line(tmp_path, monkeypatch):
     row = {"question": "1+1?", "input": "1+1?", "answer": "2", "pred": ["2", "3"]}
     path.write_text(json.dumps(row) + "\n" + "{oops\n")
     cfg = OmegaConf.create({"released": {"candidates": str(path), "fields": {}, "pool": None},
-                            "scale": {"test_questions": 5}, "data_dir": str(tmp_path)})
+                            "samples": {"test_questions": 5}, "data_dir": str(tmp_path)})
     monkeypatch.setattr(C, "make_task", lambda cfg: object())  # a math task: rows carry their own answers
     with pytest.raises(ConfigError, match=rf"{path} line 2 is not valid JSON") as e:
         C.load_candidates(cfg)
