@@ -16,7 +16,7 @@ from llm_efficiency_bench.core.overrides import group_dirs
 from llm_efficiency_bench.core.paths import config_dir_of, papers
 from llm_efficiency_bench.core.regress import compare_records
 from tests.conftest import REPO, compose
-from tests.core.test_fuzz_settings import EXPERIMENTS, PENDING, allowed_settings, declared_spec, pending
+from tests.core.test_fuzz_settings import EXPERIMENTS, allowed_settings, declared_spec
 
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
@@ -104,7 +104,7 @@ def _fuzz_pool(paper: str) -> tuple[list[str], list[str]]:
     return [*sorted(groups), *wide, "seed", "experiment.nope", "nope.key"], [*choices, "-1", "null", "[1,2]"]
 
 
-@pytest.mark.parametrize("paper", [pytest.param(p, marks=pending(p)) for p in papers()])
+@pytest.mark.parametrize("paper", papers())
 @settings(max_examples=20, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
