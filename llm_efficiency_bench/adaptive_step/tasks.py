@@ -227,9 +227,11 @@ class Task:
 
 
 class MathTask(Task):
-    """Synthetic arithmetic, GSM8K and MATH500: a final answer checked numerically or by math-verify.
+    """Synthetic arithmetic, GSM8K and MATH500: a final answer checked by math-verify.
 
-    Synthetic / GSM8K: the `####` number (else the last number); MATH500: the last `\\boxed{}`.
+    Synthetic / GSM8K: the `####` line, else the whole text (`checkers.check_gsm8k`; a bare number there is
+    compared numerically); MATH500: the last `\\boxed{}`. Majority voting compares the extracted answer
+    string (GSM8K: the number after `####`, else the last number).
     """
 
     family = "math"
@@ -261,7 +263,8 @@ class MathTask(Task):
         return C.last_boxed(text) if self.name == "math500" else C.extract_gsm8k_answer(text)
 
     def released_truth(self, texts: Sequence[str], problems: Sequence[Problem]) -> tuple[list[bool], list[str | None]]:
-        """MATH500: math-verify on the last box or "The answer is: ..."; GSM8K: the number, vote key normalised."""
+        """MATH500: math-verify on the last box or "The answer is: ..."; GSM8K: `check_gsm8k`, vote key the
+        number normalised."""
         if self.name == "math500":
             return ([C.check_math_any(t, p.answer) for t, p in zip(texts, problems)],
                     [C.extract_math_answer(t) for t in texts])

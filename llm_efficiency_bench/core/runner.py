@@ -78,6 +78,11 @@ class RunContext:
         self._artifact("csv", p)
         return p
 
+    def artifact(self, kind: str, path: Path) -> Path:
+        """Register a file of `out_dir` written by other means (e.g. a tool's own output) under `kind`."""
+        self._artifact(kind, Path(path))
+        return Path(path)
+
     def figures(self, paths) -> None:
         """Register figure files drawn elsewhere (e.g. from this run's CSVs)."""
         for p in paths:

@@ -18,10 +18,47 @@ def test_gsm8k_all_gold_answers_self_consistent(data_dir):
 def test_gsm8k_numeric_comparison():
     assert C.check_gsm8k("so 9 * 2 = 18\n#### 18.0", "18")
     assert C.check_gsm8k("#### $1,200", "1200")
-    assert C.check_gsm8k("the answer is 42.", "42")          # no ####: last number (flexible extract)
+    assert C.check_gsm8k("the answer is 42.", "42")          # no ####: math-verify reads the text
     assert not C.check_gsm8k("#### 17", "18")
     assert not C.check_gsm8k("no number here", "18")
     assert C.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
+
+
+def test_gsm8k_free_text_answers_through_math_verify():
+    # what a last-number rule gets wrong: the next question a base model writes, a remark after the answer
+    assert C.check_gsm8k("6 * 3 = 18\nThe answer is 18.\n\nQuestion: Tom has 3 cats and 4 dogs.", "18")
+    assert C.check_gsm8k("**Final answer:** 1,800 (over 2 days).", "1800")
+    assert C.check_gsm8k("The answer is $\\boxed{18}$.\nCheck: 19 - 1 = 18, and 18 / 6 = 3.", "18")
+    assert C.check_gsm8k("#### 18\n\nQuestion: Tom has 3 cats and 4 dogs", "18")  # only the #### line is read
+    # values, not strings
+    assert C.check_gsm8k("#### 1/2", "0.5") and C.check_gsm8k("#### 1 000", "1000")
+    assert not C.check_gsm8k("The answer is $\\boxed{19}$.", "18")
+    assert not C.check_gsm8k("#### 18 apples", "17")
+
+
+def _gsm8k_variants(solution: str, gold: str) -> list[tuple[str, bool]]:
+    """A reference solution with its answer written in other ways (right) or changed (wrong)."""
+    base, n = solution.rsplit("####", 1)[0].rstrip(), int(gold)
+    return [(f"{base}\n#### {n:,}", True), (f"{base}\n#### ${n}", True), (f"{base}\n#### {n}.00", True),
+            (f"{base}\n#### {n} dollars", True), (f"{base}\nThe answer is: {n}", True),
+            (f"{base}\nThe answer is ${n:,}.", True), (f"{base}\nSo the answer is $\\boxed{{{n}}}$.", True),
+            (f"{base}\n#### {n + 1}", False), (f"{base}\n#### {n}0", False), (f"{base}\n#### {n}.5", False),
+            (f"{base}\nSo the answer is $\\boxed{{{n + 1}}}$.", False), (f"{base}\nThe answer is: ${n - 1}", False)]
+
+
+def test_gsm8k_formatted_and_wrong_answers_agree_with_gold(data_dir):
+    # every 10th test question (132): money signs, thousands commas, decimals, units, "The answer is", \boxed
+    probs = T.load_gsm8k(str(data_dir), "test")[::10]
+    cases = [(t, p.answer, right) for p in probs for t, right in _gsm8k_variants(p.solution, p.answer)]
+    wrong = [(t[-40:], gold, right) for t, gold, right in cases if C.check_gsm8k(t, gold) != right]
+    assert not wrong, wrong[:5]
+
+
+def test_gsm8k_bare_numbers_judged_as_math_verify_judges_them():
+    # the numeric shortcut for a bare-number answer line gives math-verify's verdict
+    for pred, gold in [("18", "18"), ("18.0", "18"), ("$1,200", "1200"), ("1,200.50", "1200.5"), ("-5", "-5"),
+                       (".5", "0.5"), ("17", "18"), ("18.5", "18"), ("-18", "18"), ("1,200", "120")]:
+        assert C.check_gsm8k(f"#### {pred}", gold) == C._verify(gold, pred, 20), (pred, gold)
 
 
 def test_math500_all_gold_answers_self_consistent_via_math_verify(data_dir):

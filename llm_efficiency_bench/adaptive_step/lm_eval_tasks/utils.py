@@ -59,7 +59,7 @@ def load_synthetic(n: int = 300, seed: int = 0, difficulty: dict[str, int] | Non
 
 
 def process_gsm8k(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    """Numeric comparison of the final answer (suite checker; `####` else last number)."""
+    """The suite's GSM8K checker (`checkers.check_gsm8k`: the `####` line, else the text, via math-verify)."""
     from llm_efficiency_bench.adaptive_step.checkers import check_gsm8k
 
     return {"acc": float(check_gsm8k(results[0], doc["gold"]))}
