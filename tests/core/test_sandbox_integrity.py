@@ -271,7 +271,7 @@ def test_a_runner_that_stops_mid_batch_has_each_program_checked_alone(caplog):
 def test_bubblewrap_without_the_needed_options_is_not_used(monkeypatch):
     probe = S.isolation_problem.__wrapped__  # the uncached self-test
     monkeypatch.setattr(S.shutil, "which", lambda name: "/usr/bin/bwrap")
-    monkeypatch.setattr(S, "_bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
+    monkeypatch.setattr(S, "bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
     assert "--as-pid-1" in probe() and "too old" in probe()
 
 
