@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from llm_efficiency_bench.adaptive_step import policy as P
+from llm_efficiency_bench.adaptive_step import policy
 from llm_efficiency_bench.adaptive_step.tasks import make_task
 from tests.conftest import compose
 
@@ -51,7 +51,7 @@ class ScriptedLM(torch.nn.Module):
         return SimpleNamespace(logits=logits, cache=state)
 
 
-def _policy(cfg, probs, outputs: list[str], style: str) -> P.Policy:
+def _policy(cfg, probs, outputs: list[str], style: str) -> policy.Policy:
     from llm_efficiency_bench.core.tiny import train_bpe_tokenizer
 
     task = make_task(cfg)
@@ -59,7 +59,7 @@ def _policy(cfg, probs, outputs: list[str], style: str) -> P.Policy:
     tok = train_bpe_tokenizer("\n".join(prompts + outputs), 300)
     scripts = {tuple(tok(pr).input_ids): tok(out).input_ids for pr, out in zip(prompts, outputs)}
     model = ScriptedLM(scripts, len(tok), tok.eos_token_id)
-    return P.Policy(model, tok, "scripted", tok.eos_token_id, 0, 0, 0, Path("."), 0.0, style, task)
+    return policy.Policy(model, tok, "scripted", tok.eos_token_id, 0, 0, 0, Path("."), 0.0, style, task)
 
 
 def _cfg(task: str, extra: list[str] = ()):
@@ -90,12 +90,12 @@ def test_humaneval_scripted_policy_checked_in_sandbox(data_dir):
         return hp["prompt"][hp["prompt"].index("def " + hp["entry_point"]):] + p.solution
     outs = [full(probs[0]) + "```\nThis checks every pair.", full(probs[1]) + "```", "    return []\n```"]
     pol = _policy(cfg, probs, outs, "qa")
-    assert P.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(2 / 3)  # two right, one wrong
+    assert policy.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(2 / 3)  # two right, one wrong
     # `plain` (base model) style: the prompt is the signature + docstring, the output the raw body
     outs = [p.solution + "\n\ndef unrelated():\n    pass\n" for p in probs]
     pol = _policy(cfg, probs, outs, "plain")
     assert make_task(cfg).prompt(probs[1], "plain") == probs[1].meta["problem"]["prompt"]
-    assert P.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(1.0)
+    assert policy.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(1.0)
     # majority vote on code: the same program with other comments / layout votes together
     a = make_task(cfg).answer_key(probs[0].solution, probs[0])
     b = make_task(cfg).answer_key("    # same thing\n" + probs[0].solution.replace(" = ", "=") + "\n\n", probs[0])
@@ -113,7 +113,7 @@ def test_mbpp_scripted_policy_checked_in_sandbox(data_dir):
     outs = [probs[0].solution + "\n\nprint(remove_Occ('hello', 'l'))\n",     # trailing harness is cut
             f"def {probs[1].answer}(*a):\n    return None\n"]                  # wrong
     pol = _policy(cfg, probs, outs, "plain")
-    assert P.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(0.5)
+    assert policy.greedy_accuracy(cfg, pol, probs, print) == pytest.approx(0.5)
 
 
 def test_generated_code_runs_in_another_process_with_time_limit(data_dir):

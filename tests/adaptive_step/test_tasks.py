@@ -2,52 +2,51 @@
 
 from __future__ import annotations
 
-from llm_efficiency_bench.adaptive_step import checkers as C
-from llm_efficiency_bench.adaptive_step import tasks as T
+from llm_efficiency_bench.adaptive_step import checkers, tasks
 
 
 def test_gsm8k_all_gold_answers_self_consistent(data_dir):
-    probs = T.load_gsm8k(str(data_dir), "test")
+    probs = tasks.load_gsm8k(str(data_dir), "test")
     assert len(probs) == 1319
     # the full reference solution (with its `####` line) is judged correct against its own gold number
-    assert all(C.check_gsm8k(p.solution, p.answer) for p in probs)
+    assert all(checkers.check_gsm8k(p.solution, p.answer) for p in probs)
     # and a shifted answer is judged wrong for every question
-    assert not any(C.check_gsm8k(f"#### {float(p.answer) + 1}", p.answer) for p in probs)
+    assert not any(checkers.check_gsm8k(f"#### {float(p.answer) + 1}", p.answer) for p in probs)
 
 
 def test_gsm8k_numeric_comparison():
-    assert C.check_gsm8k("so 9 * 2 = 18\n#### 18.0", "18")
-    assert C.check_gsm8k("#### $1,200", "1200")
-    assert C.check_gsm8k("the answer is 42.", "42")          # no ####: last number (flexible extract)
-    assert not C.check_gsm8k("#### 17", "18")
-    assert not C.check_gsm8k("no number here", "18")
-    assert C.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
+    assert checkers.check_gsm8k("so 9 * 2 = 18\n#### 18.0", "18")
+    assert checkers.check_gsm8k("#### $1,200", "1200")
+    assert checkers.check_gsm8k("the answer is 42.", "42")          # no ####: last number (flexible extract)
+    assert not checkers.check_gsm8k("#### 17", "18")
+    assert not checkers.check_gsm8k("no number here", "18")
+    assert checkers.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
 
 
 def test_math500_all_gold_answers_self_consistent_via_math_verify(data_dir):
-    probs = T.load_math500(str(data_dir))
+    probs = tasks.load_math500(str(data_dir))
     assert len(probs) == 500
     # math-verify alone (no string shortcut) must accept every gold answer against itself
-    bad = [p.answer for p in probs if not C.math_equal(p.answer, p.answer, string_fallback=False)]
+    bad = [p.answer for p in probs if not checkers.math_equal(p.answer, p.answer, string_fallback=False)]
     assert bad == []
     # and the boxed answer of every reference solution matches the gold answer
-    assert all(C.check_math(p.solution, p.answer) for p in probs)
+    assert all(checkers.check_math(p.solution, p.answer) for p in probs)
 
 
 def test_math_equivalence_and_rejection():
-    assert C.math_equal("0.5", "\\frac{1}{2}")
-    assert C.math_equal("\\dfrac{1}{2}", "\\frac12")
-    assert not C.math_equal("\\frac{1}{3}", "\\frac{1}{2}")
-    assert not C.math_equal(None, "1")
-    assert C.last_boxed("a \\boxed{\\frac{a}{b}} then \\boxed{x^{2}}") == "x^{2}"
-    assert C.check_math("so $\\boxed{2\\sqrt{2}}$", "\\sqrt{8}")
+    assert checkers.math_equal("0.5", "\\frac{1}{2}")
+    assert checkers.math_equal("\\dfrac{1}{2}", "\\frac12")
+    assert not checkers.math_equal("\\frac{1}{3}", "\\frac{1}{2}")
+    assert not checkers.math_equal(None, "1")
+    assert checkers.last_boxed("a \\boxed{\\frac{a}{b}} then \\boxed{x^{2}}") == "x^{2}"
+    assert checkers.check_math("so $\\boxed{2\\sqrt{2}}$", "\\sqrt{8}")
 
 
 def test_humaneval_few_canonical_pass_and_wrong_fails(data_dir):
-    probs = T.load_humaneval(str(data_dir), limit=3)
-    res = C.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
+    probs = tasks.load_humaneval(str(data_dir), limit=3)
+    res = checkers.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
     assert [r["passed"] for r in res] == [True, True, True]
-    wrong = C.run_code_checks([probs[0].meta["problem"]], ["    return not True\n"])
+    wrong = checkers.run_code_checks([probs[0].meta["problem"]], ["    return not True\n"])
     assert wrong[0]["passed"] is False
 
 
@@ -58,26 +57,26 @@ def test_code_runs_outside_this_process_with_time_limit():
     prob = {"task_id": "t/0", "prompt": "def f():\n", "entry_point": "f",
             "test": f"def check(c):\n    assert {pid} not in c()\n"}
     # the program's process and its parent are both other processes than this test's interpreter
-    res = C.run_code_checks([prob, prob], ["    import os\n    return (os.getpid(), os.getppid())\n",
+    res = checkers.run_code_checks([prob, prob], ["    import os\n    return (os.getpid(), os.getppid())\n",
                                            "    while True:\n        pass\n"], timeout=1.0)
     assert res[0]["passed"] is True, res[0]
     assert res[1]["passed"] is False and "timed out" in res[1]["result"]
     # a program that reports this interpreter's pid would fail: the check is not vacuous
-    assert C.run_code_checks([prob], [f"    return ({pid},)\n"])[0]["passed"] is False
+    assert checkers.run_code_checks([prob], [f"    return ({pid},)\n"])[0]["passed"] is False
 
 
 def test_mbpp_reference_code_passes_and_wrong_fails(data_dir):
-    probs = T.load_mbpp(str(data_dir), limit=3)
-    res = C.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
+    probs = tasks.load_mbpp(str(data_dir), limit=3)
+    res = checkers.run_code_checks([p.meta["problem"] for p in probs], [p.solution for p in probs])
     assert all(r["passed"] for r in res), res
-    bad = C.run_code_checks([probs[0].meta["problem"]], [f"def {probs[0].answer}(*a):\n    return None\n"])
+    bad = checkers.run_code_checks([probs[0].meta["problem"]], [f"def {probs[0].answer}(*a):\n    return None\n"])
     assert bad[0]["passed"] is False
 
 
 def test_synthetic_task_deterministic_and_consistent():
-    a = T.synthetic_task(50, seed=3, split="train")
-    b = T.synthetic_task(50, seed=3, split="train")
-    c = T.synthetic_task(50, seed=3, split="test")
+    a = tasks.synthetic_task(50, seed=3, split="train")
+    b = tasks.synthetic_task(50, seed=3, split="train")
+    c = tasks.synthetic_task(50, seed=3, split="test")
     assert [p.question for p in a] == [p.question for p in b]
     assert [p.question for p in a] != [p.question for p in c]
     for p in a:
@@ -91,4 +90,4 @@ def test_synthetic_task_deterministic_and_consistent():
             assert {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op] == int(rhs) >= 0
             assert prev is None or int(x) == prev
             prev = int(rhs)
-        assert C.check_gsm8k(p.solution, p.answer)
+        assert checkers.check_gsm8k(p.solution, p.answer)

@@ -267,11 +267,11 @@ def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch
     resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""
     import time as _time
 
-    from llm_efficiency_bench.streaming_llm import experiments as ex
+    from llm_efficiency_bench.streaming_llm import experiments
 
     extra = ["scale.long_tokens=12000", "scale.long_book_tokens=1000", "scale.fresh_books=3", "eval.checkpoint_every_s=0"]
     whole = read_record(run("streaming_llm", _cfg(tmp_path / "a", "ppl_4m", extra)))
-    real = ex.evaluate
+    real = experiments.evaluate
 
     def interrupted(*a, **kw):
         if kw.get("desc", "").startswith("streaming"):
@@ -280,10 +280,10 @@ def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch
         return real(*a, **kw)
 
     cfg = _cfg(tmp_path / "b", "ppl_4m", extra)
-    monkeypatch.setattr(ex, "evaluate", interrupted)
+    monkeypatch.setattr(experiments, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run("streaming_llm", cfg)
-    monkeypatch.setattr(ex, "evaluate", real)
+    monkeypatch.setattr(experiments, "evaluate", real)
     ck = next((tmp_path / "b").rglob("streaming_4+60.pt"))
     earlier = torch.load(ck, weights_only=False)["elapsed_s"]
     t0 = _time.time()
