@@ -17,7 +17,7 @@ EXPERIMENTS_fourier_vlm := flops lowpass speed
 EXPERIMENTS_adaptive_step := cost bon tvd greedy bon_released
 PAPERS := streaming_llm fourier_vlm adaptive_step
 
-.PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-slow bench bench-compare figures report check
+.PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-fast test-slow bench bench-compare figures report check
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY)"; exit 1; }
@@ -58,6 +58,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The unit tests only (no end-to-end runs): under a minute on a 2-core machine.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not benchmark and not e2e" $(PYTEST_ARGS)
 
 # Micro-benchmarks (docs/benchmarks.md): make bench [BENCH_ROUNDS=5]. Reports each speed ratio (median of
 # paired rounds, with its spread) against its goal, NOT MET included, and exits 0 either way; a benchmark

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.mark.e2e
 def test_task_helpers_score_gold_answers(data_dir):
     from llm_efficiency_bench.adaptive_step.lm_eval_tasks import utils
 
@@ -20,6 +21,7 @@ def test_task_helpers_score_gold_answers(data_dir):
 
 
 # fast since evaluate_greedy indexes only the project task folder (was ~15 min with all lm-eval tasks)
+@pytest.mark.e2e
 def test_lm_eval_runs_registered_model_on_project_task(data_dir, tmp_path):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import pytest
+
 from llm_efficiency_bench.adaptive_step import bon
 from llm_efficiency_bench.adaptive_step.stage import stage
 from llm_efficiency_bench.adaptive_step.tasks import make_task
@@ -50,6 +52,7 @@ def test_majority_vote_picks_most_frequent_answer():
     assert pick([3]) == 3
 
 
+@pytest.mark.e2e
 def test_configs_compose_for_every_profile_and_experiment(tmp_path):
     from hydra import compose, initialize_config_dir
 

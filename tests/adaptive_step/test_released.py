@@ -87,6 +87,7 @@ def _cfg(tmp_path: Path, prm: str, cands: Path, extra: list[str] = ()):
         *[f"released.prms.{n}={prm}" for n in ("asprm_m", "asprm_l", "asprm_d", "math_shepherd")], *extra])
 
 
+@pytest.mark.e2e
 def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
     from llm_efficiency_bench.adaptive_step import candidates, released, released_prm
     from llm_efficiency_bench.core.runner import run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from llm_efficiency_bench.adaptive_step import checkers, tasks
 
 
@@ -23,6 +25,7 @@ def test_gsm8k_numeric_comparison():
     assert checkers.extract_gsm8k_answer("3 + 4 = 7\n#### -5") == "-5"
 
 
+@pytest.mark.e2e
 def test_math500_all_gold_answers_self_consistent_via_math_verify(data_dir):
     probs = tasks.load_math500(str(data_dir))
     assert len(probs) == 500
@@ -50,6 +53,7 @@ def test_humaneval_few_canonical_pass_and_wrong_fails(data_dir):
     assert wrong[0]["passed"] is False
 
 
+@pytest.mark.e2e
 def test_code_runs_outside_this_process_with_time_limit():
     import os
 

@@ -75,6 +75,7 @@ def test_check_command_exits_nonzero_on_regression(tmp_path):
     assert r.returncode == 1 and "regressed" in r.stdout
 
 
+@pytest.mark.e2e
 def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "-m", "profile=smoke", "experiment=ppl_cache",
                         "scale.cache_sizes=[16],[32]", "scale.ablation_tokens=600", "eval.chunk=64",
@@ -95,6 +96,7 @@ VALUES = st.one_of(st.sampled_from(["ppl_4m", "smoke", "cpu", "tiny_llama", "gut
                    st.text(alphabet="abcxyz0123_./", min_size=0, max_size=8))
 
 
+@pytest.mark.e2e
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(OVERRIDE_KEYS, VALUES), max_size=3))
 def test_config_composition_fuzz(pairs):

@@ -72,6 +72,7 @@ def _used(cfg, key: str, targets: set[str]) -> bool:
     return not key.startswith("scale.") or any(key == t or key.startswith(t + ".") for t in targets)
 
 
+@pytest.mark.e2e
 def test_every_numeric_setting_is_declared(bases):
     missing = []
     for (paper, name), cfg in bases.items():
@@ -114,6 +115,7 @@ def _must_refuse(value, base) -> bool:
     return isinstance(value, list) != isinstance(base, list)
 
 
+@pytest.mark.e2e
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(data=st.data())

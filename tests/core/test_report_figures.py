@@ -101,6 +101,7 @@ EXPECTED = {  # record folder -> figures its paper's `rebuild` must draw from th
 }
 
 
+@pytest.mark.e2e
 def test_report_redraws_every_papers_figures(results):
     out = results / "REPORT.md"
     text, problems = report.build(results, out)
@@ -114,6 +115,7 @@ def test_report_redraws_every_papers_figures(results):
             assert Image.open(png).info["dpi"][0] == pytest.approx(DPI, abs=1)
 
 
+@pytest.mark.e2e
 def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
     """speed, attention, chat and sink_pretrain used to draw inline; now `figures.rebuild` draws them all."""
     from llm_efficiency_bench.streaming_llm import figures
@@ -149,6 +151,7 @@ def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
         ["sink_share_per_layer.png", "sink_share_per_layer.pdf"]
 
 
+@pytest.mark.e2e
 def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results):
     (results / "fourier_vlm/speed/cpu/speed_samples.csv").unlink()
     (results / "adaptive_step/bon/cpu/bon_long.csv").write_text("arm,n,seed,accuracy\nconfidence_prm,1,0,oops\n")
@@ -168,6 +171,7 @@ def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results)
     assert not (results / "fourier_vlm/speed/cpu/speed.png").exists()
 
 
+@pytest.mark.e2e
 def test_corrupt_record_is_listed_and_the_rest_reported(results):
     (results / "fourier_vlm/flops/cpu/record.json").write_text('{"schema_version": 1, "paper": ')
     text, problems = report.build(results, results / "REPORT.md")
@@ -194,6 +198,7 @@ def test_read_rows_names_the_file_and_column(tmp_path):
 README = "# Title\n\nintro text\n\n<!-- results:start -->\nold block\n<!-- results:end -->\n\n## After\nkept *as is*\n"
 
 
+@pytest.mark.e2e
 def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
@@ -221,6 +226,7 @@ def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
     assert readme.read_text() == text
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("bad", ["no markers\n", "<!-- results:end -->\n<!-- results:start -->\n",
                                  README + "<!-- results:start -->\n"])
 def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path, bad):
@@ -275,6 +281,7 @@ def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.e2e
 def test_run_and_report_draw_identical_figures(tmp_path):
     """One code path: the flops smoke run draws flops.png from its CSV; the report redraws the same bytes."""
     from llm_efficiency_bench.core.runner import run

@@ -187,6 +187,7 @@ _CHECK_STARTED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_fork_and_spawn_survivors_are_killed(tmp_path, marker, guard, unsafe):
     t0 = time.monotonic()
@@ -211,6 +212,7 @@ def test_memory_bomb_is_limited_and_reported(guard):
     assert time.monotonic() - t < 8.0  # stopped by the limit, not by the 10 s clock
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_loop_ignoring_sigalrm_times_out(marker, guard, unsafe):
     prog = _NAME + "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass\n"
@@ -222,6 +224,7 @@ def test_loop_ignoring_sigalrm_times_out(marker, guard, unsafe):
         assert _alive_after(marker) == []
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_child_outliving_a_cut_batch_is_killed(tmp_path, marker, guard, unsafe):
     # the batch limit cuts the program while its child runs; then the runner itself is killed (backstop)
@@ -232,6 +235,7 @@ def test_child_outliving_a_cut_batch_is_killed(tmp_path, marker, guard, unsafe):
     assert _alive_after(marker) == []
 
 
+@pytest.mark.e2e
 @needs_bwrap
 @pytest.mark.parametrize("grace", [10.0, -1.0], ids=["runner_keeps_limit", "runner_killed"])
 def test_three_sleepers_past_the_batch_limit(grace, marker, guard, monkeypatch):
@@ -275,6 +279,7 @@ def test_no_isolation_stops_with_one_error_naming_the_setting(monkeypatch):
     assert [(r["status"], r["isolation"]) for r in res] == [("passed", sandbox.UNSAFE), ("failed", sandbox.UNSAFE)]
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
     from llm_efficiency_bench.adaptive_step.code_exec import check_completions

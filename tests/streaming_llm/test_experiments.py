@@ -23,6 +23,7 @@ def _cfg(tmp_path, experiment: str, extra=()):
                                      *SMALL, *extra])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("experiment,expected", [
     ("ppl_table1", ["ppl.dense", "ppl.window.0+64", "ppl.recompute.64", "ppl.streaming.4+60",
                     "ppl.newline4.4+60", "ratio.streaming_over_recompute"]),
@@ -51,6 +52,7 @@ def test_experiment_writes_record(tmp_path, data_dir, experiment, expected):
         assert rec["metrics"]["kv_cache_mb.growth"]["value"] == 0
 
 
+@pytest.mark.e2e
 def test_second_run_keeps_the_first_record(tmp_path, data_dir):
     cfg = _cfg(tmp_path, "ppl_cache", ["scale.cache_sizes=[16]"])
     first = run("streaming_llm", cfg)
@@ -99,7 +101,8 @@ def test_books_are_scored_separately_and_the_cache_carries_over():
     (["experiment=ppl_4m", "scale.long_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
      "scale"),  # more tokens than the data has
     (["experiment=ppl_4m", "scale.fresh_books=2"], "scale.fresh_books"),  # checked up front (settings.py)
-    (["experiment=ppl_4m", "scale.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
+    pytest.param(["experiment=ppl_4m", "scale.fresh_tokens=5000"], "experiment.fresh_tokens",  # > a smoke book (1,500)
+                 marks=pytest.mark.e2e),  # found only once the books are read and tokenized
     (["experiment=ppl_table1", "scale.table1_tokens=300", "scale.recompute_samples=1"],
      "experiment.recompute_samples"),
 ])
@@ -115,6 +118,7 @@ def test_bad_settings_name_the_setting(tmp_path, data_dir, overrides, setting):
     assert e.value.setting == setting
 
 
+@pytest.mark.e2e
 def test_missing_or_empty_data_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     cfg = compose("streaming_llm", ["profile=smoke", "model=smollm2_135m", f"results_dir={tmp_path}", "data_dir=null"])
@@ -248,6 +252,7 @@ def test_recompute_scores_the_last_position_and_resumes(tmp_path):
     assert torch.equal(resumed, got) and t.earlier_s > 0 and t.total_s > t.leg_s
 
 
+@pytest.mark.e2e
 def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
     """The paper profile's path (recompute_samples: null): every full-window position, exact ratio."""
     cfg = _cfg(tmp_path, "ppl_table1", ["scale.table1_tokens=300", "scale.recompute_samples=null",
@@ -262,6 +267,7 @@ def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
     assert abs(ratio / m["ratio.streaming_over_recompute"]["value"] - 1) < 1e-9
 
 
+@pytest.mark.e2e
 def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch):
     """Throughput and duration after a resume count the earlier legs: an interrupted and
     resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""

@@ -27,6 +27,7 @@ def _artifacts_exist(path: Path, rec: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- end to end
 
+@pytest.mark.e2e
 def test_sink_pretrain_writes_record(tmp_path, data_dir):
     cfg = compose("streaming_llm", ["experiment=sink_pretrain", "profile=smoke", f"results_dir={tmp_path}",
                                     "threads=1"])
@@ -51,6 +52,7 @@ def test_sink_pretrain_writes_record(tmp_path, data_dir):
     assert "Table 3" in (path.parent / "comparison.md").read_text()  # the Table 3 claims were compared
 
 
+@pytest.mark.e2e
 def test_chat_writes_record(tmp_path, data_dir):
     cfg = compose("streaming_llm", ["experiment=chat", "profile=smoke", f"results_dir={tmp_path}", "threads=1",
                                     f"experiment.conversation={CONVERSATION}"])
