@@ -132,6 +132,7 @@ def test_launcher_configs_compose(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+@pytest.mark.e2e
 def test_entry_point_refuses_unknown_group_choice():
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "model=123"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)

@@ -180,6 +180,7 @@ def test_results_dir_that_is_a_file_or_read_only(hydra, tmp_path):
         assert err is not None and err.setting == "results_dir", (bad, err)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("paper,args", [
     ("streaming_llm", ["experiment=ppl_cache", "scale.cache_sizes=[]"]),
     ("fourier_vlm", ["experiment=speed", "scale.new_tokens=1e8"]),

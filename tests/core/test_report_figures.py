@@ -268,6 +268,7 @@ def test_paper_numbers_are_read_from_the_reference_files():
     assert not [p for p in src if "0.838" in p.read_text()]
 
 
+@pytest.mark.e2e
 def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
     results = tmp_path / "results"
     for profile in ("cpu", "smoke"):  # no CSVs: nothing to draw, only the records' sections

@@ -153,6 +153,7 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
     assert "model.source=local +model.path=" in str(e.value)  # the hint names an override that works
 
 
+@pytest.mark.e2e
 def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
     import subprocess
     import sys
