@@ -15,7 +15,7 @@ PYTEST_ARGS ?=
 # (`run_order`; `python -m llm_efficiency_bench.cli.listing --order <paper>` prints it).
 PAPERS := $(basename $(notdir $(wildcard llm_efficiency_bench/configs/*.yaml)))
 
-.PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-slow bench bench-compare figures report check
+.PHONY: install reproduce $(addprefix reproduce-,$(PAPERS)) test test-fast test-slow bench bench-compare figures report check
 
 # pyproject.toml gives compatible ranges; constraints.txt the exact versions the suite is tested with.
 $(STAMP): pyproject.toml constraints.txt
@@ -57,6 +57,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+# The unit tests only (no end-to-end runs): under a minute on a 2-core machine.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not benchmark and not e2e" $(PYTEST_ARGS)
 
 # Micro-benchmarks (docs/benchmarks.md): make bench [BENCH_ROUNDS=5]. Reports each speed ratio (median of
 # paired rounds, with its spread) against its goal, NOT MET included, and exits 0 either way; a benchmark

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import steps
 
 
 def _data(n_solutions: int = 512, length: int = 200, seed: int = 0):
@@ -22,8 +22,8 @@ def test_confidence_split_throughput(benchmark):
     confs, ids = _data()
 
     def run():
-        tau = S.global_threshold(confs, 2.0)
-        return [S.insert_markers(i, S.confidence_boundaries(c, tau), -1) for c, i in zip(confs, ids)]
+        tau = steps.global_threshold(confs, 2.0)
+        return [steps.insert_markers(i, steps.confidence_boundaries(c, tau), -1) for c, i in zip(confs, ids)]
 
     out = benchmark(run)
     n_markers = sum(len(p) for _, p in out)
@@ -37,8 +37,8 @@ def test_newline_and_random_split_throughput(benchmark):
     rng = random.Random(0)
 
     def run():
-        nb = S.newline_boundaries(texts)
-        return nb, S.random_boundaries(len(texts), len(nb), rng)
+        nb = steps.newline_boundaries(texts)
+        return nb, steps.random_boundaries(len(texts), len(nb), rng)
 
     nb, rb = benchmark(run)
     assert len(nb) == 29 and len(rb) == 29

@@ -10,7 +10,7 @@ Containment, outermost first (what holds where, and what does not: `docs/sandbox
    read-only, so the only writable places are two size-limited tmpfs mounts, `/tmp` and `/dev/shm`;
    `--clearenv` with PATH/HOME/LANG only; `--die-with-parent` and `--new-session`. A seccomp filter refuses
    ptrace, process_vm_readv/writev, kcmp, pidfd_getfd and prlimit on another process to every process in
-   the sandbox.
+   the sandbox. (The command line and the filter: `llm_efficiency_bench/core/sandbox_bwrap.py`.)
 2. **The runner is PID 1** (`--as-pid-1`) and non-dumpable: no program can signal, stop, ptrace, read or
    write it, or open its descriptors through /proc. Its stdout is the batch's only result channel, and
    each program is forked with every descriptor but its own two pipes closed. The verdict of program i is
@@ -51,30 +51,24 @@ import os
 import secrets
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
 from llm_efficiency_bench.core.errors import ConfigError
+# the sandbox's shape (Limits, bwrap_command, seccomp_filter, RUNNER stay importable from this module)
+from llm_efficiency_bench.core.sandbox_bwrap import (ENV, NEEDED_OPTIONS, RUNNER, SECCOMP_FD_ARG, Limits, bwrap_command,
+                                                     bwrap_options, seccomp_filter)
 
 log = logging.getLogger(__name__)
 
-RUNNER = Path(__file__).with_name("sandbox_runner.py")
 ISOLATED = "bwrap"
 UNSAFE = "UNSAFE: not isolated"
-_IN_SANDBOX_RUNNER = "/sandbox/runner.py"
 _GRACE_S = 10.0  # beyond the batch limit before the runner itself is killed
-_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
-_NEEDED_OPTIONS = ("--as-pid-1", "--size", "--perms", "--remount-ro")  # bubblewrap 0.5 or newer
-# Non-secret files a Python program may need: the dynamic loader's cache (ctypes, extension modules),
-# the time zone, user names, and the alternatives links some /usr/bin entries point through.
-_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "alternatives")
-
 
 _USAGE: collections.Counter[str] = collections.Counter()  # programs run in this process, per isolation
 
@@ -87,129 +81,6 @@ def usage() -> dict[str, int]:
     return dict(_USAGE)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """POSIX limits for each program (and, except CPU, for the whole batch).
-
-    Attributes:
-        memory_mb: address space per process (RLIMIT_AS).
-        nproc: processes of one program: the batch's cgroup `pids.max` where the suite can create one
-            (`process_bound`), and RLIMIT_NPROC (which the kernel does not apply to root).
-        fsize_mb: largest file a program may write (RLIMIT_FSIZE).
-        tmpfs_mb: size of the sandbox's writable /tmp.
-        shm_mb: size of the sandbox's /dev/shm (POSIX shared memory, multiprocessing's semaphores).
-    """
-
-    memory_mb: int = 1024
-    nproc: int = 128
-    fsize_mb: int = 16
-    tmpfs_mb: int = 64
-    shm_mb: int = 16
-
-
-# seccomp (Linux `struct seccomp_data`, classic BPF): calls by which one process reaches into another of
-# the same uid, per architecture: (AUDIT_ARCH, {name: number}). The kernel's non-dumpable check already
-# refuses the first four to the runner; the filter makes that hold for every process of the sandbox.
-_SYSCALLS = {
-    "x86_64": (0xC000003E, {"ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
-                            "pidfd_getfd": 438, "prlimit64": 302}),
-    "aarch64": (0xC00000B7, {"ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
-                             "pidfd_getfd": 438, "prlimit64": 261}),
-}
-_SECCOMP_FD_ARG = "{seccomp-fd}"  # replaced by the descriptor the filter is passed on
-
-
-def seccomp_filter(machine: str | None = None) -> bytes | None:
-    """A seccomp program for bubblewrap's `--seccomp`: EPERM for ptrace, process_vm_readv/writev, kcmp and
-    pidfd_getfd, for prlimit64 on any process but the caller (pid argument 0: what `setrlimit` uses), and for
-    every call of another ABI (x32, i386 on x86_64). None on an architecture not listed above."""
-    arch = _SYSCALLS.get(machine or os.uname().machine)
-    if arch is None:
-        return None
-    audit_arch, nr = arch
-    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_JMP|JGE|K, BPF_RET|K
-    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-    blocked = [nr[k] for k in ("ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd")]
-    # (code, jump if true, jump if false, k); a jump counts the instructions it skips; "deny" is the last one
-    prog = [(ld, 0, 0, 4), (jeq, 0, "deny", audit_arch), (ld, 0, 0, 0), (jge, "deny", 0, 0x40000000)]
-    prog += [(jeq, "deny", 0, n) for n in blocked]
-    prog += [(jeq, 0, 4, nr["prlimit64"]), (ld, 0, 0, 16), (jeq, 0, "deny", 0), (ld, 0, 0, 20),  # pid == 0
-             (jeq, 0, "deny", 0), (ret, 0, 0, allow), (ret, 0, 0, deny)]
-    out = [struct.pack("=HBBI", code, *(len(prog) - i - 2 if j == "deny" else j for j in (jt, jf)), k)
-           for i, (code, jt, jf, k) in enumerate(prog)]
-    return b"".join(out)
-
-
-@functools.lru_cache(maxsize=None)
-def _bwrap_options() -> str:
-    """`bwrap --help`: options newer than bubblewrap 0.4 (`--disable-userns` 0.8, `--size` 0.5) are optional."""
-    try:
-        return subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-
-
-def _under_tmp(path: str) -> bool:
-    return path == "/tmp" or path.startswith("/tmp/")
-
-
-def _moved(path: str, prefixes: tuple[str, ...], new: str) -> str:
-    """`path` with the first of `prefixes` it starts with replaced by `new` (unchanged if none)."""
-    for old in prefixes:
-        if path == old or path.startswith(old.rstrip("/") + "/"):
-            return new + path[len(old.rstrip("/")):]
-    return path
-
-
-def bwrap_command(python: str, limits: Limits) -> list[str]:
-    """The bubblewrap command line that runs `python -I <runner>` in a fresh sandbox."""
-    # --as-pid-1: the runner is the PID namespace's init (no bubblewrap init holding the result pipe; the
-    # kernel drops signals sent to an init from inside its namespace)
-    cmd = ["bwrap", "--unshare-all", "--unshare-user", "--uid", "65534", "--gid", "65534", "--as-pid-1",
-           "--cap-drop", "ALL", "--die-with-parent", "--new-session", "--clearenv"]
-    if "--disable-userns" in _bwrap_options():
-        cmd.append("--disable-userns")
-    for k, v in _ENV.items():
-        cmd += ["--setenv", k, v]
-    cmd += ["--ro-bind", "/usr", "/usr"]
-    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):  # merged-/usr links or real folders
-        p = Path("/") / top
-        if p.is_symlink():
-            cmd += ["--symlink", os.readlink(p), str(p)]
-        elif p.is_dir():
-            cmd += ["--ro-bind", str(p), str(p)]
-    for name in _ETC:
-        if (Path("/etc") / name).exists():
-            cmd += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    cmd += ["--size", str(limits.tmpfs_mb * 1024 * 1024), "--tmpfs", "/tmp"]
-    # the interpreter: its installation, and the virtual environment it is started from (packages only).
-    # One that lives under /tmp (a CI clone's venv) is bound outside it, at /sandbox/python<i>: a bind inside
-    # the scratch space would leave folders there that no program may find or fill and no wipe can remove.
-    for i, prefix in enumerate(sorted({sys.base_prefix, sys.prefix})):
-        real = os.path.realpath(prefix)
-        if real.startswith("/usr/"):
-            continue
-        if _under_tmp(real):
-            moved = f"/sandbox/python{i}"
-            cmd += ["--ro-bind", real, moved]
-            python = _moved(python, (os.path.abspath(prefix), real), moved)
-        else:
-            cmd += ["--ro-bind", real, real]
-            if os.path.abspath(prefix) != real:
-                cmd += ["--symlink", real, os.path.abspath(prefix)]
-    cmd += ["--ro-bind", str(RUNNER), _IN_SANDBOX_RUNNER, "--proc", "/proc", "--dev", "/dev",
-            "--size", str(limits.shm_mb * 1024 * 1024), "--perms", "1777", "--tmpfs", "/dev/shm",
-            # bubblewrap's own / and /dev are writable tmpfs mounts without a size: read-only, so that the
-            # two size-limited mounts above are the only writable places
-            "--remount-ro", "/dev", "--remount-ro", "/",
-            # and /proc: a non-dumpable runner's /proc files belong to the sandbox's outer uid (root for a root
-            # caller), so e.g. /proc/1/oom_score_adj would be writable by the programs
-            "--remount-ro", "/proc"]
-    if seccomp_filter() is not None:
-        cmd += ["--seccomp", _SECCOMP_FD_ARG]
-    cmd += ["--chdir", "/tmp", "--", python, "-I", _IN_SANDBOX_RUNNER]
-    return cmd
-
 
 @functools.lru_cache(maxsize=None)
 def isolation_problem() -> str | None:
@@ -220,7 +91,7 @@ def isolation_problem() -> str | None:
     """
     if shutil.which("bwrap") is None:
         return "bubblewrap (`bwrap`) is not installed (Debian/Ubuntu package `bubblewrap`)"
-    missing = [o for o in _NEEDED_OPTIONS if o not in _bwrap_options()]
+    missing = [o for o in NEEDED_OPTIONS if o not in bwrap_options()]
     if missing:
         return f"bubblewrap is too old (no {', '.join(missing)}; 0.5 or newer is needed)"
     probe = ("import os, socket\n"
@@ -349,16 +220,16 @@ def _run_once(cmd: list[str], programs: Sequence[str], timeout: float, batch_tim
     if cg is not None:  # the shell joins the cgroup, then becomes the runner: no preexec_fn needed
         cmd = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cg / "cgroup.procs"), *cmd]
     fds: tuple[int, ...] = ()
-    if _SECCOMP_FD_ARG in cmd:  # the filter goes to bubblewrap on a pipe (a few hundred bytes: never blocks)
+    if SECCOMP_FD_ARG in cmd:  # the filter goes to bubblewrap on a pipe (a few hundred bytes: never blocks)
         rfd, wfd = os.pipe()
         os.write(wfd, seccomp_filter() or b"")
         os.close(wfd)
-        fds, cmd = (rfd,), [str(rfd) if a == _SECCOMP_FD_ARG else a for a in cmd]
+        fds, cmd = (rfd,), [str(rfd) if a == SECCOMP_FD_ARG else a for a in cmd]
     # no preexec_fn (unsafe in the suite's multi-threaded process): the runner limits itself before any
     # program starts, and each program again (sandbox_runner.py)
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=dict(_ENV), cwd=workdir or "/", start_new_session=True, pass_fds=fds)
+                                env=dict(ENV), cwd=workdir or "/", start_new_session=True, pass_fds=fds)
     except BaseException:
         if cg is not None:
             _remove_cgroup(cg)

@@ -81,6 +81,7 @@ def test_code_task_configs():
     assert compose("adaptive_step", ["experiment=bon", "profile=cpu_code", "task=mbpp"]).task.name == "mbpp"
 
 
+@pytest.mark.e2e
 def test_humaneval_scripted_policy_checked_in_sandbox(data_dir):
     cfg = _cfg("humaneval")
     probs = make_task(cfg).load("test", 3)
@@ -120,6 +121,7 @@ def test_mbpp_scripted_policy_checked_in_sandbox(data_dir):
     assert _greedy_accuracy(cfg, pol, probs) == pytest.approx(0.5)
 
 
+@pytest.mark.e2e
 def test_generated_code_runs_in_another_process_with_time_limit(data_dir):
     cfg = _cfg("humaneval", ["task.code_timeout=1.0"])
     prob = make_task(cfg).load("test", 1)[0]

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "llm_efficiency_bench"
 
@@ -38,6 +40,7 @@ def _imports(path: Path, mods: dict[str, Path]) -> set[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_every_bench_module_imports_in_a_fresh_interpreter():
     """One fresh interpreter: the released path first (it must load without the miniature's experiments),
     then every other module."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.mark.e2e
 def test_task_helpers_score_gold_answers(data_dir):
     from llm_efficiency_bench.adaptive_step.lm_eval_tasks import utils
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from llm_efficiency_bench.adaptive_step import checkers as C
+from llm_efficiency_bench.adaptive_step import checkers
 from llm_efficiency_bench.adaptive_step.oracle import label_confusion
 from llm_efficiency_bench.adaptive_step.tasks import synthetic_task
 
@@ -15,36 +15,37 @@ def test_reference_solutions_pass_and_any_wrong_result_fails():
     probs = synthetic_task(200, seed=1, split="test")
     rng = random.Random(0)
     for p in probs:
-        assert C.synthetic_solution_ok(p.solution)
+        assert checkers.synthetic_solution_ok(p.solution)
         lines = p.solution.split("\n")
         # every prefix of a reference solution is on track, wherever it is cut
         for cut in range(1, len(p.solution)):
-            assert C.synthetic_prefix_ok(p.solution[:cut])
+            assert checkers.synthetic_prefix_ok(p.solution[:cut])
         # one step's result off by a nonzero amount: that step, and the solution, are wrong
         k = rng.randrange(len(lines) - 1)
         a, rest = lines[k].rsplit("= ", 1)
         bad = lines[:k] + [f"{a}= {int(rest) + rng.choice([-2, -1, 1, 3])}"] + lines[k + 1:]
-        assert C.synthetic_step_ok(bad[k]) is False
-        assert not C.synthetic_solution_ok("\n".join(bad))
-        assert not C.synthetic_prefix_ok("\n".join(bad[:k + 1]) + "\n")
+        assert checkers.synthetic_step_ok(bad[k]) is False
+        assert not checkers.synthetic_solution_ok("\n".join(bad))
+        assert not checkers.synthetic_prefix_ok("\n".join(bad[:k + 1]) + "\n")
 
 
 def test_step_checker_cases():
-    assert C.synthetic_step_ok("12 * 3 = 36") and C.synthetic_step_ok(" 7 - 7 = 0 ")
-    assert C.synthetic_step_ok("12 * 3 = 35") is False
-    assert C.synthetic_step_ok("#### 36") is None and C.synthetic_step_ok("so 12 * 3") is None
-    assert not C.synthetic_solution_ok("3 + 4 = 7\n8 * 2 = 16\n#### 16")   # not chained
-    assert not C.synthetic_solution_ok("3 + 4 = 7\n#### 8")               # answer line inconsistent
-    assert not C.synthetic_solution_ok("3 + 4 = 7")                        # no answer line
-    assert not C.synthetic_solution_ok("3 + 4 = 7\nthen more\n#### 7")    # text that is not a step
+    assert checkers.synthetic_step_ok("12 * 3 = 36") and checkers.synthetic_step_ok(" 7 - 7 = 0 ")
+    assert checkers.synthetic_step_ok("12 * 3 = 35") is False
+    assert checkers.synthetic_step_ok("#### 36") is None and checkers.synthetic_step_ok("so 12 * 3") is None
+    assert not checkers.synthetic_solution_ok("3 + 4 = 7\n8 * 2 = 16\n#### 16")   # not chained
+    assert not checkers.synthetic_solution_ok("3 + 4 = 7\n#### 8")               # answer line inconsistent
+    assert not checkers.synthetic_solution_ok("3 + 4 = 7")                        # no answer line
+    assert not checkers.synthetic_solution_ok("3 + 4 = 7\nthen more\n#### 7")    # text that is not a step
     # a prefix is good while it can still be completed into an exact, chained solution
-    assert C.synthetic_prefix_ok("19 * 3 = 5") and not C.synthetic_prefix_ok("19 * 3 = 2")
-    assert C.synthetic_prefix_ok("19 * 3 = 57\n5") and not C.synthetic_prefix_ok("19 * 3 = 57\n6")
-    assert C.synthetic_prefix_ok("19 * 3 = 57\n57 - ") and not C.synthetic_prefix_ok("19 * 3 = 57\n56 - ")
-    assert C.synthetic_prefix_ok("19 * 3 = 57\n#### 5") and not C.synthetic_prefix_ok("19 * 3 = 57\n#### 6")
-    assert C.synthetic_prefix_ok("19") and C.synthetic_prefix_ok("")
-    assert not C.synthetic_prefix_ok("3 + 4 = 8\n8") and not C.synthetic_prefix_ok("#### 7")
-    assert not C.synthetic_prefix_ok("3 + 4 = 7\n#### 8\n")
+    assert checkers.synthetic_prefix_ok("19 * 3 = 5") and not checkers.synthetic_prefix_ok("19 * 3 = 2")
+    assert checkers.synthetic_prefix_ok("19 * 3 = 57\n5") and not checkers.synthetic_prefix_ok("19 * 3 = 57\n6")
+    assert checkers.synthetic_prefix_ok("19 * 3 = 57\n57 - ") and not checkers.synthetic_prefix_ok("19 * 3 = 57\n56 - ")
+    assert checkers.synthetic_prefix_ok("19 * 3 = 57\n#### 5")
+    assert not checkers.synthetic_prefix_ok("19 * 3 = 57\n#### 6")
+    assert checkers.synthetic_prefix_ok("19") and checkers.synthetic_prefix_ok("")
+    assert not checkers.synthetic_prefix_ok("3 + 4 = 8\n8") and not checkers.synthetic_prefix_ok("#### 7")
+    assert not checkers.synthetic_prefix_ok("3 + 4 = 7\n#### 8\n")
 
 
 def test_label_confusion_rates():
@@ -68,19 +69,20 @@ def test_question_reading_oracle_rejects_a_consistent_misread():
     probs = synthetic_task(100, seed=2, split="val")
     for p in probs:
         ref = p.solution
-        assert C.synthetic_solution_ok(ref, ref)
-        assert C.synthetic_solution_ok(ref.replace(" ", "  "), ref)   # spacing is not a step error
+        assert checkers.synthetic_solution_ok(ref, ref)
+        assert checkers.synthetic_solution_ok(ref.replace(" ", "  "), ref)   # spacing is not a step error
         for cut in range(len(ref) + 1):
-            assert C.synthetic_prefix_ok(ref[:cut], ref), ref[:cut]
+            assert checkers.synthetic_prefix_ok(ref[:cut], ref), ref[:cut]
         lines = ref.split("\n")
         a, op, b, _, c = lines[0].split()
         b2 = int(b) + 1
         v = {"+": int(a) + b2, "-": int(a) - b2, "*": int(a) * b2}[op]
         misread = f"{a} {op} {b2} = {v}\n#### {v}"                       # exact arithmetic, wrong operand
-        assert C.synthetic_solution_ok(misread) and not C.synthetic_solution_ok(misread, ref)
-        assert C.synthetic_prefix_ok(f"{a} {op} {b2}") and not C.synthetic_prefix_ok(f"{a} {op} {b2}", ref)
-        assert not C.synthetic_solution_ok(ref + "\n1 + 1 = 2", ref)     # text after the answer
-        assert not C.synthetic_prefix_ok(ref + "\n5", ref)
+        assert checkers.synthetic_solution_ok(misread) and not checkers.synthetic_solution_ok(misread, ref)
+        assert checkers.synthetic_prefix_ok(f"{a} {op} {b2}")
+        assert not checkers.synthetic_prefix_ok(f"{a} {op} {b2}", ref)
+        assert not checkers.synthetic_solution_ok(ref + "\n1 + 1 = 2", ref)     # text after the answer
+        assert not checkers.synthetic_prefix_ok(ref + "\n5", ref)
     # the validation split is its own seed salt: apart from chance collisions of short random problems, its
     # questions are not the PRM-data (dev) or test questions
     qs = lambda split: {p.question for p in synthetic_task(300, seed=0, split=split)}  # noqa: E731

@@ -24,6 +24,7 @@ def _cfg(exp: str, tmp_path: Path, extra: list[str] = ()):
                                      *SHRINK_EXPERIMENT.get(exp, []), *extra])
 
 
+@pytest.mark.e2e
 def test_smoke_pipeline_end_to_end(tmp_path, monkeypatch):
     from llm_efficiency_bench.core.runner import run
 
@@ -104,6 +105,7 @@ def test_paper_profile_composes_and_refuses_to_run(tmp_path):
         run("adaptive_step", cfg)
 
 
+@pytest.mark.e2e
 def test_chosen_data_variant_feeds_every_arm(tmp_path, monkeypatch):
     """A `data` variant (more PRM-data questions) that wins the selection is the PRM data of every arm."""
     from llm_efficiency_bench.core.runner import run

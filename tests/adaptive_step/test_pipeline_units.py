@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from llm_efficiency_bench.adaptive_step import bon as B
+from llm_efficiency_bench.adaptive_step import bon
 from llm_efficiency_bench.adaptive_step.stage import RunOptions, stage
 from llm_efficiency_bench.adaptive_step.tasks import make_task
 
@@ -34,20 +34,21 @@ def test_best_of_n_arms():
     groups = {0: [0, 1, 2, 3], 1: [4, 5, 6, 7], 2: [8, 9, 10, 11]}
     oracle = lambda cand: next((i for i in cand if correct[i]), cand[0])  # noqa: E731
     worst = lambda cand: next((i for i in cand if not correct[i]), cand[0])  # noqa: E731
-    assert B.best_of_n(groups, oracle, correct, 4, seed=0) == 2 / 3
-    assert B.best_of_n(groups, worst, correct, 4, seed=0) == 1 / 3
+    assert bon.best_of_n(groups, oracle, correct, 4, seed=0) == 2 / 3
+    assert bon.best_of_n(groups, worst, correct, 4, seed=0) == 1 / 3
     # N = 1: every selector sees one candidate, so all arms coincide for the same seed
-    assert B.best_of_n(groups, oracle, correct, 1, seed=5) == B.best_of_n(groups, worst, correct, 1, seed=5)
+    assert bon.best_of_n(groups, oracle, correct, 1, seed=5) == bon.best_of_n(groups, worst, correct, 1, seed=5)
 
 
 def test_majority_vote_picks_most_frequent_answer():
     answers = ["3", "5", "5", None, "3", "5"]
-    pick = B.majority_pick(answers, random.Random(0))
+    pick = bon.majority_pick(answers, random.Random(0))
     assert answers[pick([0, 1, 2, 3, 4, 5])] == "5"
     assert pick([3, 0]) == 0                 # a missing answer never wins over a real one
     assert pick([3]) == 3
 
 
+@pytest.mark.e2e
 def test_configs_compose_for_every_profile_and_experiment(tmp_path):
     from llm_efficiency_bench.adaptive_step import stage_settings
     from llm_efficiency_bench.core.errors import ConfigError

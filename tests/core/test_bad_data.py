@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from llm_efficiency_bench.core import data as D
+from llm_efficiency_bench.core import data
 from llm_efficiency_bench.core.data import load_documents
 from llm_efficiency_bench.core.errors import ConfigError
 
@@ -36,9 +36,9 @@ def _jsonl(path: Path, bad_line: int | None, n: int = 4, bad: str = '{"question"
 def test_read_jsonl_names_file_and_line(tmp_path):
     path = _jsonl(tmp_path / "x.jsonl", bad_line=3)
     with pytest.raises(ConfigError, match=rf"{path} line 3 is not valid JSON") as e:
-        D.read_jsonl(path)
+        data.read_jsonl(path)
     assert e.value.setting == "data_dir"
-    assert len(D.read_jsonl(_jsonl(tmp_path / "ok.jsonl", None))) == 4
+    assert len(data.read_jsonl(_jsonl(tmp_path / "ok.jsonl", None))) == 4
 
 
 @pytest.mark.parametrize("bad,expect", [
@@ -48,18 +48,18 @@ def test_read_jsonl_names_file_and_line(tmp_path):
 def test_read_jsonl_rows_must_be_objects_with_their_fields(tmp_path, bad, expect):
     path = _jsonl(tmp_path / "x.jsonl", bad_line=2, bad=bad)
     with pytest.raises(ConfigError, match=expect):
-        D.read_jsonl(path, fields=("question",))
+        data.read_jsonl(path, fields=("question",))
 
 
 def test_read_jsonl_torn_gzip_and_bad_utf8_are_one_line(tmp_path):
     gz = _jsonl(tmp_path / "x.jsonl.gz", None)
     gz.write_bytes(gz.read_bytes()[:20])  # a torn download
     with pytest.raises(ConfigError, match=r"cannot read .*x\.jsonl\.gz"):
-        D.read_jsonl(gz)
+        data.read_jsonl(gz)
     latin = tmp_path / "l.jsonl"
     latin.write_bytes('{"question": "K\xe4se"}\n'.encode("latin-1"))
     with pytest.raises(ConfigError, match=r"l\.jsonl is not UTF-8"):
-        D.read_jsonl(latin)
+        data.read_jsonl(latin)
 
 
 LOADERS = {
@@ -72,22 +72,22 @@ LOADERS = {
 
 @pytest.mark.parametrize("name", sorted(LOADERS))
 def test_every_task_loader_names_the_bad_line(tmp_path, name):
-    from llm_efficiency_bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks
 
     rel, load = LOADERS[name]
     _jsonl(tmp_path / rel, bad_line=None)
-    assert len(load(T, str(tmp_path))) == 4  # the good file loads
+    assert len(load(tasks, str(tmp_path))) == 4  # the good file loads
     path = _jsonl(tmp_path / rel, bad_line=3)
     with pytest.raises(ConfigError, match=rf"{path} line 3 is not valid JSON"):
-        load(T, str(tmp_path))
+        load(tasks, str(tmp_path))
 
 
 def test_gsm8k_answer_without_its_marker_is_named(tmp_path):
-    from llm_efficiency_bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks
 
     path = _jsonl(tmp_path / "gsm8k" / "test.jsonl", bad_line=2, bad=json.dumps({"question": "q", "answer": "2"}))
     with pytest.raises(ConfigError, match=rf"{path} row 2: the answer has no '####"):
-        T.load_gsm8k(str(tmp_path), "test")
+        tasks.load_gsm8k(str(tmp_path), "test")
 
 
 def test_chat_conversation_jsonl_names_the_bad_line(tmp_path):
@@ -103,16 +103,16 @@ def test_chat_conversation_jsonl_names_the_bad_line(tmp_path):
 
 
 def test_released_candidates_name_the_bad_line(tmp_path, monkeypatch):
-    from llm_efficiency_bench.adaptive_step import candidates as C
+    from llm_efficiency_bench.adaptive_step import candidates
 
     path = tmp_path / "cands.jsonl"
     row = {"question": "1+1?", "input": "1+1?", "answer": "2", "pred": ["2", "3"]}
     path.write_text(json.dumps(row) + "\n" + "{oops\n")
     cfg = OmegaConf.create({"released": {"candidates": str(path), "fields": {}, "pool": None},
                             "samples": {"test_questions": 5}, "data_dir": str(tmp_path)})
-    monkeypatch.setattr(C, "make_task", lambda cfg: object())  # a math task: rows carry their own answers
+    monkeypatch.setattr(candidates, "make_task", lambda cfg: object())  # a math task: rows carry their own answers
     with pytest.raises(ConfigError, match=rf"{path} line 2 is not valid JSON") as e:
-        C.load_candidates(cfg)
+        candidates.load_candidates(cfg)
     assert e.value.setting == "released.candidates"
 
 

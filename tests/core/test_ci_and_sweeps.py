@@ -79,6 +79,7 @@ def test_check_command_exits_nonzero_on_regression(tmp_path):
     assert r.returncode == 1 and "regressed" in r.stdout
 
 
+@pytest.mark.e2e
 def test_local_multirun_sweep_merges_into_one_report(tmp_path, data_dir):
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "-m", "profile=smoke", "experiment=ppl_cache",
                         "experiment.cache_sizes=[16],[32]", "experiment.max_tokens=600", "eval.chunk=64",
@@ -139,6 +140,7 @@ def test_launcher_configs_compose(launcher, target):
     assert cfg.hydra.launcher._target_.endswith(target)
 
 
+@pytest.mark.e2e
 def test_entry_point_refuses_unknown_group_choice():
     r = subprocess.run([sys.executable, "-m", "reproduce.streaming_llm", "model=123"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)

@@ -269,6 +269,7 @@ def test_results_dir_that_is_a_file_or_read_only(tmp_path):
         assert err is not None and err.setting == "results_dir", (bad, err)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("paper,args", [
     pytest.param("streaming_llm", ["experiment=ppl_cache", "experiment.cache_sizes=[]"]),
     pytest.param("fourier_vlm", ["experiment=speed", "experiment.new_tokens=1e8"]),

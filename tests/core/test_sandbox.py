@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_efficiency_bench.core import sandbox as S
+from llm_efficiency_bench.core import sandbox
 from llm_efficiency_bench.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,8 +83,8 @@ def unsafe(monkeypatch):
     """Run in the unisolated mode (as if bubblewrap were missing), for the controls."""
     def run(programs, **kw):
         with monkeypatch.context() as m:
-            m.setattr(S, "isolation_problem", lambda: "forced by the test")
-            return S.run_programs(programs, allow_unsafe=True, **kw)
+            m.setattr(sandbox, "isolation_problem", lambda: "forced by the test")
+            return sandbox.run_programs(programs, allow_unsafe=True, **kw)
     return run
 
 
@@ -120,9 +120,9 @@ _DELETE = {
 @pytest.mark.parametrize("route", sorted(_DELETE))
 def test_delete_canary_is_contained(route, tmp_path, guard, unsafe):
     target = _canary(tmp_path)
-    res = S.run_programs([_DELETE[route].format(p=str(target))], timeout=5.0)
+    res = sandbox.run_programs([_DELETE[route].format(p=str(target))], timeout=5.0)
     assert target.read_text() == "canary\n"
-    assert res[0]["status"] == "failed" and res[0]["isolation"] == S.ISOLATED, res  # it reports its failure
+    assert res[0]["status"] == "failed" and res[0]["isolation"] == sandbox.ISOLATED, res  # it reports its failure
     # control: the same program deletes the file where nothing isolates it
     ctl = _canary(tmp_path, "control.txt")
     assert unsafe([_DELETE[route].format(p=str(ctl))], timeout=5.0)[0]["status"] == "passed"
@@ -133,7 +133,7 @@ def test_delete_canary_is_contained(route, tmp_path, guard, unsafe):
 def test_overwrite_canary_is_contained(tmp_path, guard, unsafe):
     target = _canary(tmp_path)
     prog = "open({p!r}, 'w').write('pwned')\nimport os\nos.truncate({p!r}, 0)\n"
-    res = S.run_programs([prog.format(p=str(target))], timeout=5.0)
+    res = sandbox.run_programs([prog.format(p=str(target))], timeout=5.0)
     assert res[0]["status"] == "failed" and target.read_text() == "canary\n"
     ctl = _canary(tmp_path, "control.txt")
     unsafe([prog.format(p=str(ctl))], timeout=5.0)
@@ -156,7 +156,7 @@ def test_secret_environment_not_readable(secret, guard, unsafe):
         hit = [e for e in found if 's3cret-' in e]
         raise RuntimeError(hit[0][hit[0].index('s3cret-'):][:23] if hit else 'nothing found')
     """)
-    res = S.run_programs([prog], timeout=5.0)
+    res = sandbox.run_programs([prog], timeout=5.0)
     assert res[0]["message"] == "failed: RuntimeError: nothing found" and secret not in json.dumps(res)
     try:
         assert secret in unsafe([prog], timeout=5.0)[0]["message"]  # control: readable there, via /proc
@@ -187,10 +187,11 @@ _CHECK_STARTED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_fork_and_spawn_survivors_are_killed(tmp_path, marker, guard, unsafe):
     t0 = time.monotonic()
-    for mode, run in (("sandbox", S.run_programs), ("unsafe", unsafe)):
+    for mode, run in (("sandbox", sandbox.run_programs), ("unsafe", unsafe)):
         progs = [(_SURVIVORS[k] + _CHECK_STARTED).format(p=str(tmp_path / f"{mode}_{k}"), m=marker)
                  for k in sorted(_SURVIVORS)]
         res = run(progs, timeout=5.0)
@@ -205,16 +206,17 @@ def test_fork_and_spawn_survivors_are_killed(tmp_path, marker, guard, unsafe):
 def test_memory_bomb_is_limited_and_reported(guard):
     bomb = "chunks = []\nwhile True:\n    chunks.append(bytearray(32 * 2 ** 20))\n"
     t = time.monotonic()
-    res = S.run_programs([bomb, "x = bytearray(10 ** 12)"], timeout=10.0, limits=S.Limits(memory_mb=256))
+    res = sandbox.run_programs([bomb, "x = bytearray(10 ** 12)"], timeout=10.0, limits=sandbox.Limits(memory_mb=256))
     assert [r["status"] for r in res] == ["failed", "failed"]
     assert all("MemoryError (memory limit 256 MB)" in r["message"] for r in res), res
     assert time.monotonic() - t < 8.0  # stopped by the limit, not by the 10 s clock
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_loop_ignoring_sigalrm_times_out(marker, guard, unsafe):
     prog = _NAME + "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nsignal.alarm(1)\nwhile True:\n    pass\n"
-    for run in (S.run_programs, unsafe):
+    for run in (sandbox.run_programs, unsafe):
         t = time.monotonic()
         res = run([prog.format(m=marker), "x = 1"], timeout=1.0)
         assert [r["status"] for r in res] == ["timed out", "passed"]  # and the next program still runs
@@ -222,23 +224,25 @@ def test_loop_ignoring_sigalrm_times_out(marker, guard, unsafe):
         assert _alive_after(marker) == []
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_child_outliving_a_cut_batch_is_killed(tmp_path, marker, guard, unsafe):
     # the batch limit cuts the program while its child runs; then the runner itself is killed (backstop)
     prog = (_SURVIVORS["spawn"] + "import time\ntime.sleep(60)\n").format(p=str(tmp_path / "late"), m=marker)
-    res = S.run_programs([prog, "x = 1"], timeout=30.0, batch_timeout=1.5)
+    res = sandbox.run_programs([prog, "x = 1"], timeout=30.0, batch_timeout=1.5)
     assert [r["status"] for r in res] == ["timed out", "timed out"]
     assert "batch limit" in res[1]["message"]
     assert _alive_after(marker) == []
 
 
+@pytest.mark.e2e
 @needs_bwrap
 @pytest.mark.parametrize("grace", [10.0, -1.0], ids=["runner_keeps_limit", "runner_killed"])
 def test_three_sleepers_past_the_batch_limit(grace, marker, guard, monkeypatch):
-    monkeypatch.setattr(S, "_GRACE_S", grace)  # -1: the suite's own backstop kill, not the runner's clock
+    monkeypatch.setattr(sandbox, "_GRACE_S", grace)  # -1: the suite's own backstop kill, not the runner's clock
     sleeper = (_NAME + "import time\ntime.sleep(60)\n").format(m=marker)
     t = time.monotonic()
-    res = S.run_programs([sleeper] * 3, timeout=30.0, batch_timeout=2.0)  # no TimeoutExpired escapes
+    res = sandbox.run_programs([sleeper] * 3, timeout=30.0, batch_timeout=2.0)  # no TimeoutExpired escapes
     assert [r["status"] for r in res] == ["timed out"] * 3
     assert time.monotonic() - t < 8.0
     assert _alive_after(marker) == []
@@ -252,7 +256,7 @@ def test_network_is_unreachable(guard, unsafe):
         srv.setblocking(False)
         port = srv.getsockname()[1]
         prog = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'x')\n"
-        res = S.run_programs([prog, "import socket\nsocket.getaddrinfo('pypi.org', 443)\n"], timeout=5.0)
+        res = sandbox.run_programs([prog, "import socket\nsocket.getaddrinfo('pypi.org', 443)\n"], timeout=5.0)
         assert [r["status"] for r in res] == ["failed", "failed"], res
         with pytest.raises(BlockingIOError):
             srv.accept()  # nothing connected
@@ -261,20 +265,21 @@ def test_network_is_unreachable(guard, unsafe):
 
 
 def test_no_isolation_stops_with_one_error_naming_the_setting(monkeypatch):
-    probe = S.isolation_problem.__wrapped__  # the uncached self-test
-    monkeypatch.setattr(S.shutil, "which", lambda name: None)
+    probe = sandbox.isolation_problem.__wrapped__  # the uncached self-test
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
     assert "bubblewrap" in probe()  # names the missing tool
     monkeypatch.undo()
-    monkeypatch.setattr(S, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
     with pytest.raises(ConfigError) as e:
-        S.run_programs(["x = 1"], unsafe_setting="sandbox.allow_unsafe")
+        sandbox.run_programs(["x = 1"], unsafe_setting="sandbox.allow_unsafe")
     assert e.value.setting == "sandbox.allow_unsafe" and "bwrap" in str(e.value)
     with pytest.raises(ConfigError):
-        S.run_programs(["x = 1"], allow_unsafe="yes")  # type: ignore[arg-type]
-    res = S.run_programs(["x = 1", "assert False"], allow_unsafe=True)
-    assert [(r["status"], r["isolation"]) for r in res] == [("passed", S.UNSAFE), ("failed", S.UNSAFE)]
+        sandbox.run_programs(["x = 1"], allow_unsafe="yes")  # type: ignore[arg-type]
+    res = sandbox.run_programs(["x = 1", "assert False"], allow_unsafe=True)
+    assert [(r["status"], r["isolation"]) for r in res] == [("passed", sandbox.UNSAFE), ("failed", sandbox.UNSAFE)]
 
 
+@pytest.mark.e2e
 @needs_bwrap
 def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
     from llm_efficiency_bench.adaptive_step.code_exec import check_completions
@@ -286,7 +291,7 @@ def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
     res = check_completions(probs, [p["canonical_solution"] for p in probs])
     took = time.monotonic() - t
     assert [r["task_id"] for r in res if not r["passed"]] == []
-    assert {r["isolation"] for r in res} == {S.ISOLATED}
+    assert {r["isolation"] for r in res} == {sandbox.ISOLATED}
     assert took < 60.0, f"164 canonical solutions took {took:.1f} s"
     wrong = check_completions(probs[:2], ["    return None\n", "    return 0\n"])
     assert [r["passed"] for r in wrong] == [False, False]
@@ -295,29 +300,29 @@ def test_humaneval_canonical_solutions_pass_in_the_sandbox(data_dir, guard):
 def test_adaptive_step_code_checks_name_the_unsafe_setting(data_dir, monkeypatch):
     """Without isolation the AdaptiveStep code path stops with `sandbox.allow_unsafe` (already when it loads
     the problems, before any training); =true runs UNSAFE."""
-    from llm_efficiency_bench.adaptive_step import tasks as T
+    from llm_efficiency_bench.adaptive_step import tasks
     from tests.conftest import compose
 
-    monkeypatch.setattr(S, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "bubblewrap (`bwrap`) is not installed")
     cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "task=humaneval"])
     assert cfg.sandbox.allow_unsafe is False
-    prob = T.load_humaneval(str(data_dir), limit=1)[0]
-    task = T.make_task(cfg)
+    prob = tasks.load_humaneval(str(data_dir), limit=1)[0]
+    task = tasks.make_task(cfg)
     for call in (lambda: task.load("test", 1), lambda: task.check_batch([prob.solution], [prob])):
         with pytest.raises(ConfigError) as e:
             call()
         assert e.value.setting == "sandbox.allow_unsafe"
-    before = S.usage().get(S.UNSAFE, 0)
+    before = sandbox.usage().get(sandbox.UNSAFE, 0)
     cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", "task=humaneval", "sandbox.allow_unsafe=true"])
-    task = T.make_task(cfg)
+    task = tasks.make_task(cfg)
     assert task.load("test", 1)[0].uid == prob.uid
     assert task.check_batch([prob.solution, "    return None\n"], [prob] * 2) == [True, False]
-    assert S.usage()[S.UNSAFE] - before == 2  # what the runner writes into the record's env.code_execution
+    assert sandbox.usage()[sandbox.UNSAFE] - before == 2  # what the runner writes into the record's env.code_execution
 
 
 def _sandbox_probe(ctx) -> None:
     """An experiment (resolved through `experiment.fn`) that runs three programs unisolated."""
-    S.run_programs(["x = 1", "x = 2", "assert False"], allow_unsafe=True)
+    sandbox.run_programs(["x = 1", "x = 2", "assert False"], allow_unsafe=True)
     ctx.record.add("n", 1.0, "count", "higher")
 
 
@@ -330,10 +335,10 @@ def test_record_says_how_generated_code_was_contained(tmp_path, monkeypatch):
     from llm_efficiency_bench.core import runner
     from tests.conftest import compose
 
-    monkeypatch.setattr(S, "isolation_problem", lambda: "forced by the test")
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: "forced by the test")
     cfg = compose("adaptive_step", ["experiment=bon", "profile=smoke", f"results_dir={tmp_path}"])
     OmegaConf.set_struct(cfg, False)
     cfg.experiment.name = "_sandbox_probe"
     cfg.experiment.fn = "tests.core.test_sandbox:_sandbox_probe"
     path = runner.run("adaptive_step", cfg)
-    assert _json.loads(Path(path).read_text())["env"]["code_execution"] == {S.UNSAFE: 3}
+    assert _json.loads(Path(path).read_text())["env"]["code_execution"] == {sandbox.UNSAFE: 3}

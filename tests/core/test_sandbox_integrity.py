@@ -16,7 +16,7 @@ import time
 import pytest
 
 from llm_efficiency_bench.adaptive_step.code_exec import check_completions
-from llm_efficiency_bench.core import sandbox as S
+from llm_efficiency_bench.core import sandbox
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap (`bwrap`) is not installed: apt-get install bubblewrap")
@@ -82,7 +82,7 @@ def test_forging_and_self_passing_completions_fail_in_a_batch():
     comps = [CORRECT, WRONG, FORGER, SELF_PASS, EXIT_ZERO, WRONG, CORRECT]
     res = check_completions([PROBLEM] * len(comps), comps, timeout=5.0)
     assert [r["passed"] for r in res] == [True, False, False, False, False, False, True], res
-    assert {r["isolation"] for r in res} == {S.ISOLATED}
+    assert {r["isolation"] for r in res} == {sandbox.ISOLATED}
 
 
 @needs_bwrap
@@ -135,9 +135,9 @@ REACH_RUNNER = textwrap.dedent("""
 
 @needs_bwrap
 def test_no_program_reaches_into_the_runner(monkeypatch):
-    monkeypatch.setattr(S, "_GRACE_S", 2.0)
+    monkeypatch.setattr(sandbox, "_GRACE_S", 2.0)
     t = time.monotonic()
-    res = S.run_programs([REACH_RUNNER, "x = 1"], timeout=5.0, batch_timeout=8.0)
+    res = sandbox.run_programs([REACH_RUNNER, "x = 1"], timeout=5.0, batch_timeout=8.0)
     assert [r["status"] for r in res] == ["passed", "passed"], res
     assert time.monotonic() - t < 8.0
 
@@ -163,7 +163,8 @@ def _filler(folder: str) -> str:
 @pytest.mark.parametrize("folder", ["/dev/shm", "/", "/dev"])
 def test_every_writable_place_is_bounded(folder):
     # 1 MB files, each under RLIMIT_FSIZE: only the size of the file system can stop it
-    res = S.run_programs([_filler(folder.rstrip("/") + "/fill")], timeout=20.0, limits=S.Limits(tmpfs_mb=32))
+    res = sandbox.run_programs([_filler(folder.rstrip("/") + "/fill")], timeout=20.0,
+                               limits=sandbox.Limits(tmpfs_mb=32))
     written = int(res[0]["message"].rsplit("wrote ", 1)[1].split()[0]) if "wrote " in res[0]["message"] else 0
     assert written <= 32, res
 
@@ -196,7 +197,7 @@ PLANT = textwrap.dedent("""
 def test_each_program_starts_from_a_clean_bounded_scratch_space():
     progs = [_filler("/tmp/fill"), CLEAN_START, _filler("/dev/shm/fill"), CLEAN_START, PLANT, CLEAN_START,
              CLEAN_START]
-    res = S.run_programs(progs, timeout=20.0, limits=S.Limits(tmpfs_mb=32))
+    res = sandbox.run_programs(progs, timeout=20.0, limits=sandbox.Limits(tmpfs_mb=32))
     assert [r["status"] for r in res] == ["failed", "passed", "failed", "passed", "passed", "passed", "passed"], res
 
 
@@ -217,12 +218,12 @@ FORK_BOMB = textwrap.dedent("""
 
 @needs_bwrap
 def test_fork_bomb_is_bounded():
-    root = S.pids_cgroup_root()
+    root = sandbox.pids_cgroup_root()
     t = time.monotonic()
-    res = S.run_programs([FORK_BOMB, "x = 1"], timeout=5.0, limits=S.Limits(nproc=24))
+    res = sandbox.run_programs([FORK_BOMB, "x = 1"], timeout=5.0, limits=sandbox.Limits(nproc=24))
     assert res[1]["status"] == "passed"  # the next program still forks and runs
     assert time.monotonic() - t < 15.0
-    if S.process_bound() is None:  # root without a writable pids cgroup: only the time limit holds
+    if sandbox.process_bound() is None:  # root without a writable pids cgroup: only the time limit holds
         assert res[0]["status"] == "timed out" or "forked 400" in res[0]["message"], res
     else:
         assert int(res[0]["message"].rsplit("forked ", 1)[1]) <= 24, res
@@ -249,9 +250,9 @@ _FAKE = textwrap.dedent("""
                               "runner_stops_early"])
 def test_results_the_runner_could_not_have_written_are_rejected(plan, end, monkeypatch):
     fake = f"PLAN = {plan!r}\nEND = {end!r}\n" + _FAKE
-    monkeypatch.setattr(S, "isolation_problem", lambda: None)
-    monkeypatch.setattr(S, "bwrap_command", lambda *a, **k: [sys.executable, "-c", fake])
-    res = S.run_programs(["x = 1", "x = 2"], timeout=2.0)
+    monkeypatch.setattr(sandbox, "isolation_problem", lambda: None)
+    monkeypatch.setattr(sandbox, "bwrap_command", lambda *a, **k: [sys.executable, "-c", fake])
+    res = sandbox.run_programs(["x = 1", "x = 2"], timeout=2.0)
     assert "passed" not in [r["status"] for r in res], res
     assert all(r["status"] == "error" for r in res), res
 
@@ -263,15 +264,15 @@ DEEP = "import os\nfor _ in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n
 def test_a_runner_that_stops_mid_batch_has_each_program_checked_alone(caplog):
     # a folder tree too deep to wipe stops the runner after that program; the batch is not trusted, and
     # each program is checked again in a sandbox of its own, so the others keep their true verdicts
-    res = S.run_programs(["x = 1", DEEP, "x = 1", "assert False"], timeout=5.0)
+    res = sandbox.run_programs(["x = 1", DEEP, "x = 1", "assert False"], timeout=5.0)
     assert [r["status"] for r in res] == ["passed", "passed", "passed", "failed"], res
     assert "checking each alone" in caplog.text
 
 
 def test_bubblewrap_without_the_needed_options_is_not_used(monkeypatch):
-    probe = S.isolation_problem.__wrapped__  # the uncached self-test
-    monkeypatch.setattr(S.shutil, "which", lambda name: "/usr/bin/bwrap")
-    monkeypatch.setattr(S, "_bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
+    probe = sandbox.isolation_problem.__wrapped__  # the uncached self-test
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: "/usr/bin/bwrap")
+    monkeypatch.setattr(sandbox, "bwrap_options", lambda: "--size BYTES\n--perms OCTAL\n")
     assert "--as-pid-1" in probe() and "too old" in probe()
 
 
@@ -279,8 +280,8 @@ def test_an_interpreter_under_tmp_is_bound_outside_the_scratch_space(monkeypatch
     """A CI clone's venv under /tmp must not leave mount folders inside the programs' /tmp."""
     venv = tmp_path / "clone" / ".venv"
     assert str(venv).startswith("/tmp/")
-    monkeypatch.setattr(S.sys, "prefix", str(venv))
-    cmd = S.bwrap_command(str(venv / "bin" / "python"), S.Limits())
+    monkeypatch.setattr(sandbox.sys, "prefix", str(venv))
+    cmd = sandbox.bwrap_command(str(venv / "bin" / "python"), sandbox.Limits())
     binds = [(cmd[i + 1], cmd[i + 2]) for i, a in enumerate(cmd) if a == "--ro-bind"]
     assert (str(venv), "/sandbox/python1") in binds or (str(venv), "/sandbox/python0") in binds
     assert not [dst for _, dst in binds if dst == "/tmp" or dst.startswith("/tmp/")]

@@ -99,10 +99,10 @@ def test_a_cached_file_with_a_pickle_payload_is_refused_naming_the_entry(tmp_pat
 
 def test_every_resume_state_of_the_suite_round_trips(tmp_path):
     """The states the suite's checkpoints and cached stages hold load back with weights_only=True."""
-    from llm_efficiency_bench.adaptive_step import steps as S
+    from llm_efficiency_bench.adaptive_step import steps
     from llm_efficiency_bench.streaming_llm.engine import StreamState
 
-    cost = S.Cost()
+    cost = steps.Cost()
     cost.add(3, 12, 40, 0.5)
     kv = [torch.randn(1, 2, 3, 4)]
     model = torch.nn.Linear(3, 2)
@@ -118,7 +118,7 @@ def test_every_resume_state_of_the_suite_round_trips(tmp_path):
                       "losses": [1.0, 0.5]}, ()),
         "samples": ({"rows": [{"q": 0, "ids": [1, 2], "conf": [0.9, 0.8], "finished": True, "correct": False}],
                      "next_q": 1}, ()),
-        "labels": ({"labels": [{"hard": [1, 0], "soft": [0.5, 0.25]}], "cost": cost, "next": 1}, (S.Cost,)),
+        "labels": ({"labels": [{"hard": [1, 0], "soft": [0.5, 0.25]}], "cost": cost, "next": 1}, (steps.Cost,)),
         "released": ({"scores": [[0.1, 0.2], []], "mismatch": 0}, ()),
         "tvd": ({"rows": [{"greedy": True, "tvd": False, "calls": 3, "changed": True}]}, ()),
     }
@@ -128,4 +128,4 @@ def test_every_resume_state_of_the_suite_round_trips(tmp_path):
         got = ck.load()
         assert got is not None, name
         assert got.keys() == {*state, "key"}, name
-    assert Checkpoint(tmp_path, "labels", "k", allow=(S.Cost,)).load()["cost"] == cost
+    assert Checkpoint(tmp_path, "labels", "k", allow=(steps.Cost,)).load()["cost"] == cost

@@ -20,6 +20,7 @@ def _check(rec, names):
         assert m["value"] is not None and m["unit"], name
 
 
+@pytest.mark.e2e
 def test_flops_smoke(tmp_path):
     rec = read_record(run("fourier_vlm", _cfg(tmp_path, "flops")))
     _check(rec, ["flops.576", "flops.64", "flops_reduction.64", "flops_reduction.64.llm_vit_proj_ffn2_prefill",
@@ -33,6 +34,7 @@ def test_flops_smoke(tmp_path):
     assert "**" not in text and "llm_vit_proj_ffn2_prefill" in text.splitlines()[4]
 
 
+@pytest.mark.e2e
 def test_speed_smoke(tmp_path):
     cfg = _cfg(tmp_path, "speed", ["fourier.budgets=[12,6]", "experiment.dct_grids=[24]", "experiment.repeats=1"])
     rec = read_record(run("fourier_vlm", cfg))
@@ -43,6 +45,7 @@ def test_speed_smoke(tmp_path):
     assert "e2e_speedup.576" not in rec["metrics"]
 
 
+@pytest.mark.e2e
 def test_lowpass_smoke(tmp_path, data_dir):
     rec = read_record(run("fourier_vlm", _cfg(tmp_path, "lowpass", ["fourier.budgets=[12,6]"])))
     m = rec["metrics"]

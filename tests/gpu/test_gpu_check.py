@@ -18,6 +18,7 @@ sys.path.insert(0, str(REPO_ROOT / "scripts"))
 import gpu_check  # noqa: E402
 
 
+@pytest.mark.e2e
 def test_dry_run_writes_records_in_the_gpu_layout_and_a_summary(tmp_path):
     p = subprocess.run([sys.executable, "scripts/gpu_check.py", "--dry", "--results", str(tmp_path),
                         "--only", "fig10,eval,fourier"], cwd=REPO_ROOT, capture_output=True, text=True,

@@ -28,6 +28,7 @@ def _cfg(tmp_path, experiment: str, extra=()):
                                      "eval.chunk=64", *SMALL[experiment], *extra])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("experiment,expected", [
     ("ppl_table1", ["ppl.dense", "ppl.window.0+64", "ppl.recompute.64", "ppl.streaming.4+60",
                     "ppl.newline4.4+60", "ratio.streaming_over_recompute"]),
@@ -56,6 +57,7 @@ def test_experiment_writes_record(tmp_path, data_dir, experiment, expected):
         assert rec["metrics"]["kv_cache_mb.growth"]["value"] == 0
 
 
+@pytest.mark.e2e
 def test_second_run_keeps_the_first_record(tmp_path, data_dir):
     cfg = _cfg(tmp_path, "ppl_cache", ["experiment.cache_sizes=[16]"])
     first = run("streaming_llm", cfg)
@@ -138,6 +140,7 @@ def test_settings_the_model_or_data_refuse_name_the_setting(tmp_path, data_dir, 
     assert e.value.setting == setting
 
 
+@pytest.mark.e2e
 def test_missing_or_empty_data_folder(tmp_path, monkeypatch):
     monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
     cfg = compose("streaming_llm", ["profile=smoke", "model=smollm2_135m", f"results_dir={tmp_path}", "data_dir=null"])
@@ -171,6 +174,7 @@ def test_unknown_experiment_and_unreachable_model(tmp_path, monkeypatch):
     assert "model.source=local +model.path=" in str(e.value)  # the hint names an override that works
 
 
+@pytest.mark.e2e
 def test_entry_point_prints_one_clear_error(tmp_path, data_dir):
     import subprocess
     import sys
@@ -270,6 +274,7 @@ def test_recompute_scores_the_last_position_and_resumes(tmp_path):
     assert torch.equal(resumed, got) and t.earlier_s > 0 and t.total_s > t.leg_s
 
 
+@pytest.mark.e2e
 def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
     """The paper profile's path (recompute_samples: null): every full-window position, exact ratio."""
     cfg = _cfg(tmp_path, "ppl_table1", ["experiment.max_tokens=300", "experiment.recompute_samples=null",
@@ -284,17 +289,18 @@ def test_ppl_table1_recomputes_every_position_when_asked(tmp_path, data_dir):
     assert abs(ratio / m["ratio.streaming_over_recompute"]["value"] - 1) < 1e-9
 
 
+@pytest.mark.e2e
 def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch):
     """Throughput and duration after a resume count the earlier legs: an interrupted and
     resumed run reports the same throughput as an uninterrupted one, and its duration covers both legs."""
     import time as _time
 
-    from llm_efficiency_bench.streaming_llm import experiments as ex
+    from llm_efficiency_bench.streaming_llm import experiments
 
     extra = ["experiment.max_tokens=12000", "experiment.max_book_tokens=1000", "experiment.fresh_books=3",
              "eval.checkpoint_every_s=0"]
     whole = read_record(run("streaming_llm", _cfg(tmp_path / "a", "ppl_4m", extra)))
-    real = ex.evaluate
+    real = experiments.evaluate
 
     def interrupted(*a, **kw):
         if kw.get("desc", "").startswith("streaming"):
@@ -303,10 +309,10 @@ def test_interrupted_ppl_4m_run_counts_every_leg(tmp_path, data_dir, monkeypatch
         return real(*a, **kw)
 
     cfg = _cfg(tmp_path / "b", "ppl_4m", extra)
-    monkeypatch.setattr(ex, "evaluate", interrupted)
+    monkeypatch.setattr(experiments, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run("streaming_llm", cfg)
-    monkeypatch.setattr(ex, "evaluate", real)
+    monkeypatch.setattr(experiments, "evaluate", real)
     ck = next((tmp_path / "b").rglob("streaming_4+60.pt"))
     earlier = torch.load(ck, weights_only=False)["elapsed_s"]
     t0 = _time.time()

@@ -85,6 +85,7 @@ def test_forward_that_skips_or_miscounts_positions_is_refused():
             model(torch.tensor([[3]]), use_cache=True, **kw)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(GEN))
 def test_generation_equals_token_by_token_sink_cache(name):
     """Prompt 30 + 150 greedy tokens (then 100 sampled) through a 4+20 cache: same tokens as the reference."""

@@ -27,6 +27,7 @@ def _artifacts_exist(path: Path, rec: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------- end to end
 
+@pytest.mark.e2e
 def test_sink_pretrain_writes_record(tmp_path, data_dir):
     cfg = compose("streaming_llm", ["experiment=sink_pretrain", "profile=smoke", f"results_dir={tmp_path}",
                                     "threads=1"])
@@ -51,6 +52,7 @@ def test_sink_pretrain_writes_record(tmp_path, data_dir):
     assert "Table 3" in (path.parent / "comparison.md").read_text()  # the Table 3 claims were compared
 
 
+@pytest.mark.e2e
 def test_chat_writes_record(tmp_path, data_dir):
     cfg = compose("streaming_llm", ["experiment=chat", "profile=smoke", f"results_dir={tmp_path}", "threads=1",
                                     f"experiment.conversation={CONVERSATION}"])
@@ -191,9 +193,9 @@ def test_sink_training_windows_start_with_the_sink_token(tmp_path, monkeypatch):
     tok, ids, key, arch, train = _tiny_setup(tmp_path, monkeypatch)
     sink_id = tok.convert_tokens_to_ids(SINK_TOKEN)
     seen: dict[str, list[torch.Tensor]] = {"vanilla": [], "sink": []}
-    import transformers.models.llama.modeling_llama as ml
+    from transformers.models.llama import modeling_llama
 
-    real_forward = ml.LlamaForCausalLM.forward
+    real_forward = modeling_llama.LlamaForCausalLM.forward
     current = {"v": ""}
 
     def spy(self, input_ids=None, **kw):
@@ -201,7 +203,7 @@ def test_sink_training_windows_start_with_the_sink_token(tmp_path, monkeypatch):
             seen[current["v"]].append(input_ids.clone())
         return real_forward(self, input_ids=input_ids, **kw)
 
-    monkeypatch.setattr(ml.LlamaForCausalLM, "forward", spy)
+    monkeypatch.setattr(modeling_llama.LlamaForCausalLM, "forward", spy)
     for v in ("vanilla", "sink"):
         current["v"] = v
         pretrain_variant(v, arch, train, tok, ids, key, log=lambda _: None)
@@ -214,13 +216,13 @@ def test_sink_training_windows_start_with_the_sink_token(tmp_path, monkeypatch):
 
 
 def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
-    import llm_efficiency_bench.streaming_llm.pretrain as pt
+    from llm_efficiency_bench.streaming_llm import pretrain
 
     tok, ids, key, arch, train = _tiny_setup(tmp_path, monkeypatch)
-    first = pt.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
+    first = pretrain.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
     assert not first.cached
     monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "other"))  # a fresh cache: trains again
-    second = pt.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
+    second = pretrain.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
     assert not second.cached and second.folder != first.folder
     assert second.info["losses"] == first.info["losses"]
     for (n, a), (_, b) in zip(first.model.state_dict().items(), second.model.state_dict().items()):
@@ -229,11 +231,11 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("retrained although the settings are cached")
 
-    monkeypatch.setattr(pt, "train_causal_lm", no_training)
-    third = pt.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
+    monkeypatch.setattr(pretrain, "train_causal_lm", no_training)
+    third = pretrain.pretrain_variant("sink", arch, train, tok, ids, key, log=lambda _: None)
     assert third.cached and third.info["losses"] == first.info["losses"]
     with pytest.raises(AssertionError, match="retrained"):  # other settings are not served from the cache
-        pt.pretrain_variant("sink", arch, {**train, "lr": 0.001}, tok, ids, key, log=lambda _: None)
+        pretrain.pretrain_variant("sink", arch, {**train, "lr": 0.001}, tok, ids, key, log=lambda _: None)
 
 
 def test_softmax1_matches_hand_computation():

@@ -69,6 +69,7 @@ def _token_path(model, cache: SinkCache, ids: torch.Tensor, start: int, n: int) 
     return torch.stack(out)
 
 
+@pytest.mark.e2e
 def test_token_path_equals_chunked_deep_in_a_stream(deep_stream):
     """From token 65,536 on, across a re-base (after 512 tokens), SinkCache stays within 1e-4."""
     model, ids, start, state, ref = deep_stream
@@ -78,6 +79,7 @@ def test_token_path_equals_chunked_deep_in_a_stream(deep_stream):
     assert (got - ref).abs().max().item() <= 1e-4
 
 
+@pytest.mark.e2e
 def test_long_positions_break_it_negative_control(deep_stream):
     """Keys at their true stream positions (~64K, no re-base) drift past 1e-4: the test above is sensitive."""
     model, ids, start, state, ref = deep_stream

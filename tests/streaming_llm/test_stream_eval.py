@@ -69,6 +69,7 @@ def _cfg(tmp_path, extra=()):
     return compose("streaming_llm", ["experiment=stream_eval", "profile=smoke", f"results_dir={tmp_path}", *extra])
 
 
+@pytest.mark.e2e
 def test_smoke_experiment_writes_record(tmp_path, data_dir, one_thread):
     path = run("streaming_llm", _cfg(tmp_path))
     rec = read_record(path)

@@ -122,6 +122,7 @@ def test_one_shot_starts_every_question_from_an_empty_cache():
     assert (first.pick_acc, first.pick_norm) == (again.pick_acc, again.pick_norm)
 
 
+@pytest.mark.e2e
 def test_stream_qa_smoke_writes_record(tmp_path, data_dir):
     cfg = compose("streaming_llm", ["experiment=stream_qa", "profile=smoke", f"results_dir={tmp_path}"])
     path = run("streaming_llm", cfg)
