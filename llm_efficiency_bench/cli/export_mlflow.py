@@ -4,7 +4,7 @@
 
 Each paper becomes one MLflow experiment and each current `record.json` under `--results` one run in it
 (named by its folder, e.g. `ppl_table1/cpu`), with
-  params     the record's resolved config, flattened (`scale.cache_sizes`, `eval.chunk`, ...);
+  params     the record's resolved config, flattened (`experiment.cache_sizes`, `eval.chunk`, ...);
   metrics    the record's metrics (a metric's `stderr` as `<name>.stderr`); a null value (a NaN or infinite
              measurement) is left out and named in the tag `null_metrics`; characters MLflow does not allow
              in a name (`+` in `ppl.streaming.4+1020`) become `_`, the original names in `renamed_metrics`

@@ -1,18 +1,18 @@
-"""Every setting checked up front, before any work, with one line naming the setting to fix.
+"""Paper-wide settings checked up front, before any work, with one line naming the setting to fix; and the
+range checkers (`Num`, `Choice`, `ListOf`, ...) every settings declaration uses.
 
-Each paper declares its settings in `llm_efficiency_bench/<paper>/settings.py`: `SPEC` maps a dotted key to a type with
-its range or allowed values, and `RULES` states relations between keys (e.g. Best-of-N sizes no larger
-than the candidate pool). `validate(paper, cfg)` checks the composed config against `COMMON` plus the
-paper's spec; the runner calls it before anything is built. A key absent from the composed config (an
-experiment-specific setting of another experiment) is skipped.
-
-Experiment keys are usually interpolated from the profile (`experiment.cache_sizes: ${scale.cache_sizes}`);
-an error then names the key the user sets (`scale.cache_sizes`), not the derived one.
+An experiment's own settings (`experiment.*`) are declared beside its function and checked by
+`core/experiment.py`. What lies outside them (`model.*`, `data.*`, a paper's own groups such as `fourier.*`
+or `eval.*`) is declared per paper in `llm_efficiency_bench/<paper>/settings.py`: `SPEC` maps a dotted key to
+its checker, `RULES` states relations between keys. `validate(paper, cfg)` checks the composed config against
+`COMMON` plus the paper's SPEC and RULES, then probes `results_dir`; the runner calls it after the
+experiment's settings and before anything is built. A key absent from the composed config is skipped.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import tempfile
 from dataclasses import dataclass
@@ -197,28 +197,8 @@ def _select(plain: dict[str, Any], key: str) -> Any:
     return node
 
 
-def source_key(cfg: Any, key: str) -> str:
-    """The key a user sets for `key`: where a plain `${...}` interpolation on `key` or on one of its parents
-    points (`experiment.arch.heads` -> `scale.pretrain_arch.heads`), else `key` itself."""
-    from omegaconf import OmegaConf
-
-    parts = key.split(".")
-    for i in range(1, len(parts) + 1):
-        parent = ".".join(parts[:i - 1])
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-        if not OmegaConf.is_dict(node):
-            return key
-        raw = OmegaConf.to_container(node, resolve=False).get(parts[i - 1])
-        if isinstance(raw, str) and raw.startswith("${") and raw.endswith("}") and raw.count("${") == 1 \
-                and ":" not in raw:  # a resolver call (oc.env, ...) is not a key
-            return source_key(cfg, ".".join([raw[2:-1], *parts[i:]]))
-    return key
-
-
-def load_spec(paper: str, experiment: str | None = None) -> tuple[dict[str, Any], list[Rule]]:
-    """`COMMON`, the paper's `SPEC` and its `EXPERIMENTS[experiment]` entries; the paper's `RULES`."""
-    import importlib.util
-
+def load_spec(paper: str) -> tuple[dict[str, Any], list[Rule]]:
+    """`COMMON` with the paper's `SPEC`, and the paper's `RULES`."""
     # A paper of the suite declares them in llm_efficiency_bench/<paper>/settings.py; a paper kept beside the
     # suite (BENCH_PAPERS_PATH) is a package named after the paper, with its own <paper>/settings.py.
     names = [f"llm_efficiency_bench.{paper}.settings", f"{paper}.settings"] if paper.isidentifier() else []
@@ -227,13 +207,10 @@ def load_spec(paper: str, experiment: str | None = None) -> tuple[dict[str, Any]
         raise ConfigError("paper", f"unknown paper {paper!r}: no llm_efficiency_bench/{paper}/settings.py "
                           f"(nor {paper}/settings.py on the Python path) declares its settings")
     mod = importlib.import_module(name)
-    per_experiment = getattr(mod, "EXPERIMENTS", {}).get(experiment, {})
-    return {**COMMON, **mod.SPEC, **per_experiment}, list(getattr(mod, "RULES", []))
+    return {**COMMON, **mod.SPEC}, list(getattr(mod, "RULES", []))
 
 
 def _importable(module: str) -> bool:
-    import importlib.util
-
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # its parent package does not exist
@@ -247,7 +224,7 @@ def validate(paper: str, cfg: Any) -> None:
         ConfigError: for the first bad setting, naming it.
     """
     plain = resolved(cfg)
-    spec, rules = load_spec(paper, _select(plain, "experiment.name"))
+    spec, rules = load_spec(paper)
     for key, typ in spec.items():
         if typ is None:
             continue
@@ -256,8 +233,7 @@ def validate(paper: str, cfg: Any) -> None:
             continue
         msg = typ.check(v)
         if msg:
-            name = source_key(cfg, key)
-            raise ConfigError(name, f"{name} {msg}")
+            raise ConfigError(key, f"{key} {msg}")
     for rule in rules:
         values = [_select(plain, k) for k in rule.keys]
         if any(v is _MISSING for v in values):
@@ -267,7 +243,7 @@ def validate(paper: str, cfg: Any) -> None:
         except (TypeError, ValueError, ArithmeticError):  # a value no spec entry typed (e.g. a model field)
             ok = False
         if not ok:
-            name = source_key(cfg, rule.setting or rule.keys[0])
+            name = rule.setting or rule.keys[0]
             raise ConfigError(name, rule.message.format(*values))
     _check_encodings(_select(plain, "data.encodings"))
     check_results_dir(str(_select(plain, "results_dir")))
@@ -331,12 +307,3 @@ def numeric_leaves(cfg: Any, skip: Sequence[str] = UNDECLARED) -> list[str]:
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
-
-
-def covered(paper: str, cfg: Any, key: str) -> bool:
-    """Whether `key` is declared, directly or as the source of a declared (interpolated) key."""
-    plain = resolved(cfg)
-    spec, _ = load_spec(paper, _select(plain, "experiment.name"))
-    if any(key == k or key.startswith(k + ".") for k in spec):  # a declared key or an entry of a declared map
-        return True
-    return any(source_key(cfg, k) == key for k in spec if _select(plain, k) is not _MISSING)

@@ -10,7 +10,7 @@ import torch
 from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.records import read_record
 from llm_efficiency_bench.core.runner import run
-from tests.conftest import CONFIGS, compose
+from tests.conftest import compose
 
 SMALL = {  # each experiment's smoke sizes, shrunk further
     "speed": ["experiment.cache_sizes=[32]", "experiment.tokens=2"],
