@@ -47,3 +47,11 @@ def compose(config_name: str, overrides: list[str]):
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
         cfg = h_compose(config_name=config_name, overrides=checked)
     return specialise(cfg, checked)
+
+
+def patch_experiment(mp, fn) -> None:
+    """Make the runner run `fn` whatever experiment the config names (`experiment.fn`); the config comes from
+    `compose`, so its settings are already those of the experiment it names."""
+    from llm_efficiency_bench.core import runner
+
+    mp.setattr(runner, "resolve_experiment", lambda spec: fn)

@@ -23,7 +23,8 @@ from typing import Any
 from llm_efficiency_bench.core.benchruns import CODE_PATHS, BenchFileError, Goal, load_run, machine_env, measured, parse_goal
 from llm_efficiency_bench.core.env import capture
 from llm_efficiency_bench.core.ratios import spread
-from llm_efficiency_bench.core.records import Record, RecordError, read_record, write_record
+from llm_efficiency_bench.core.records import Record, RecordError, read_record
+from llm_efficiency_bench.core.run_folder import RunFolder
 from llm_efficiency_bench.core.tables import markdown
 
 PAPER, EXPERIMENT = "bench", "ratios"
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             was = "unreadable"
         print(f"[bench_record] {old} (git {was}) is replaced; the earlier record moves to history/")
     rec = build_record(runs, goals, env)
-    path = write_record(directory, rec)
+    path = RunFolder(directory).write_record(rec)
     print(f"[bench_record] {len(runs)} run(s) of git {str(env['git_sha'])[:10]} on {env['machine']} -> {path} "
           f"({others} other run(s) ignored)")
     print(bench_table_markdown(a.results))

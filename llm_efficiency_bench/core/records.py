@@ -140,14 +140,17 @@ SCHEMA_FILE = Path(__file__).with_name("record_v1.schema.json")  # JSON Schema (
 
 
 def write_record(directory: Path, record: Record) -> Path:
-    """Write `directory/record.json` atomically; a run already published in `directory` is first moved whole
-    to `history/` (`RunFolder.archive`), so a record is never silently overwritten."""
-    from llm_efficiency_bench.core.run_folder import RunFolder  # the run-folder layer imports this module
+    """Write `directory/record.json` atomically. A record is never overwritten: one already there raises
+    (`RunFolder.write_record` moves the earlier run to `history/` first).
 
+    Raises:
+        FileExistsError: `directory/record.json` exists.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "record.json"
     if path.exists():
-        RunFolder(directory).archive()
+        raise FileExistsError(f"{path} exists: a record is never overwritten (RunFolder.write_record keeps "
+                              "the earlier run in history/)")
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_efficiency_bench.core import env as env_mod
-from llm_efficiency_bench.core.records import RecordError, now_iso, read_record
+from llm_efficiency_bench.core.records import Record, RecordError, now_iso, read_record, write_record
 
 RECORD = "record.json"
 STAGING_PREFIX = ".staging-"
@@ -125,6 +125,12 @@ class RunFolder:
             if p.is_file() and ".." not in Path(rel).parts and p not in files:
                 files.append(p)
         return files
+
+    def write_record(self, record: Record) -> Path:
+        """Write the record into this folder, the run already published there moved to `history/` first."""
+        if (self.path / "record.json").exists():
+            self.archive()
+        return write_record(self.path, record)
 
     def archive(self) -> Path | None:
         """Move the published run to `history/<its created stamp>/` (same relative paths); None when there is

@@ -9,6 +9,7 @@ import pytest
 from llm_efficiency_bench.core.benchruns import parse_goal
 from llm_efficiency_bench.core.records import read_record
 from llm_efficiency_bench.cli import bench_record
+from llm_efficiency_bench.core.run_folder import RunFolder
 
 ENV = {"machine": "amd-epyc-2cpu", "cpu_model": "AMD EPYC", "cpu_count": 2, "torch_threads": 2, "torch": "2.13.0",
        "git_sha": "a" * 40, "git_dirty": False}
@@ -90,7 +91,7 @@ def test_bench_table_markdown_from_the_record(tmp_path, here):
         _run(runs, f"{i}.json", s)
     env = dict(ENV)
     rec = bench_record.build_record(bench_record.select_runs(runs, env)[0], [parse_goal(s) for s in RATIOS[1::2]], env)
-    bench_record.write_record(bench_record.record_dir(tmp_path, env["machine"]), rec)
+    RunFolder(bench_record.record_dir(tmp_path, env["machine"])).write_record(rec)
     table = bench_record.bench_table_markdown(tmp_path)
     assert "AMD EPYC (2 cores, 2 torch threads), torch 2.13.0; 2 run(s)" in table and "`aaaaaaaaaa`" in table
     assert rec.to_dict()["created"][:10] in table

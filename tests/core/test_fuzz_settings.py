@@ -162,8 +162,11 @@ def _full(key: str) -> str:
 
 
 def allowed_settings(paper: str, spec: ExperimentSpec, key: str) -> set[str]:
-    """The settings an error about `key` may name: the key, and the setting a rule reading it names."""
-    names = {key}
+    """The settings an error about `key` may name: the key, a declared setting holding it (a checker of a
+    whole mapping, e.g. `select.variants` for `select.variants.early_stop.epochs`), and the setting a rule
+    reading it names."""
+    declared = load_spec(paper)[0]
+    names = {key} | {k for k in declared if key.startswith(k + ".")}
     for rule in spec.rules:
         if key in {_full(k) for k in rule.keys}:
             names.add(_full(rule.setting or rule.keys[0]))

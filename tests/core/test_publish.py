@@ -13,7 +13,7 @@ from llm_efficiency_bench.core import env as env_mod, runner
 from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.records import read_record
 from tests.conftest import REPO, compose
-from tests.core.test_fuzz_settings import patch_experiment
+from tests.conftest import patch_experiment
 
 KEY = ("streaming_llm", "ppl_cache")  # a real experiment slot (its config); its function is replaced by fakes
 

@@ -8,6 +8,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from llm_efficiency_bench.core.run_folder import RunFolder
 from llm_efficiency_bench.core.records import (SCHEMA_FILE, SCHEMA_VERSION, Record, RecordError, check_record,
                                                read_record, write_record)
 from tests.conftest import REPO
@@ -25,7 +26,9 @@ def test_roundtrip_and_history(tmp_path):
     data = read_record(p)
     assert data["metrics"]["ppl.dense"] == {"value": 12.5, "unit": "ppl", "direction": "lower", "kind": "quality"}
     assert data["metrics"]["x"]["value"] is None
-    write_record(tmp_path, _record())
+    with pytest.raises(FileExistsError, match="never overwritten"):
+        write_record(tmp_path, _record())
+    RunFolder(tmp_path).write_record(_record())  # the run folder keeps the earlier run
     assert len(list((tmp_path / "history").iterdir())) == 1
 
 

@@ -15,7 +15,7 @@ from llm_efficiency_bench.core.checkpoint import Checkpoint
 from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.records import read_record
 from tests.conftest import compose
-from tests.core.test_fuzz_settings import patch_experiment
+from tests.conftest import patch_experiment
 
 MARKER = Path(os.environ.get("TMPDIR", "/tmp")) / f"pickle-payload-ran-{os.getpid()}"
 
