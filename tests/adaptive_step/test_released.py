@@ -210,6 +210,7 @@ def test_released_code_candidates_checked_in_sandbox(tmp_path, monkeypatch, data
     assert answers[0] is not None and answers[0] != answers[1]
 
 
+@pytest.mark.e2e
 def test_authors_candidates_on_cpu_without_prms(tmp_path, monkeypatch, data_dir):
     """The real-format fixture: the authors' own evaluation file (5 GSM8K questions x 256 MetaMath-Llama-3.1-8B
     candidates with their step markers). Loading, gold checking, majority vote, pass@N and random pick run on

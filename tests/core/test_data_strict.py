@@ -60,6 +60,7 @@ def test_training_corpus_is_strict_too(tmp_path):
         read_corpus(tmp_path, ["corpus.txt"], 1000)
 
 
+@pytest.mark.e2e
 def test_all_real_books_still_read(data_dir):
     cfg = OmegaConf.load(CONFIGS / "data" / "gutenberg.yaml")
     docs = load_documents(cfg, str(data_dir))
