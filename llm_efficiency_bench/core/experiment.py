@@ -249,7 +249,7 @@ def _check_ranges(spec: ExperimentSpec, values: dict[str, Any], where: Callable[
         if msg:
             raise ConfigError(f"experiment.{name}", f"experiment.{name}{where(name)} {msg}")
     for rule in spec.rules:  # a key `/a.b` is read from the whole config (e.g. `/fourier.base_side`)
-        if not whole and any(k.startswith("/") for k in rule.keys):
+        if (not whole or context is None) and any(k.startswith("/") for k in rule.keys):
             continue  # the whole config is the run's (its profile, its overrides): checked on the run's values
         args = [_dig(context or {}, k[1:]) if k.startswith("/") else _dig(values, k) for k in rule.keys]
         try:

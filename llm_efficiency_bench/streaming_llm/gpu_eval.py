@@ -127,16 +127,14 @@ class EvalSpeedSettings:
     n_sink: int = setting(4, nonneg_int(), "S attention sinks")
     cache: int = setting(2048, CACHE, "L = S + R (Fig. 5, Llama-2: 4+2044)")
     tokens: int = setting(65536, pos_int(), "stream the chunked evaluator times")
-    chunk: int = setting(1024, pos_int(hi=65536), "tokens per forward of the chunked evaluator (the YAML ties it "
-                         "to eval.chunk)")
     sink_steps: int = setting(64, pos_int(hi=100_000), "token-by-token steps sampled on a full cache")
     project_tokens: int = setting(4_000_000, pos_int(), "stream length both rates are projected to")
 
 
 EVAL_SPEED_RULES = [
     SINKS_FIT_CACHE,
-    Rule(("tokens", "cache", "chunk"), lambda n, c, k: n > c + k,
-         "{0} tokens do not pass the {1}-token cache by a chunk ({2})", "tokens"),
+    Rule(("tokens", "cache", "/eval.chunk"), lambda n, c, k: n > c + k,
+         "{0} tokens do not pass the {1}-token cache by a chunk (eval.chunk {2})", "tokens"),
 ]
 
 
@@ -151,7 +149,7 @@ def eval_speed(ctx: RunContext) -> None:
     if lm.context and L > lm.context:
         raise ConfigError("experiment.cache", f"cache {L} exceeds {lm.name}'s context {lm.context}")
     policy = CachePolicy(S, L - S)
-    n, chunk, steps, project = int(e.tokens), int(e.chunk), int(e.sink_steps), int(e.project_tokens)
+    n, chunk, steps, project = int(e.tokens), int(ctx.cfg.eval.chunk), int(e.sink_steps), int(e.project_tokens)
     vocab = int(getattr(getattr(lm.model.config, "text_config", lm.model.config), "vocab_size"))
     ids = torch.randint(3, vocab, (n + 1,), generator=torch.Generator().manual_seed(int(cfg.seed)))
     ctx.log(f"{lm.name} {lm.dtype} on {lm.device}: chunked {policy.label()} over {n:,} tokens (chunk {chunk}), "

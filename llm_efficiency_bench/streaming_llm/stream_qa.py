@@ -210,7 +210,7 @@ def run_policy(ctx: RunContext, model: Any, tok: Any, split: str, questions: lis
                key: dict) -> tuple[list[Answer], dict]:
     """One policy over one split, checkpointed every `eval.checkpoint_every_s` seconds (resumes)."""
     e, cfg = ctx.cfg.experiment, ctx.cfg
-    qa = QAStream(model, tok, policy, int(e.n_sink), int(e.cache), int(e.chunk), int(e.max_new_tokens))
+    qa = QAStream(model, tok, policy, int(e.n_sink), int(e.cache), int(ctx.cfg.eval.chunk), int(e.max_new_tokens))
     ck = Checkpoint(ctx.checkpoint_dir, f"{split}_{policy}", config_key({**key, "split": split, "policy": policy}))
     saved = ck.load() or {}
     rows = [Answer(**r) for r in saved.get("rows", [])]
@@ -334,8 +334,6 @@ class StreamQASettings:
     dense_max_tokens: int = setting(16384, pos_int(), "dense stops here (past the model's context on purpose)")
     generate_every: int = setting(1, nonneg_int(), "generated reply + exact match on every k-th question (0: off)")
     max_new_tokens: int = setting(12, pos_int(hi=4096), "greedy reply length limit")
-    chunk: int = setting(1024, pos_int(hi=65536), "tokens per forward reading the stream (the YAML ties it to "
-                         "eval.chunk)")
 
 
 STREAM_QA_RULES = [
@@ -361,7 +359,7 @@ def stream_qa(ctx: RunContext) -> None:
                           "model=llama2_7b_chat (or llama2_13b_chat)")
     key = {"model": cfg.model, "dtype": str(lm.dtype), "n_sink": S, "cache": L, "part": e.part,
            "questions": e.questions, "generate_every": e.generate_every, "max_new_tokens": e.max_new_tokens,
-           "chunk": e.chunk, "dense_max_tokens": e.dense_max_tokens, "instruction": INSTRUCTION,
+           "chunk": ctx.cfg.eval.chunk, "dense_max_tokens": e.dense_max_tokens, "instruction": INSTRUCTION,
            "prompt_version": PROMPT_VERSION}
     answers, table = [], []
     for split, questions in splits.items():

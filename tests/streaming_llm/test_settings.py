@@ -49,8 +49,8 @@ def test_the_sizes_are_those_of_the_profile_composed():
     assert cfg.profile.name == "gpu_h200" and cfg.experiment.tokens == 10
     assert compose("streaming_llm", ["experiment=speed", "profile=paper"]).experiment.tokens == 20
     # eval_speed's chunk is the evaluator's (eval.chunk) of the profile, or of the command line
-    assert compose("streaming_llm", ["experiment=eval_speed", "profile=smoke"]).experiment.chunk == 128
-    assert compose("streaming_llm", ["experiment=eval_speed", "profile=smoke", "eval.chunk=64"]).experiment.chunk == 64
+    assert compose("streaming_llm", ["experiment=eval_speed", "profile=smoke"]).eval.chunk == 128
+    assert compose("streaming_llm", ["experiment=eval_speed", "profile=smoke", "eval.chunk=64"]).eval.chunk == 64
 
 
 def test_an_override_concerns_the_run_profile_only():
