@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -16,6 +18,7 @@ def _model(seed: int = 0) -> LlamaForCausalLM:
     return LlamaForCausalLM(cfg).eval()
 
 
+@pytest.mark.e2e  # generates row by row and batched
 def test_batched_greedy_matches_single_rows_and_confidence_is_prob():
     m = _model()
     prompts = [[5, 6, 7], [8, 9, 10, 11, 12, 13], [14]]

@@ -40,7 +40,7 @@ def _tiny_model(folder):
     return folder
 
 
-# fast since evaluate_greedy indexes only the project task folder (was ~15 min with all lm-eval tasks)
+@pytest.mark.e2e  # runs lm-eval; quick because evaluate_greedy indexes only the project's task folder
 def test_lm_eval_runs_registered_model_on_project_task(data_dir, tmp_path):
     import json
 
@@ -59,6 +59,7 @@ def test_lm_eval_runs_registered_model_on_project_task(data_dir, tmp_path):
     assert "bench_gsm8k_numeric" in doc["versions"] and doc["n-samples"]["bench_gsm8k_numeric"]["effective"] == 2
 
 
+@pytest.mark.e2e  # runs lm-eval
 def test_greedy_keeps_lm_eval_json_beside_the_record(data_dir, tmp_path, monkeypatch):
     import json
 

@@ -2,6 +2,7 @@
 (identical prompts run once, cache gathered) and batch compaction (finished rows leave) change no sample;
 and the Best-of-N bootstrap interval has the binomial width."""
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -34,6 +35,7 @@ def test_shared_prefill_greedy_rows_agree():
     assert out[3].ids == sample(m, [[4, 5]], 10, 0, greedy=True)[0].ids
 
 
+@pytest.mark.e2e  # samples a whole batch twice (seconds)
 def test_compaction_changes_no_sample():
     """Dropping finished rows from the batch gives the same tokens as running them to the end."""
     m = _model()

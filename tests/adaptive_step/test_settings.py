@@ -14,6 +14,8 @@ from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.validate import validate
 from tests.conftest import compose
 
+pytestmark = pytest.mark.e2e  # composes every experiment on every profile
+
 EXPERIMENTS = ("cost", "bon", "tvd", "greedy", "bon_released")
 
 

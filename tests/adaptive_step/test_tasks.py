@@ -62,6 +62,7 @@ def test_gsm8k_bare_numbers_judged_as_math_verify_judges_them():
         assert checkers.check_gsm8k(f"#### {pred}", gold) == checkers._verify(gold, pred, 20), (pred, gold)
 
 
+@pytest.mark.e2e  # every MATH500 answer through math-verify
 def test_math500_all_gold_answers_self_consistent_via_math_verify(data_dir):
     probs = tasks.load_math500(str(data_dir))
     assert len(probs) == 500

@@ -18,6 +18,8 @@ from llm_efficiency_bench.core.regress import compare_records
 from tests.conftest import REPO, compose
 from tests.core.test_fuzz_settings import EXPERIMENTS, allowed_settings, declared_spec
 
+pytestmark = pytest.mark.e2e  # sweeps, reports and composition fuzz through subprocesses and Hydra
+
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
 
 

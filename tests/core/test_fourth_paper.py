@@ -14,6 +14,8 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.e2e  # runs the fourth paper's entry point, listing and report in subprocesses
+
 TOY_ROOT = REPO / "tests" / "toy_paper"  # on the Python path: the package `toy`
 TOY = TOY_ROOT / "toy"  # in BENCH_PAPERS_PATH: configs/toy.yaml, configs/toy/, references/toy.yaml
 

@@ -29,6 +29,8 @@ from llm_efficiency_bench.core.paths import config_dir_of, papers
 from llm_efficiency_bench.core.validate import load_spec, numeric_leaves
 from tests.conftest import REPO, compose
 
+pytestmark = pytest.mark.e2e  # composes every experiment of every paper many times (about 30 s)
+
 PAPERS = papers()
 EXPERIMENTS = {paper: sorted(p.stem for p in (config_dir_of(paper) / paper / "experiment").glob("*.yaml"))
                for paper in PAPERS}

@@ -126,7 +126,8 @@ def test_settings_the_schema_refuses_fail_before_the_run(tmp_path, overrides, se
       "experiment.recompute_samples=4", "model.context=256"], "experiment.allow_beyond_context"),
     (["experiment=ppl_4m", "experiment.max_tokens=100000000", "data=text_dir", "data.subdir=one_book"],
      "experiment.max_tokens"),  # more tokens than the data has
-    (["experiment=ppl_4m", "experiment.fresh_tokens=5000"], "experiment.fresh_tokens"),  # > a smoke book (1,500)
+    pytest.param(["experiment=ppl_4m", "experiment.fresh_tokens=5000"], "experiment.fresh_tokens",  # > a smoke book
+                 marks=pytest.mark.e2e),  # found only once the books are read and tokenized (seconds)
 ])
 def test_settings_the_model_or_data_refuse_name_the_setting(tmp_path, data_dir, overrides, setting):
     (tmp_path / "one_book").mkdir()

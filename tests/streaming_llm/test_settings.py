@@ -9,6 +9,8 @@ from llm_efficiency_bench.core.errors import ConfigError
 from llm_efficiency_bench.core.experiment import declared, settings_for
 from tests.conftest import CONFIGS, compose
 
+pytestmark = pytest.mark.e2e  # composes every experiment on every profile
+
 EXPERIMENTS = sorted(p.stem for p in (CONFIGS / "streaming_llm" / "experiment").glob("*.yaml"))
 PROFILES = ("smoke", "cpu", "gpu", "paper")
 
