@@ -7,8 +7,8 @@ headline run, `headline_run` in the reference file), then every "not reproduced"
 with its reason (`why`). Then, per paper, the comparison paper | ours | delta | tolerance | verdict for every
 claim of `references/<paper>.yaml` (the headline run first, other configurations under their run tag; a
 claim with no record says so), and each record's own tables and figures.
-Figures are redrawn from the record's CSVs by `llm_efficiency_bench.<paper>.figures.rebuild` (the code the experiments
-draw them with). A corrupt record, or a missing or corrupt CSV, is reported by name and skipped; it never
+Figures are redrawn from the record's CSVs by each experiment's drawer (`@experiment(figures=...)`, found
+through the experiment YAML's `fn`: the code the run drew them with). A corrupt record, or a missing or corrupt CSV, is reported by name and skipped; it never
 breaks the report for the others. `--readme` also rewrites the results block of the README (between its
 markers, nothing else): the verdict summary, the headline claims, the run time of each experiment and
 profile, and the key figures; and the speed-ratio block between the `bench:` markers when
