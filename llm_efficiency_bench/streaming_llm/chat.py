@@ -213,7 +213,7 @@ class ChatSettings:
     """The streaming chat (`experiment.*`); defaults as the paper profile (all 160 MT-Bench turns)."""
 
     conversation: str = setting("mt_bench/mt_bench.jsonl", Text(), "relative to the data directory (or an "
-                                "absolute path); all turns of all entries are flattened into one session")
+                                "absolute path); all turns of all entries are flattened into one conversation stream")
     rounds: int | None = setting(None, pos_int(null=True), "user turns used (null: all)")
     cache: int = setting(1024, CACHE, "S + R")
     n_sink: int = setting(4, nonneg_int(), "S attention sinks")
@@ -279,7 +279,7 @@ def chat(ctx: RunContext) -> None:
               f"new tokens, {len(rounds)} rounds, {total:,} tokens ({total / L:.1f}x the cache)",
               [{"round": r.round, "user": _clip(r.user), "reply": _clip(r.reply), "tokens_total": r.tokens_total,
                 "cache_len": r.cache_len, "ms_per_token": r.ms_per_token, "rss_mb": r.rss_mb} for r in show],
-              notes=[f"conversation: {path.name}, turns flattened into one session; one cache for the whole "
+              notes=[f"conversation: {path.name}, turns flattened into one conversation stream; one cache for the whole "
                      "conversation, never reset or re-encoded",
                      f"cache overflows: {session.overflows}; non-empty replies: {nonempty}/{len(rounds)}; "
                      f"RSS {rss_start:.0f} -> {rss_end:.0f} MiB; full transcript in transcript.csv"], digits=1)

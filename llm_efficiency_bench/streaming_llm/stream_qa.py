@@ -115,12 +115,12 @@ class QAStream:
         self.window = cache - self.n_sink if policy in ("streaming", "window") else None
         self.chunk, self.max_new = chunk, max_new_tokens
         self.stop = sorted(stop_ids(model, tokenizer))
-        self.session = self._new_session()
+        self.reader = self._new_reader()
         self.prev: list[dict[str, str]] = []  # the last exchange, for the template's text of the next turn
         self.pending: list[int] = []  # the previous answer's tokens, fed with the next question
         self.template_mismatches = 0
 
-    def _new_session(self) -> StreamingSession:
+    def _new_reader(self) -> StreamingSession:
         return StreamingSession(self.model, self.n_sink, self.window, self.chunk)
 
     def _turn_text(self, user: str) -> str:
@@ -153,20 +153,20 @@ class QAStream:
     def ask(self, q: Question, split: str, index: int, generate: bool) -> Answer:
         """Feed the question (after the previous answer), score its choices, answer, return the row."""
         if self.policy == "one_shot":
-            self.session, self.prev, self.pending = self._new_session(), [], []
+            self.reader, self.prev, self.pending = self._new_reader(), [], []
         user = user_text(q)
-        position = self.session.seen + len(self.pending)
+        position = self.reader.seen + len(self.pending)
         generated = None
         if generate:  # on a branch: the same question with its lettered choices, a greedy reply
-            with self.session.branch():
-                self.session.feed(self.pending + self.tok(self._turn_text(choices_text(q)),
+            with self.reader.branch():
+                self.reader.feed(self.pending + self.tok(self._turn_text(choices_text(q)),
                                                           add_special_tokens=False).input_ids)
-                generated = self.session.generate(max_new_tokens=self.max_new, eos_token_id=self.stop)
+                generated = self.reader.generate(max_new_tokens=self.max_new, eos_token_id=self.stop)
         ids = self.pending + self.tok(self._turn_text(user), add_special_tokens=False).input_ids
-        self.session.feed(ids)
+        self.reader.feed(ids)
         parts = [self._reply_parts(user, c) for c in q.choices]
         conts = [self.tok(head, add_special_tokens=False).input_ids for head, _ in parts]
-        lps = self.session.score_many(conts)
+        lps = self.reader.score_many(conts)
         ll = torch.stack([lp.double().sum() for lp in lps])
         pick_acc = int(ll.argmax())
         pick_norm = int((ll / torch.tensor([max(1, len(c)) for c in q.choices], dtype=torch.float64)).argmax())
@@ -185,12 +185,12 @@ class QAStream:
 
     # ---------------------------------------------------------------------------------- resume state
     def state_dict(self) -> dict:
-        snap = self.session.snapshot()
+        snap = self.reader.snapshot()
         return {"stream": snap.state.to_dict(), "next_logits": snap.next_logits, "prev": self.prev,
                 "pending": self.pending, "template_mismatches": self.template_mismatches}
 
     def load_state_dict(self, d: dict) -> None:
-        self.session.restore(Snapshot(StreamState.from_dict(d["stream"]), d["next_logits"]))
+        self.reader.restore(Snapshot(StreamState.from_dict(d["stream"]), d["next_logits"]))
         self.prev, self.pending = d["prev"], d["pending"]
         self.template_mismatches = int(d["template_mismatches"])
 
@@ -224,19 +224,19 @@ def run_policy(ctx: RunContext, model: Any, tok: Any, split: str, questions: lis
     for k in tqdm(range(len(rows), len(questions)), desc=f"{split}/{policy}", unit="q", mininterval=10):
         if info["stop_reason"]:
             break
-        if policy == "dense" and qa.session.seen >= dense_max:
-            info.update(stopped_at_question=k, stopped_at_token=qa.session.seen,
+        if policy == "dense" and qa.reader.seen >= dense_max:
+            info.update(stopped_at_question=k, stopped_at_token=qa.reader.seen,
                         stop_reason=f"dense_max_tokens ({dense_max}) reached")
-            ctx.log(f"{split}/dense: stopped before question {k} at {qa.session.seen:,} tokens "
+            ctx.log(f"{split}/dense: stopped before question {k} at {qa.reader.seen:,} tokens "
                     f"({info['stop_reason']})")
             break
         try:
             rows.append(qa.ask(questions[k], split, k, every > 0 and k % every == 0))
         except (torch.OutOfMemoryError, MemoryError) as err:  # dense: where memory ends, recorded
-            info.update(stopped_at_question=k, stopped_at_token=qa.session.seen, stop_reason=f"out of memory: {err}")
-            ctx.log(f"{split}/{policy}: out of memory at question {k}, {qa.session.seen:,} tokens")
+            info.update(stopped_at_question=k, stopped_at_token=qa.reader.seen, stop_reason=f"out of memory: {err}")
+            ctx.log(f"{split}/{policy}: out of memory at question {k}, {qa.reader.seen:,} tokens")
             break
-        info["cache_len_max"] = max(info["cache_len_max"], qa.session.cache_len)
+        info["cache_len_max"] = max(info["cache_len_max"], qa.reader.cache_len)
         if time.time() - last_save > float(cfg.eval.checkpoint_every_s):
             info["seconds"] = time.time() - t0
             ck.save({"rows": [asdict(r) for r in rows], "info": info, "qa": qa.state_dict()})

@@ -72,7 +72,7 @@ def test_paired_diff():
 def _recorder(qa: QAStream) -> list[int]:
     """Tokens fed to the stream (what happens on a branch, which is undone, not counted)."""
     fed: list[int] = []
-    feed, branch = qa.session.feed, qa.session.branch
+    feed, branch = qa.reader.feed, qa.reader.branch
     on = [True]
 
     def wrapped(ids):
@@ -89,7 +89,7 @@ def _recorder(qa: QAStream) -> list[int]:
         finally:
             on[0] = True
 
-    qa.session.feed, qa.session.branch = wrapped, wrapped_branch
+    qa.reader.feed, qa.reader.branch = wrapped, wrapped_branch
     return fed
 
 
@@ -109,7 +109,7 @@ def test_stream_is_the_conversation_with_the_chosen_answers():
         assert (row.correct_gen >= 0) == (k == 2)
     want = tok.apply_chat_template(msgs[:-1], tokenize=False, add_generation_prompt=True)
     assert tok.decode(fed) == want  # the last answer is pending, fed with the next question
-    assert qa.session.seen == len(fed) > 4 * 40 and qa.session.cache_len == 40
+    assert qa.reader.seen == len(fed) > 4 * 40 and qa.reader.cache_len == 40
     assert qa.template_mismatches == 0
 
 
